@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: set-up, a release build with the unit, fixture and CLI tests, then the same tests built
+# with AddressSanitizer + UndefinedBehaviorSanitizer. CUDA tests skip (counted as skipped) without a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+jobs=$(nproc)
+
+echo "== release build and tests"
+bash scripts/build.sh
+ctest --test-dir build --output-on-failure --parallel "$jobs"
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DG4MOE_SANITIZE=ON -DG4MOE_CUDA=OFF >/dev/null
+cmake --build build-asan --parallel "$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure --parallel "$jobs"

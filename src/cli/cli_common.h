@@ -1,0 +1,19 @@
+// cli_common.h: what every g4moe subcommand shares: registration and number formatting.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace g4::cli {
+
+// Each subcommand registers itself and returns the action to run when it is chosen.
+using Action = std::function<int()>;
+
+Action register_inspect(CLI::App& app);
+
+std::string human_count(double n);  // 25.2B, 3.81M, 512
+std::string human_bytes(double n);  // 1.5 GiB
+
+}  // namespace g4::cli

@@ -1,0 +1,28 @@
+// json.h: strict JSON parsing of outside input (config.json, safetensors headers, index files, input files).
+//
+// Invariant: parse_json_strict either returns a document without duplicate object keys at any depth, or
+// throws g4::Error naming `where` and the problem. It never throws anything else.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace g4 {
+
+using Json = nlohmann::json;
+
+Json parse_json_strict(std::string_view text, const std::string& where);
+Json read_json_file(const std::string& path);
+
+// Typed field access with errors that name the file and the key.
+const Json& json_require(const Json& object, const char* key, const std::string& where);
+std::int64_t json_int(const Json& value, const std::string& what, const std::string& where);
+double json_number(const Json& value, const std::string& what, const std::string& where);
+bool json_bool(const Json& value, const std::string& what, const std::string& where);
+std::string json_string(const Json& value, const std::string& what, const std::string& where);
+
+// Atomically replaces `path` with `text`: writes `path.tmp`, fsyncs, renames.
+void write_text_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace g4

@@ -1,0 +1,120 @@
+#include "model/weight_layout.h"
+
+#include <regex>
+
+namespace g4 {
+
+std::string_view weight_group_name(WeightGroup group) {
+  switch (group) {
+    case WeightGroup::embedding:
+      return "embedding";
+    case WeightGroup::attention:
+      return "attention";
+    case WeightGroup::dense_mlp:
+      return "dense_mlp";
+    case WeightGroup::router:
+      return "router";
+    case WeightGroup::experts:
+      return "experts";
+    case WeightGroup::norm:
+      return "norm";
+    case WeightGroup::per_layer_input:
+      return "per_layer_input";
+    case WeightGroup::layer_scalar:
+      return "layer_scalar";
+    case WeightGroup::head:
+      return "head";
+  }
+  return "?";
+}
+
+std::vector<ExpectedTensor> expected_text_tensors(const TextConfig& c) {
+  std::vector<ExpectedTensor> out;
+  const std::int64_t H = c.hidden_size;
+  const int L = c.num_hidden_layers;
+  const int P = c.hidden_size_per_layer_input;
+  auto add = [&](std::string name, Shape shape, WeightGroup group, int layer = -1, bool trainable = true) {
+    out.push_back({std::move(name), std::move(shape), group, layer, trainable});
+  };
+  add("embed_tokens.weight", {c.vocab_size, H}, WeightGroup::embedding);
+  if (P > 0) {
+    add("embed_tokens_per_layer.weight", {c.vocab_size_per_layer_input, static_cast<std::int64_t>(L) * P},
+        WeightGroup::per_layer_input);
+    add("per_layer_model_projection.weight", {static_cast<std::int64_t>(L) * P, H},
+        WeightGroup::per_layer_input);
+    add("per_layer_projection_norm.weight", {P}, WeightGroup::norm);
+  }
+  for (const LayerSpec& s : c.layers) {
+    const std::string p = "layers." + std::to_string(s.index) + ".";
+    const int l = s.index;
+    const std::int64_t D = s.head_dim, q = s.num_q_heads * D, kv = s.num_kv_heads * D;
+    add(p + "input_layernorm.weight", {H}, WeightGroup::norm, l);
+    add(p + "self_attn.q_proj.weight", {q, H}, WeightGroup::attention, l);
+    add(p + "self_attn.q_norm.weight", {D}, WeightGroup::norm, l);
+    if (s.kv_source < 0) {
+      add(p + "self_attn.k_proj.weight", {kv, H}, WeightGroup::attention, l);
+      if (!s.k_eq_v) add(p + "self_attn.v_proj.weight", {kv, H}, WeightGroup::attention, l);
+      add(p + "self_attn.k_norm.weight", {D}, WeightGroup::norm, l);
+    }
+    add(p + "self_attn.o_proj.weight", {H, q}, WeightGroup::attention, l);
+    add(p + "post_attention_layernorm.weight", {H}, WeightGroup::norm, l);
+    add(p + "pre_feedforward_layernorm.weight", {H}, WeightGroup::norm, l);
+    add(p + "mlp.gate_proj.weight", {s.mlp_width, H}, WeightGroup::dense_mlp, l);
+    add(p + "mlp.up_proj.weight", {s.mlp_width, H}, WeightGroup::dense_mlp, l);
+    add(p + "mlp.down_proj.weight", {H, s.mlp_width}, WeightGroup::dense_mlp, l);
+    add(p + "post_feedforward_layernorm.weight", {H}, WeightGroup::norm, l);
+    if (s.moe) {
+      const std::int64_t E = c.num_experts, I = c.moe_intermediate_size;
+      add(p + "post_feedforward_layernorm_1.weight", {H}, WeightGroup::norm, l);
+      add(p + "router.proj.weight", {E, H}, WeightGroup::router, l);
+      add(p + "router.scale", {H}, WeightGroup::router, l);
+      add(p + "router.per_expert_scale", {E}, WeightGroup::router, l);
+      add(p + "pre_feedforward_layernorm_2.weight", {H}, WeightGroup::norm, l);
+      add(p + "experts.gate_up_proj", {E, 2 * I, H}, WeightGroup::experts, l);
+      add(p + "experts.down_proj", {E, H, I}, WeightGroup::experts, l);
+      add(p + "post_feedforward_layernorm_2.weight", {H}, WeightGroup::norm, l);
+    }
+    if (s.ple_width > 0) {
+      add(p + "per_layer_input_gate.weight", {s.ple_width, H}, WeightGroup::per_layer_input, l);
+      add(p + "per_layer_projection.weight", {H, s.ple_width}, WeightGroup::per_layer_input, l);
+      add(p + "post_per_layer_input_norm.weight", {H}, WeightGroup::norm, l);
+    }
+    add(p + "layer_scalar", {1}, WeightGroup::layer_scalar, l, /*trainable=*/false);
+  }
+  add("norm.weight", {H}, WeightGroup::norm);
+  if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, H}, WeightGroup::head);
+  return out;
+}
+
+bool ignored_when_unexpected(const TextConfig& c, const std::string& name) {
+  static const std::regex shared_kv(
+      R"(layers\.(\d+)\.self_attn\.(k_proj|v_proj)\.weight|layers\.(\d+)\.self_attn\.k_norm\.weight)");
+  std::smatch m;
+  if (!std::regex_match(name, m, shared_kv)) return false;
+  const int layer = std::stoi(m[1].matched ? m[1].str() : m[3].str());
+  return layer < c.num_hidden_layers && c.layers[layer].kv_source >= 0;
+}
+
+}  // namespace g4
+
+namespace g4 {
+
+ParameterCounts count_parameters(const TextConfig& c) {
+  ParameterCounts n;
+  for (const ExpectedTensor& t : expected_text_tensors(c)) {
+    if (!t.trainable) continue;
+    const std::int64_t numel = shape_numel(t.shape);
+    n.total += numel;
+    if (t.group == WeightGroup::experts) n.experts += numel;
+    if (t.group == WeightGroup::embedding || t.group == WeightGroup::head) n.embeddings += numel;
+    if (t.name == "embed_tokens_per_layer.weight") n.per_layer_embeddings += numel;
+  }
+  n.active_per_token = n.total;
+  if (c.enable_moe_block && c.num_experts > 0) {
+    // Integer arithmetic: experts is a multiple of num_experts, so this is exact.
+    n.active_per_token -= n.experts / c.num_experts * (c.num_experts - c.top_k_experts);
+  }
+  return n;
+}
+
+}  // namespace g4

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# End-to-end checks of the g4moe binary on real files: exit codes and one-line errors on bad input.
+# Usage: cli_test.sh path/to/g4moe   (run from the repository root)
+set -u
+g4moe="$1"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+failures=0
+pass() { echo "ok   $1"; }
+bad() { echo "FAIL $1"; failures=$((failures + 1)); }
+
+# expect_error NAME EXPECTED_SUBSTRING CMD...: exit code 2, one stderr line starting with "g4moe: error:".
+expect_error() {
+  local name="$1" want="$2"
+  shift 2
+  "$@" >"$scratch/out" 2>"$scratch/err"
+  local rc=$?
+  local lines
+  lines=$(wc -l <"$scratch/err")
+  if [ "$rc" -eq 2 ] && [ "$lines" -eq 1 ] && grep -q "^g4moe: error: .*$want" "$scratch/err"; then
+    pass "$name"
+  else
+    bad "$name (rc=$rc, stderr: $(head -c 400 "$scratch/err"))"
+  fi
+}
+
+released=tests/fixtures/released_layout
+saved=tests/fixtures/moe_padding
+
+# Both layouts of the same architecture resolve to the same layer specs.
+"$g4moe" inspect --json "$released" >"$scratch/a.json" || bad "inspect released layout"
+"$g4moe" inspect --json "$saved" >"$scratch/b.json" || bad "inspect saved layout"
+python3 - "$scratch/a.json" "$scratch/b.json" <<'PY' && pass "same layer specs in both layouts" || bad "layer specs differ"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert a["layers"] == b["layers"], (a["layers"], b["layers"])
+assert a["checkpoint"]["files"] == 2 and b["checkpoint"]["files"] == 1
+assert a["checkpoint"]["missing"] == [] and a["checkpoint"]["unexpected"] == []
+PY
+
+"$g4moe" inspect tests/data/configs/gemma-4-26b-a4b.json | grep -q "25.23B total" && pass "26B-A4B total" || bad "26B-A4B total"
+"$g4moe" inspect tests/data/configs/gemma-4-26b-a4b.json | grep -q "3.82B active per token" && pass "26B-A4B active" || bad "26B-A4B active"
+
+# A truncated shard.
+cp -r "$released" "$scratch/trunc"
+shard=$(ls "$scratch/trunc"/model-00002-of-*.safetensors)
+truncate -s -64 "$shard"
+expect_error "truncated shard" "truncated" "$g4moe" inspect "$scratch/trunc"
+
+# An edited header: a dtype changed to one that does not exist.
+cp -r "$saved" "$scratch/edited"
+sed -i '0,/"F32"/s//"Q32"/' "$scratch/edited/model.safetensors"
+expect_error "edited header" 'unknown dtype "Q32"' "$g4moe" inspect "$scratch/edited"
+
+# A missing shard.
+cp -r "$released" "$scratch/noshard"
+rm "$scratch/noshard"/model-00001-of-*.safetensors
+expect_error "missing shard" "missing shard" "$g4moe" inspect "$scratch/noshard"
+
+# Invalid config JSON, and a config that contradicts itself.
+cp -r "$saved" "$scratch/badjson"
+echo '{"model_type": "gemma4_text",' >"$scratch/badjson/config.json"
+expect_error "invalid config JSON" "invalid JSON" "$g4moe" inspect "$scratch/badjson"
+cp -r "$saved" "$scratch/heads"
+python3 - "$scratch/heads/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["num_key_value_heads"] = 3; json.dump(c, open(sys.argv[1], "w"))
+PY
+expect_error "heads not divisible" "not divisible" "$g4moe" inspect "$scratch/heads"
+
+# Tensors that do not match the config: all listed, exit 2.
+cp -r "$saved" "$scratch/mismatch"
+python3 - "$scratch/mismatch/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["hidden_size"] = 48; json.dump(c, open(sys.argv[1], "w"))
+PY
+"$g4moe" inspect "$scratch/mismatch" >"$scratch/out" 2>"$scratch/err"
+rc=$?
+if [ $rc -eq 2 ] && grep -q "wrong shape: model.embed_tokens.weight" "$scratch/out" && [ "$(wc -l <"$scratch/err")" -eq 1 ]; then
+  pass "wrong shapes listed"
+else
+  bad "wrong shapes listed (rc=$rc)"
+fi
+
+expect_error "missing directory" "missing config.json" "$g4moe" inspect "$scratch/nowhere"
+"$g4moe" --help | grep -q inspect && pass "--help lists inspect" || bad "--help"
+
+echo "cli_test: $failures failure(s)"
+[ "$failures" -eq 0 ]
