@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "g4moe 0.1.0");
   std::map<std::string, g4::cli::Action> actions;
   actions["inspect"] = g4::cli::register_inspect(app);
+  actions["score"] = g4::cli::register_score(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

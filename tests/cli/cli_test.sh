@@ -82,6 +82,63 @@ else
   bad "wrong shapes listed (rc=$rc)"
 fi
 
+# score: one JSON line; the logits file matches the float64 reference of transformers.
+fx=tests/fixtures/moe_padding
+"$g4moe" score --model "$fx" --input "$fx/input.json" --output "$scratch/logits.safetensors" >"$scratch/score.json" \
+  && pass "score runs" || bad "score runs"
+python3 - "$scratch/score.json" "$scratch/logits.safetensors" "$fx/expected.safetensors" "$fx/input.json" <<'PY' \
+  && pass "score output matches the reference" || bad "score output matches the reference"
+import json, struct, sys, math
+line = open(sys.argv[1]).read().strip().splitlines()
+assert len(line) == 1, line
+out = json.loads(line[0])
+def read(path, name):
+    data = open(path, "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    h = json.loads(data[8:8 + n])[name]
+    b, e = h["data_offsets"]
+    fmt = {"F32": "f", "F64": "d"}[h["dtype"]]
+    raw = data[8 + n + b: 8 + n + e]
+    return h["shape"], struct.unpack("<%d%s" % (len(raw) // struct.calcsize(fmt), fmt), raw)
+shape, logits = read(sys.argv[2], "logits")
+eshape, expected = read(sys.argv[3], "logits")
+_, loss = read(sys.argv[3], "loss")
+assert shape == eshape, (shape, eshape)
+mask = [m for row in json.load(open(sys.argv[4]))["attention_mask"] for m in row]
+V = shape[-1]
+num = sum((logits[i] - expected[i]) ** 2 for i in range(len(logits)) if mask[i // V])
+den = sum(expected[i] ** 2 for i in range(len(logits)) if mask[i // V])
+assert math.sqrt(num / den) < 1e-5, math.sqrt(num / den)
+assert abs(out["loss"] - loss[0]) / loss[0] < 1e-5, (out, loss)
+assert out["num_tokens"] == 14, out
+PY
+
+# score: bad input gets one line and exit 2.
+echo '{"input_ids": [[1, 2, 96]]}' >"$scratch/oor.json"
+expect_error "token id out of range" "token id 96 at input_ids\[0\]\[2\] is out of range" \
+  "$g4moe" score --model "$fx" --input "$scratch/oor.json"
+echo '{"input_ids": [[1, 2, 3], [4, 5]]}' >"$scratch/ragged.json"
+expect_error "ragged rows" "ragged rows" "$g4moe" score --model "$fx" --input "$scratch/ragged.json"
+echo '{"input_ids": [[1, 2, 3]], "labels": [[1, 2]]}' >"$scratch/shape.json"
+expect_error "mismatched label shape" "labels\" row 0 has 2 entries, expected 3" \
+  "$g4moe" score --model "$fx" --input "$scratch/shape.json"
+echo '{"input_ids": [[1, 2, 3]], "attention_mask": [[1, 2, 1]]}' >"$scratch/mask.json"
+expect_error "attention mask not 0/1" "must be 0 or 1" "$g4moe" score --model "$fx" --input "$scratch/mask.json"
+echo '{"input_ids": [[1, 2' >"$scratch/trunc.json"
+expect_error "truncated input JSON" "invalid JSON" "$g4moe" score --model "$fx" --input "$scratch/trunc.json"
+cp -r "$fx" "$scratch/notensor"
+python3 - "$scratch/notensor/model.safetensors" <<'PY'
+# Rename one tensor in the header (same length) so that the checkpoint lacks it.
+import sys
+p = sys.argv[1]; data = bytearray(open(p, "rb").read())
+i = data.find(b"model.norm.weight"); data[i:i + 17] = b"model.xorm.weight"; open(p, "wb").write(data)
+PY
+expect_error "missing tensor" "missing tensor model.norm.weight" \
+  "$g4moe" score --model "$scratch/notensor" --input "$fx/input.json"
+rm -f "$scratch/none.safetensors"
+"$g4moe" score --model "$fx" --input "$scratch/oor.json" --output "$scratch/none.safetensors" 2>/dev/null
+[ ! -e "$scratch/none.safetensors" ] && pass "no output file on error" || bad "no output file on error"
+
 expect_error "missing directory" "missing config.json" "$g4moe" inspect "$scratch/nowhere"
 "$g4moe" --help | grep -q inspect && pass "--help lists inspect" || bad "--help"
 

@@ -1,0 +1,85 @@
+#include "data/score_input.h"
+
+#include "core/error.h"
+
+namespace g4 {
+
+namespace {
+
+// Reads a rectangular [B, S] integer matrix; `expect` gives the shape when already known (B or S of 0: any).
+std::vector<std::int64_t> read_matrix(const Json& value, const char* field, const std::string& where,
+                                      std::int64_t& B, std::int64_t& S) {
+  check(value.is_array() && !value.empty(), "\"", field, "\" must be a non-empty list of rows (", where, ")");
+  if (B == 0) B = static_cast<std::int64_t>(value.size());
+  check(static_cast<std::int64_t>(value.size()) == B, "\"", field, "\" has ", value.size(),
+        " rows, input_ids has ", B, " (", where, ")");
+  std::vector<std::int64_t> out;
+  for (std::size_t r = 0; r < value.size(); ++r) {
+    const Json& row = value[r];
+    check(row.is_array(), "\"", field, "\" row ", r, " is not a list (", where, ")");
+    if (S == 0) S = static_cast<std::int64_t>(row.size());
+    check(S > 0, "\"", field, "\" row ", r, " is empty (", where, ")");
+    check(static_cast<std::int64_t>(row.size()) == S, "\"", field, "\" row ", r, " has ", row.size(),
+          " entries, expected ", S, " (ragged rows) (", where, ")");
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      check(row[c].is_number_integer(), "\"", field, "\"[", r, "][", c,
+            "] is not an integer: ", row[c].dump(), " (", where, ")");
+      out.push_back(row[c].get<std::int64_t>());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Batch parse_score_input(const Json& doc, std::int64_t vocab_size, const std::string& where) {
+  check(doc.is_object(), "input must be a JSON object with \"input_ids\" (", where, ")");
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    const std::string& k = it.key();
+    check(k == "input_ids" || k == "attention_mask" || k == "position_ids" || k == "labels",
+          "unknown field \"", k, "\" (expected input_ids, attention_mask, position_ids, labels) (", where,
+          ")");
+  }
+  Batch b;
+  b.input_ids =
+      read_matrix(json_require(doc, "input_ids", where), "input_ids", where, b.batch_size, b.seq_len);
+  for (std::int64_t i = 0; i < b.tokens(); ++i) {
+    const std::int64_t id = b.input_ids[i];
+    check(id >= 0 && id < vocab_size, "token id ", id, " at input_ids[", i / b.seq_len, "][", i % b.seq_len,
+          "] is out of range for vocab_size ", vocab_size, " (", where, ")");
+  }
+  if (auto it = doc.find("labels"); it != doc.end() && !it->is_null()) {
+    b.labels = read_matrix(*it, "labels", where, b.batch_size, b.seq_len);
+    for (std::int64_t i = 0; i < b.tokens(); ++i) {
+      const std::int64_t id = b.labels[i];
+      check(id == -100 || (id >= 0 && id < vocab_size), "label ", id, " at labels[", i / b.seq_len, "][",
+            i % b.seq_len, "] is neither -100 nor in [0, ", vocab_size, ") (", where, ")");
+    }
+  } else {
+    b.labels = b.input_ids;
+  }
+  if (auto it = doc.find("attention_mask"); it != doc.end() && !it->is_null()) {
+    const auto mask = read_matrix(*it, "attention_mask", where, b.batch_size, b.seq_len);
+    for (std::int64_t i = 0; i < b.tokens(); ++i)
+      check(mask[i] == 0 || mask[i] == 1, "attention_mask[", i / b.seq_len, "][", i % b.seq_len,
+            "] must be 0 or 1, got ", mask[i], " (", where, ")");
+    b.attention_mask.assign(mask.begin(), mask.end());
+  }
+  if (auto it = doc.find("position_ids"); it != doc.end() && !it->is_null()) {
+    b.position_ids = read_matrix(*it, "position_ids", where, b.batch_size, b.seq_len);
+    b.explicit_position_ids = true;
+    for (std::int64_t i = 0; i < b.tokens(); ++i)
+      check(b.position_ids[i] >= 0, "position_ids[", i / b.seq_len, "][", i % b.seq_len, "] is negative (",
+            where, ")");
+  } else {
+    b.position_ids.resize(b.tokens());
+    for (std::int64_t i = 0; i < b.tokens(); ++i) b.position_ids[i] = i % b.seq_len;
+  }
+  return b;
+}
+
+Batch read_score_input(const std::string& path, std::int64_t vocab_size) {
+  return parse_score_input(read_json_file(path), vocab_size, path);
+}
+
+}  // namespace g4

@@ -1,0 +1,33 @@
+// gemma4_model.h: a loaded Gemma 4 text model (config + fp32 weights) and its forward pass on the CPU.
+//
+// The forward follows hf_transformers_gemma4.md §3 exactly, in fp32: embedding × sqrt(H) (in the compute
+// dtype, fp32), per-layer inputs, decoder layers (§3.3 norm order), final norm, head, soft-cap.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/config.h"
+#include "model/batch.h"
+#include "model/gemma4_weights.h"
+
+namespace g4 {
+
+struct Gemma4Model {
+  ModelConfig config;
+  Gemma4Weights weights;
+};
+
+// Reads config.json and the weights of a checkpoint directory (either layout).
+Gemma4Model load_gemma4_model(const std::string& dir);
+
+struct ForwardResult {
+  Tensor logits;  // [B, S, V], after the soft-cap
+  std::vector<Tensor>
+      hidden;  // when requested: [0] scaled embeddings, [1 + l] output of layer l; each [B, S, H]
+};
+
+ForwardResult gemma4_forward(const Gemma4Model& model, const Batch& batch, bool keep_hidden = false);
+
+}  // namespace g4

@@ -1,0 +1,53 @@
+// gemma4_weights.h: the parameters of a Gemma 4 text model in memory (fp32, Hugging Face layout), loaded
+// from a checkpoint in either layout (`model.` or `model.language_model.` names, one file or shards).
+//
+// Invariants after load_gemma4_weights: every tensor has the shape the config implies (checked against
+// expected_text_tensors); bf16/f16/f64 weights are converted to fp32; optional parts are empty Tensors when
+// the config has none (v_proj on k_eq_v full layers, k/v on KV-shared layers, PLE, MoE). A tied head reads
+// embed_tokens.
+#pragma once
+
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+
+namespace g4 {
+
+struct AttentionWeights {
+  Tensor q_proj, k_proj, v_proj, o_proj;  // [out, in]
+  Tensor q_norm, k_norm;                  // [head_dim]
+};
+
+struct MoeWeights {
+  Tensor router_proj;                           // [E, H]
+  Tensor router_scale;                          // [H]
+  Tensor per_expert_scale;                      // [E]
+  Tensor gate_up_proj;                          // [E, 2I, H]: rows 0..I-1 gate, I..2I-1 up
+  Tensor down_proj;                             // [E, H, I]
+  Tensor pre_norm_2, post_norm_1, post_norm_2;  // [H]
+};
+
+struct LayerWeights {
+  Tensor input_norm, post_attention_norm, pre_feedforward_norm, post_feedforward_norm;
+  AttentionWeights attention;
+  Tensor mlp_gate, mlp_up, mlp_down;
+  MoeWeights moe;  // empty tensors when the layer has no MoE block
+  Tensor ple_gate, ple_projection, ple_post_norm;
+  float layer_scalar = 1.0f;
+};
+
+struct Gemma4Weights {
+  Tensor embed_tokens;  // [V, H]; also the head when tied
+  Tensor lm_head;       // [V, H] when untied, else empty
+  Tensor embed_tokens_per_layer, per_layer_model_projection, per_layer_projection_norm;
+  Tensor final_norm;
+  std::vector<LayerWeights> layers;
+
+  const Tensor& head() const { return lm_head.empty() ? embed_tokens : lm_head; }
+};
+
+Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& checkpoint);
+
+}  // namespace g4

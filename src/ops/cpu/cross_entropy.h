@@ -1,0 +1,26 @@
+// cross_entropy.h: the final logit soft-cap and the causal-LM loss.
+//
+// Loss (transformers' ForCausalLMLoss): position t predicts labels[t + 1] (labels shifted left, the last
+// position ignored); labels equal to -100 are ignored; the sum of -log softmax is divided by the number of
+// counted tokens (or by `normaliser` when it is positive, for gradient accumulation over micro-batches).
+#pragma once
+
+#include <cstdint>
+
+namespace g4 {
+
+constexpr std::int64_t kIgnoreIndex = -100;
+
+// In place: logits = tanh(logits / cap) · cap.
+void softcap_forward(float* logits, std::int64_t count, float cap);
+
+struct LossResult {
+  double loss_sum = 0;  // sum over counted tokens of -log p(label)
+  std::int64_t num_tokens = 0;
+};
+
+// logits [B, S, V]; labels [B, S] (unshifted, as in the input file).
+LossResult causal_lm_loss(const float* logits, const std::int64_t* labels, std::int64_t B, std::int64_t S,
+                          std::int64_t V);
+
+}  // namespace g4

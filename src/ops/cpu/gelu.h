@@ -1,0 +1,25 @@
+// gelu.h: the tanh approximation of GELU (PyTorch's gelu(approximate="tanh"), HF "gelu_pytorch_tanh"):
+// gelu(v) = 0.5·v·(1 + tanh(√(2/π)·(v + 0.044715·v³))).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace g4 {
+
+inline float gelu_tanh(float v) {
+  const double x = v;
+  const double inner = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+  return static_cast<float>(0.5 * x * (1.0 + std::tanh(inner)));
+}
+
+// d gelu / dv
+inline float gelu_tanh_grad(float v) {
+  const double x = v;
+  const double inner = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+  const double t = std::tanh(inner);
+  const double dinner = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
+  return static_cast<float>(0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner);
+}
+
+}  // namespace g4
