@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git python3
-  nlohmann-json3-dev libopenblas-dev libcli11-dev libyaml-cpp-dev
+  nlohmann-json3-dev libopenblas-dev libopenblas-openmp-dev libcli11-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
   clang-14 libclang-rt-14-dev clang-format

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   std::map<std::string, g4::cli::Action> actions;
   actions["inspect"] = g4::cli::register_inspect(app);
   actions["score"] = g4::cli::register_score(app);
+  actions["bench"] = g4::cli::register_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

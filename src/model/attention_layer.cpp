@@ -1,5 +1,6 @@
 #include "model/attention_layer.h"
 
+#include "core/profile.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/rms_norm.h"
@@ -12,6 +13,7 @@ Tensor attention_layer_forward(const LayerSpec& s, const AttentionWeights& w, co
   const int D = s.head_dim, Nq = s.num_q_heads, Nkv = s.num_kv_heads;
   const RopeTable& rope = ctx.rope.at(s.attention);
 
+  ScopedPhase phase("attention");
   Tensor q(DType::f32, {T, Nq, D});
   linear_forward(a.f32(), w.q_proj.f32(), q.f32(), T, Nq * D, H);
   rms_norm_forward(q.f32(), w.q_norm.f32(), q.f32(), T * Nq, D, eps);
@@ -36,6 +38,7 @@ Tensor attention_layer_forward(const LayerSpec& s, const AttentionWeights& w, co
   }
 
   const std::int64_t B = ctx.batch->batch_size, S = ctx.batch->seq_len;
+  ScopedPhase core_phase("attention core");
   Tensor attn(DType::f32, {T, Nq * D});
   for (std::int64_t b = 0; b < B; ++b) {
     attention_forward(q.f32() + b * S * Nq * D, k.f32() + b * S * Nkv * D, v.f32() + b * S * Nkv * D,

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "model/attention_layer.h"
 #include "model/dense_mlp.h"
 #include "model/forward_context.h"
@@ -70,13 +71,18 @@ void decoder_layer_forward(const Gemma4Model& m, const LayerSpec& s, Tensor& x, 
   const float eps = static_cast<float>(c.rms_norm_eps);
   const std::int64_t T = x.dim(0), H = x.dim(1);
 
+  ScopedPhase layer_phase("layer (all)");
   const Tensor attn = attention_layer_forward(s, w.attention, rms_norm(x, w.input_norm, eps), ctx, eps);
   add_into(x, rms_norm(attn, w.post_attention_norm, eps));
 
   const Tensor& r = x;
-  Tensor m_out =
-      dense_mlp_forward(rms_norm(r, w.pre_feedforward_norm, eps), w.mlp_gate, w.mlp_up, w.mlp_down);
+  Tensor m_out;
+  {
+    ScopedPhase phase("dense mlp");
+    m_out = dense_mlp_forward(rms_norm(r, w.pre_feedforward_norm, eps), w.mlp_gate, w.mlp_up, w.mlp_down);
+  }
   if (s.moe) {
+    ScopedPhase phase("moe");
     Tensor m1 = rms_norm(m_out, w.moe.post_norm_1, eps);
     const Routing routing = router_forward(w.moe, r, c.top_k_experts, eps);
     const Tensor e2 = experts_forward(w.moe, rms_norm(r, w.moe.pre_norm_2, eps), routing);
@@ -126,6 +132,7 @@ ForwardResult gemma4_forward(const Gemma4Model& m, const Batch& batch, bool keep
     if (keep_hidden) result.hidden.push_back(x.clone().reshaped({B, S, H}));
   }
 
+  ScopedPhase head_phase("final norm + head");
   const Tensor h = rms_norm(x, w.final_norm, eps);
   const std::int64_t V = c.vocab_size;
   result.logits = Tensor(DType::f32, {B, S, V});

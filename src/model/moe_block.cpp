@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/profile.h"
 #include "ops/cpu/gelu.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/rms_norm.h"
@@ -11,6 +12,7 @@
 namespace g4 {
 
 Routing router_forward(const MoeWeights& w, const Tensor& r, int top_k, float eps) {
+  ScopedPhase phase("router");
   const std::int64_t T = r.dim(0), H = r.dim(1), E = w.router_proj.dim(0);
   Tensor z(DType::f32, {T, H});
   rms_norm_forward(r.f32(), nullptr, z.f32(), T, H, eps);
@@ -55,6 +57,7 @@ Routing router_forward(const MoeWeights& w, const Tensor& r, int top_k, float ep
 }
 
 Tensor experts_forward(const MoeWeights& w, const Tensor& xe, const Routing& routing) {
+  ScopedPhase phase("experts");
   const std::int64_t T = xe.dim(0), H = xe.dim(1);
   const std::int64_t E = w.gate_up_proj.dim(0), I = w.gate_up_proj.dim(1) / 2;
   const int k = routing.top_k;

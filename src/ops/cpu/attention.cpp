@@ -4,47 +4,47 @@
 #include <cmath>
 #include <vector>
 
+#include <cblas.h>
+
 namespace g4 {
 
+// Per query head: scores = q_h · k_gᵀ (one GEMM over strided rows), a masked softmax per row (max-subtracted,
+// accumulated in double), then out_h = P · v_g (one GEMM). GEMMs are fp32 with fp32 accumulation.
 void attention_forward(const float* q, const float* k, const float* v, const std::uint8_t* mask, float* out,
                        std::int64_t S, int num_q_heads, int num_kv_heads, int head_dim, float scaling) {
   const int group = num_q_heads / num_kv_heads;
-  const std::int64_t D = head_dim;
-#pragma omp parallel
-  {
-    std::vector<double> scores(static_cast<std::size_t>(S));
-    std::vector<double> acc(static_cast<std::size_t>(D));
-#pragma omp for collapse(2) schedule(static)
+  const int D = head_dim, n = static_cast<int>(S);
+  const int ldq = num_q_heads * D, ldk = num_kv_heads * D;
+  std::vector<float> probs(static_cast<std::size_t>(S * S));
+  for (int h = 0; h < num_q_heads; ++h) {
+    const int g = h / group;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, D, scaling, q + h * D, ldq, k + g * D, ldk, 0.0f,
+                probs.data(), n);
+#pragma omp parallel for schedule(static) if (S >= 128)
     for (std::int64_t i = 0; i < S; ++i) {
-      for (int h = 0; h < num_q_heads; ++h) {
-        const int kvh = h / group;
-        const float* qi = q + (i * num_q_heads + h) * D;
-        double max_score = -INFINITY;
-        for (std::int64_t j = 0; j < S; ++j) {
-          if (!mask[i * S + j]) continue;
-          const float* kj = k + (j * num_kv_heads + kvh) * D;
-          double dot = 0;
-          for (std::int64_t d = 0; d < D; ++d) dot += static_cast<double>(qi[d]) * kj[d];
-          scores[j] = dot * scaling;
-          max_score = std::max(max_score, scores[j]);
-        }
-        std::fill(acc.begin(), acc.end(), 0.0);
-        float* oi = out + (i * num_q_heads + h) * D;
-        if (max_score == -INFINITY) {  // no visible key
-          std::fill(oi, oi + D, 0.0f);
-          continue;
-        }
-        double denom = 0;
-        for (std::int64_t j = 0; j < S; ++j) {
-          if (!mask[i * S + j]) continue;
-          const double p = std::exp(scores[j] - max_score);
-          denom += p;
-          const float* vj = v + (j * num_kv_heads + kvh) * D;
-          for (std::int64_t d = 0; d < D; ++d) acc[d] += p * vj[d];
-        }
-        for (std::int64_t d = 0; d < D; ++d) oi[d] = static_cast<float>(acc[d] / denom);
+      float* row = &probs[i * S];
+      const std::uint8_t* visible = mask + i * S;
+      float max_score = -INFINITY;
+      for (std::int64_t j = 0; j < S; ++j)
+        if (visible[j]) max_score = std::max(max_score, row[j]);
+      if (max_score == -INFINITY) {  // no visible key: a zero output row
+        std::fill(row, row + S, 0.0f);
+        continue;
       }
+      // exp of a difference below -80 (< 2e-35) is flushed to 0: it cannot change the row at fp32 precision,
+      // and denormal probabilities would make the P·V product many times slower on x86.
+      double denom = 0;
+      for (std::int64_t j = 0; j < S; ++j) {
+        const float diff = row[j] - max_score;
+        const float p = (visible[j] && diff > -80.0f) ? std::exp(diff) : 0.0f;
+        row[j] = p;
+        denom += p;
+      }
+      const float inv = static_cast<float>(1.0 / denom);
+      for (std::int64_t j = 0; j < S; ++j) row[j] *= inv;
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, n, 1.0f, probs.data(), n, v + g * D, ldk, 0.0f,
+                out + h * D, ldq);
   }
 }
 
