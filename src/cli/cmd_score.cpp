@@ -9,6 +9,7 @@
 #include "data/score_input.h"
 #include "io/safetensors_writer.h"
 #include "model/gemma4_model.h"
+#include "model/gemma4_training.h"
 #include "ops/cpu/cross_entropy.h"
 
 namespace g4::cli {
@@ -21,15 +22,21 @@ struct ScoreOptions {
 };
 
 int run_score(const ScoreOptions& o) {
-  check(!o.grads,
-        "--grads needs the backward pass, which this build does not have yet (issue: backward and "
-        "training); run without --grads");
+  check(!o.grads || !o.output.empty(), "--grads needs --output FILE.safetensors to write the gradients to");
   const Gemma4Model model = load_gemma4_model(o.model);
   const Batch batch = read_score_input(o.input, model.config.text.vocab_size);
   const ForwardResult out = gemma4_forward(model, batch);
   const LossResult loss = causal_lm_loss(out.logits.f32(), batch.labels.data(), batch.batch_size,
                                          batch.seq_len, model.config.text.vocab_size);
-  if (!o.output.empty()) write_safetensors(o.output, {{"logits", out.logits}});
+  std::vector<std::pair<std::string, Tensor>> tensors = {{"logits", out.logits}};
+  if (o.grads) {
+    // Gradients of the mean loss, in the checkpoint's own names and layout (Hugging Face parametrisation).
+    Gemma4Weights grads = zeros_like(model.config, model.weights);
+    gemma4_forward_backward(model, batch, grads);
+    for_each_parameter(model.config, grads,
+                       [&](const std::string& name, Tensor& g) { tensors.emplace_back("grad." + name, g); });
+  }
+  if (!o.output.empty()) write_safetensors(o.output, tensors);
   const double mean = loss.num_tokens ? loss.loss_sum / static_cast<double>(loss.num_tokens) : 0.0;
   Json line = {{"loss", loss.num_tokens ? Json(mean) : Json(nullptr)}, {"num_tokens", loss.num_tokens}};
   std::printf("%s\n", line.dump().c_str());

@@ -17,7 +17,8 @@ struct ForwardContext {
   const Batch* batch = nullptr;
   std::map<AttentionKind, RopeTable> rope;                                // [T, head_dim] per kind
   std::map<AttentionKind, std::vector<std::vector<std::uint8_t>>> masks;  // per kind, per row: [S, S]
-  std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv;  // K, V [T, Nkv, D] of the storing layer
+  std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv;       // K, V [T, Nkv, D] of the storing layer
+  std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv_grad;  // backward: dK, dV accumulated for it
 };
 
 ForwardContext make_forward_context(const TextConfig& config, const Batch& batch);

@@ -30,4 +30,14 @@ struct ForwardResult {
 
 ForwardResult gemma4_forward(const Gemma4Model& model, const Batch& batch, bool keep_hidden = false);
 
+// Pieces of the forward shared with the training step.
+float embedding_scale(const TextConfig& config);  // sqrt(H) rounded to fp32, the compute dtype
+Tensor embed_tokens(const Gemma4Model& model, const Batch& batch);  // [T, H], scaled
+// Per-layer inputs [T, L, P] (§3.2): (RMSNorm_P(proj(e) · H^-0.5) + table[ids] · sqrt(P)) · 2^-0.5.
+// `projected` (optional) receives proj(e) · H^-0.5, the norm's input.
+Tensor per_layer_inputs(const Gemma4Model& model, const Batch& batch, const Tensor& embedded,
+                        Tensor* projected);
+Tensor final_logits(const Gemma4Model& model, const Tensor& x, std::int64_t B,
+                    std::int64_t S);  // soft-capped
+
 }  // namespace g4

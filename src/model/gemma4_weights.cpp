@@ -5,6 +5,54 @@
 
 namespace g4 {
 
+void for_each_parameter(const ModelConfig& config, Gemma4Weights& w,
+                        const std::function<void(const std::string&, Tensor&)>& fn) {
+  const TextConfig& c = config.text;
+  const std::string& pre = config.text_prefix;
+  fn(pre + "embed_tokens.weight", w.embed_tokens);
+  if (c.hidden_size_per_layer_input > 0) {
+    fn(pre + "embed_tokens_per_layer.weight", w.embed_tokens_per_layer);
+    fn(pre + "per_layer_model_projection.weight", w.per_layer_model_projection);
+    fn(pre + "per_layer_projection_norm.weight", w.per_layer_projection_norm);
+  }
+  for (const LayerSpec& s : c.layers) {
+    const std::string p = pre + "layers." + std::to_string(s.index) + ".";
+    LayerWeights& l = w.layers[s.index];
+    fn(p + "input_layernorm.weight", l.input_norm);
+    fn(p + "self_attn.q_proj.weight", l.attention.q_proj);
+    fn(p + "self_attn.q_norm.weight", l.attention.q_norm);
+    if (s.kv_source < 0) {
+      fn(p + "self_attn.k_proj.weight", l.attention.k_proj);
+      if (!s.k_eq_v) fn(p + "self_attn.v_proj.weight", l.attention.v_proj);
+      fn(p + "self_attn.k_norm.weight", l.attention.k_norm);
+    }
+    fn(p + "self_attn.o_proj.weight", l.attention.o_proj);
+    fn(p + "post_attention_layernorm.weight", l.post_attention_norm);
+    fn(p + "pre_feedforward_layernorm.weight", l.pre_feedforward_norm);
+    fn(p + "mlp.gate_proj.weight", l.mlp_gate);
+    fn(p + "mlp.up_proj.weight", l.mlp_up);
+    fn(p + "mlp.down_proj.weight", l.mlp_down);
+    fn(p + "post_feedforward_layernorm.weight", l.post_feedforward_norm);
+    if (s.moe) {
+      fn(p + "post_feedforward_layernorm_1.weight", l.moe.post_norm_1);
+      fn(p + "router.proj.weight", l.moe.router_proj);
+      fn(p + "router.scale", l.moe.router_scale);
+      fn(p + "router.per_expert_scale", l.moe.per_expert_scale);
+      fn(p + "pre_feedforward_layernorm_2.weight", l.moe.pre_norm_2);
+      fn(p + "experts.gate_up_proj", l.moe.gate_up_proj);
+      fn(p + "experts.down_proj", l.moe.down_proj);
+      fn(p + "post_feedforward_layernorm_2.weight", l.moe.post_norm_2);
+    }
+    if (s.ple_width > 0) {
+      fn(p + "per_layer_input_gate.weight", l.ple_gate);
+      fn(p + "per_layer_projection.weight", l.ple_projection);
+      fn(p + "post_per_layer_input_norm.weight", l.ple_post_norm);
+    }
+  }
+  fn(pre + "norm.weight", w.final_norm);
+  if (!c.tie_word_embeddings) fn("lm_head.weight", w.lm_head);
+}
+
 Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& ckpt) {
   const TextConfig& c = config.text;
   // Check every expected tensor first, so that a bad checkpoint fails before any large read.
@@ -14,53 +62,27 @@ Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& c
     check(info.shape == t.shape, "tensor ", name, " has shape ", shape_str(info.shape),
           " but the config implies ", shape_str(t.shape), " (", ckpt.file_of(name), ")");
   }
-  auto load = [&](const std::string& relative) { return ckpt.read_f32(config.text_prefix + relative); };
   Gemma4Weights w;
-  w.embed_tokens = load("embed_tokens.weight");
-  if (!c.tie_word_embeddings) w.lm_head = ckpt.read_f32("lm_head.weight");
-  w.final_norm = load("norm.weight");
-  if (c.hidden_size_per_layer_input > 0) {
-    w.embed_tokens_per_layer = load("embed_tokens_per_layer.weight");
-    w.per_layer_model_projection = load("per_layer_model_projection.weight");
-    w.per_layer_projection_norm = load("per_layer_projection_norm.weight");
-  }
+  w.layers.resize(c.layers.size());
+  for_each_parameter(config, w, [&](const std::string& name, Tensor& t) { t = ckpt.read_f32(name); });
   for (const LayerSpec& s : c.layers) {
-    const std::string p = "layers." + std::to_string(s.index) + ".";
-    LayerWeights l;
-    l.input_norm = load(p + "input_layernorm.weight");
-    l.post_attention_norm = load(p + "post_attention_layernorm.weight");
-    l.pre_feedforward_norm = load(p + "pre_feedforward_layernorm.weight");
-    l.post_feedforward_norm = load(p + "post_feedforward_layernorm.weight");
-    l.attention.q_proj = load(p + "self_attn.q_proj.weight");
-    l.attention.q_norm = load(p + "self_attn.q_norm.weight");
-    l.attention.o_proj = load(p + "self_attn.o_proj.weight");
-    if (s.kv_source < 0) {
-      l.attention.k_proj = load(p + "self_attn.k_proj.weight");
-      l.attention.k_norm = load(p + "self_attn.k_norm.weight");
-      if (!s.k_eq_v) l.attention.v_proj = load(p + "self_attn.v_proj.weight");
-    }
-    l.mlp_gate = load(p + "mlp.gate_proj.weight");
-    l.mlp_up = load(p + "mlp.up_proj.weight");
-    l.mlp_down = load(p + "mlp.down_proj.weight");
-    if (s.moe) {
-      l.moe.router_proj = load(p + "router.proj.weight");
-      l.moe.router_scale = load(p + "router.scale");
-      l.moe.per_expert_scale = load(p + "router.per_expert_scale");
-      l.moe.gate_up_proj = load(p + "experts.gate_up_proj");
-      l.moe.down_proj = load(p + "experts.down_proj");
-      l.moe.pre_norm_2 = load(p + "pre_feedforward_layernorm_2.weight");
-      l.moe.post_norm_1 = load(p + "post_feedforward_layernorm_1.weight");
-      l.moe.post_norm_2 = load(p + "post_feedforward_layernorm_2.weight");
-    }
-    if (s.ple_width > 0) {
-      l.ple_gate = load(p + "per_layer_input_gate.weight");
-      l.ple_projection = load(p + "per_layer_projection.weight");
-      l.ple_post_norm = load(p + "post_per_layer_input_norm.weight");
-    }
-    l.layer_scalar = load(p + "layer_scalar").f32()[0];
-    w.layers.push_back(std::move(l));
+    const std::string name = config.text_prefix + "layers." + std::to_string(s.index) + ".layer_scalar";
+    w.layers[s.index].layer_scalar = ckpt.read_f32(name).f32()[0];
   }
   return w;
+}
+
+Gemma4Weights zeros_like(const ModelConfig& config, const Gemma4Weights& weights) {
+  Gemma4Weights z;
+  z.layers.resize(weights.layers.size());
+  Gemma4Weights& src = const_cast<Gemma4Weights&>(weights);  // visited read-only
+  std::vector<Tensor*> targets;
+  for_each_parameter(config, z, [&](const std::string&, Tensor& t) { targets.push_back(&t); });
+  std::size_t i = 0;
+  for_each_parameter(config, src,
+                     [&](const std::string&, Tensor& t) { *targets[i++] = Tensor(DType::f32, t.shape()); });
+  for (std::size_t l = 0; l < z.layers.size(); ++l) z.layers[l].layer_scalar = weights.layers[l].layer_scalar;
+  return z;
 }
 
 }  // namespace g4

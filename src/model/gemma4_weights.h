@@ -7,6 +7,8 @@
 // embed_tokens.
 #pragma once
 
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "core/tensor.h"
@@ -49,5 +51,14 @@ struct Gemma4Weights {
 };
 
 Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& checkpoint);
+
+// Calls fn(checkpoint name, tensor) for every trainable tensor of `weights` that the config has, in
+// checkpoint naming (the config's text prefix; "lm_head.weight" when untied). layer_scalar is a buffer and is
+// not visited.
+void for_each_parameter(const ModelConfig& config, Gemma4Weights& weights,
+                        const std::function<void(const std::string&, Tensor&)>& fn);
+
+// Zero tensors with the shapes of `weights` (for gradients).
+Gemma4Weights zeros_like(const ModelConfig& config, const Gemma4Weights& weights);
 
 }  // namespace g4

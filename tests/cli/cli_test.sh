@@ -113,6 +113,27 @@ assert abs(out["loss"] - loss[0]) / loss[0] < 1e-5, (out, loss)
 assert out["num_tokens"] == 14, out
 PY
 
+# score --grads: the gradients in the checkpoint's names match transformers' autograd.
+"$g4moe" score --model "$released" --input "$released/input.json" --output "$scratch/grads.safetensors" --grads \
+  >/dev/null && pass "score --grads runs" || bad "score --grads runs"
+python3 - "$scratch/grads.safetensors" "$released/expected.safetensors" <<'PY' && pass "score --grads matches" || bad "score --grads matches"
+import json, struct, sys, math
+def header(path):
+    data = open(path, "rb").read(); n = struct.unpack("<Q", data[:8])[0]
+    return data, n, json.loads(data[8:8 + n])
+def values(data, n, h):
+    b, e = h["data_offsets"]; fmt = {"F32": "f", "F64": "d"}[h["dtype"]]
+    raw = data[8 + n + b: 8 + n + e]
+    return struct.unpack("<%d%s" % (len(raw) // struct.calcsize(fmt), fmt), raw)
+gd, gn, gh = header(sys.argv[1]); ed, en, eh = header(sys.argv[2])
+names = [k for k in gh if k.startswith("grad.")]
+assert len(names) == len([k for k in eh if k.startswith("grad.")]) > 10, len(names)
+for k in names:
+    a, e = values(gd, gn, gh[k]), values(ed, en, eh[k])
+    num = sum((x - y) ** 2 for x, y in zip(a, e)); den = sum(y * y for y in e)
+    assert math.sqrt(num / den) < 1e-4, (k, math.sqrt(num / den))
+PY
+
 # score: bad input gets one line and exit 2.
 echo '{"input_ids": [[1, 2, 96]]}' >"$scratch/oor.json"
 expect_error "token id out of range" "token id 96 at input_ids\[0\]\[2\] is out of range" \

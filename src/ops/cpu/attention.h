@@ -13,4 +13,10 @@ namespace g4 {
 void attention_forward(const float* q, const float* k, const float* v, const std::uint8_t* mask, float* out,
                        std::int64_t S, int num_q_heads, int num_kv_heads, int head_dim, float scaling = 1.0f);
 
+// Backward of attention_forward (recomputes the probabilities): dq is overwritten; dk and dv accumulate (+=),
+// so that KV-shared layers can add into their source's gradients.
+void attention_backward(const float* q, const float* k, const float* v, const std::uint8_t* mask,
+                        const float* dout, float* dq, float* dk, float* dv, std::int64_t S, int num_q_heads,
+                        int num_kv_heads, int head_dim, float scaling = 1.0f);
+
 }  // namespace g4

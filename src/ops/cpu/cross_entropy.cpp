@@ -1,5 +1,6 @@
 #include "ops/cpu/cross_entropy.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace g4 {
@@ -32,6 +33,37 @@ LossResult causal_lm_loss(const float* logits, const std::int64_t* labels, std::
   r.loss_sum = sum;
   r.num_tokens = count;
   return r;
+}
+
+void softcap_backward(const float* capped, float* grad, std::int64_t count, float cap) {
+#pragma omp parallel for schedule(static) if (count > 65536)
+  for (std::int64_t i = 0; i < count; ++i) {
+    const double t = static_cast<double>(capped[i]) / cap;
+    grad[i] = static_cast<float>(grad[i] * (1.0 - t * t));
+  }
+}
+
+void causal_lm_loss_backward(const float* logits, const std::int64_t* labels, float* dlogits, std::int64_t B,
+                             std::int64_t S, std::int64_t V, double normaliser) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (std::int64_t b = 0; b < B; ++b) {
+    for (std::int64_t t = 0; t < S; ++t) {
+      float* d = dlogits + (b * S + t) * V;
+      const std::int64_t label = t + 1 < S ? labels[b * S + t + 1] : kIgnoreIndex;
+      if (label == kIgnoreIndex) {
+        std::fill(d, d + V, 0.0f);
+        continue;
+      }
+      const float* row = logits + (b * S + t) * V;
+      double max_logit = row[0];
+      for (std::int64_t j = 1; j < V; ++j) max_logit = std::max(max_logit, static_cast<double>(row[j]));
+      double denom = 0;
+      for (std::int64_t j = 0; j < V; ++j) denom += std::exp(row[j] - max_logit);
+      for (std::int64_t j = 0; j < V; ++j)
+        d[j] = static_cast<float>((std::exp(row[j] - max_logit) / denom - (j == label ? 1.0 : 0.0)) /
+                                  normaliser);
+    }
+  }
 }
 
 }  // namespace g4

@@ -23,4 +23,12 @@ struct LossResult {
 LossResult causal_lm_loss(const float* logits, const std::int64_t* labels, std::int64_t B, std::int64_t S,
                           std::int64_t V);
 
+// Backward of softcap_forward, in place on the gradient: d logit = d capped · (1 - (capped / cap)²).
+void softcap_backward(const float* capped, float* grad, std::int64_t count, float cap);
+
+// d loss / d logits for loss = loss_sum / normaliser: (softmax - onehot(label)) / normaliser at counted
+// positions, 0 elsewhere. dlogits [B, S, V] is overwritten.
+void causal_lm_loss_backward(const float* logits, const std::int64_t* labels, float* dlogits, std::int64_t B,
+                             std::int64_t S, std::int64_t V, double normaliser);
+
 }  // namespace g4

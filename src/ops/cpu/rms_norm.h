@@ -11,4 +11,9 @@ namespace g4 {
 void rms_norm_forward(const float* x, const float* weight, float* y, std::int64_t rows, std::int64_t dim,
                       float eps);
 
+// Backward of rms_norm_forward: dx is overwritten; dweight (when both it and weight are non-null) accumulates
+// (+=) the sum over rows of dy · x̂. x is the forward input.
+void rms_norm_backward(const float* x, const float* weight, const float* dy, float* dx, float* dweight,
+                       std::int64_t rows, std::int64_t dim, float eps);
+
 }  // namespace g4

@@ -24,4 +24,7 @@ RopeTable rope_table(const std::vector<float>& inv_freq, const std::int64_t* pos
 // In place on x [T, heads, head_dim]: x = x·cos + rotate_half(x)·sin, with rotate_half([a, b]) = [-b, a].
 void rope_apply(float* x, const RopeTable& table, std::int64_t tokens, int heads);
 
+// Backward of rope_apply, in place on the gradient dx [T, heads, head_dim] (the rotation's transpose).
+void rope_backward(float* dx, const RopeTable& table, std::int64_t tokens, int heads);
+
 }  // namespace g4

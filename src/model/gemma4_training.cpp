@@ -1,0 +1,88 @@
+#include "model/gemma4_training.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "model/decoder_layer.h"
+#include "model/forward_context.h"
+#include "ops/cpu/cross_entropy.h"
+#include "ops/cpu/gemm.h"
+#include "ops/cpu/rms_norm.h"
+
+namespace g4 {
+
+StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gemma4Weights& g,
+                                   double normaliser) {
+  const TextConfig& c = m.config.text;
+  const Gemma4Weights& w = m.weights;
+  const std::int64_t B = batch.batch_size, S = batch.seq_len, T = batch.tokens(), H = c.hidden_size;
+  const std::int64_t V = c.vocab_size, L = c.num_hidden_layers, P = c.hidden_size_per_layer_input;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+
+  // Forward, keeping every layer's tape.
+  const Tensor x0 = embed_tokens(m, batch);
+  Tensor ple_projected;
+  const Tensor ple = P > 0 ? per_layer_inputs(m, batch, x0, &ple_projected) : Tensor();
+  ForwardContext ctx = make_forward_context(c, batch);
+  std::vector<LayerTape> tapes(c.layers.size());
+  Tensor x = x0.clone();
+  for (const LayerSpec& s : c.layers)
+    decoder_layer_forward(c, s, w.layers[s.index], x, ple, ctx, &tapes[s.index]);
+  const Tensor logits = final_logits(m, x, B, S);
+
+  StepResult result;
+  const LossResult loss = causal_lm_loss(logits.f32(), batch.labels.data(), B, S, V);
+  result.loss_sum = loss.loss_sum;
+  result.num_tokens = loss.num_tokens;
+  if (normaliser <= 0) normaliser = static_cast<double>(loss.num_tokens);
+  if (loss.num_tokens == 0) return result;  // nothing counts: no gradient
+
+  // Head: logits = softcap(norm(x) · Eᵀ).
+  Tensor dlogits(DType::f32, {T, V});
+  causal_lm_loss_backward(logits.f32(), batch.labels.data(), dlogits.f32(), B, S, V, normaliser);
+  if (c.final_logit_softcapping)
+    softcap_backward(logits.f32(), dlogits.f32(), dlogits.numel(),
+                     static_cast<float>(*c.final_logit_softcapping));
+  const Tensor h = rms_norm(x, w.final_norm, eps);
+  Tensor& dhead = c.tie_word_embeddings ? g.embed_tokens : g.lm_head;
+  matmul_tn(dlogits.f32(), h.f32(), dhead.f32(), V, H, T, true);
+  Tensor dh(DType::f32, {T, H});
+  matmul_nn(dlogits.f32(), w.head().f32(), dh.f32(), T, H, V);
+  Tensor dx = rms_norm_grad(x, w.final_norm, dh, g.final_norm, eps);
+
+  // Layers, last to first (KV-shared layers come after their sources, so their dK/dV are ready in time).
+  Tensor dple = P > 0 ? Tensor(DType::f32, {T, L, P}) : Tensor();
+  for (auto it = c.layers.rbegin(); it != c.layers.rend(); ++it)
+    dx = decoder_layer_backward(c, *it, w.layers[it->index], tapes[it->index], dx, ple, dple, ctx,
+                                g.layers[it->index]);
+
+  // Per-layer inputs: ple = (norm(projected) + table[ids] · sqrt(P)) · 2^-0.5, projected = (x0 · Wᵀ) ·
+  // H^-0.5.
+  if (P > 0) {
+    const float combine = static_cast<float>(1.0 / std::sqrt(2.0));
+    const float token_scale = static_cast<float>(std::sqrt(static_cast<double>(P)));
+    for (std::int64_t i = 0; i < dple.numel(); ++i) dple.f32()[i] *= combine;
+    for (std::int64_t t = 0; t < T; ++t) {
+      float* row = g.embed_tokens_per_layer.f32() + batch.input_ids[t] * L * P;
+      const float* d = dple.f32() + t * L * P;
+      for (std::int64_t i = 0; i < L * P; ++i) row[i] += d[i] * token_scale;
+    }
+    Tensor dproj(DType::f32, {T, L, P});
+    rms_norm_backward(ple_projected.f32(), w.per_layer_projection_norm.f32(), dple.f32(), dproj.f32(),
+                      g.per_layer_projection_norm.f32(), T * L, P, eps);
+    const float proj_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(H)));
+    for (std::int64_t i = 0; i < dproj.numel(); ++i) dproj.f32()[i] *= proj_scale;
+    matmul_tn(dproj.f32(), x0.f32(), g.per_layer_model_projection.f32(), L * P, H, T, true);
+    matmul_nn(dproj.f32(), w.per_layer_model_projection.f32(), dx.f32(), T, H, L * P, true);
+  }
+
+  // Embedding: x0 = E[ids] · sqrt(H).
+  const float scale = embedding_scale(c);
+  for (std::int64_t t = 0; t < T; ++t) {
+    float* row = g.embed_tokens.f32() + batch.input_ids[t] * H;
+    for (std::int64_t i = 0; i < H; ++i) row[i] += dx.f32()[t * H + i] * scale;
+  }
+  return result;
+}
+
+}  // namespace g4

@@ -1,0 +1,22 @@
+// gemma4_training.h: one forward + backward pass of the Gemma 4 text model on the CPU.
+//
+// Gradients are those of loss = loss_sum / normaliser, where loss_sum is the summed causal-LM cross-entropy
+// of this batch (labels shifted, -100 ignored) and normaliser is the number of label tokens in the whole
+// global batch (all micro-batches, all ranks): pass it so that accumulation over micro-batches gives the
+// same update as one large batch; 0 means "this batch's own count". Gradients accumulate (+=) into `grads`
+// (shaped like the weights, see zeros_like), in the Hugging Face parametrisation.
+#pragma once
+
+#include "model/gemma4_model.h"
+
+namespace g4 {
+
+struct StepResult {
+  double loss_sum = 0;
+  std::int64_t num_tokens = 0;
+};
+
+StepResult gemma4_forward_backward(const Gemma4Model& model, const Batch& batch, Gemma4Weights& grads,
+                                   double normaliser = 0);
+
+}  // namespace g4
