@@ -12,6 +12,7 @@ namespace g4::cli {
 using Action = std::function<int()>;
 
 Action register_inspect(CLI::App& app);
+Action register_convert(CLI::App& app);
 Action register_score(CLI::App& app);
 Action register_bench(CLI::App& app);
 

@@ -7,8 +7,10 @@
 
 #include "cli/cli_common.h"
 #include "core/error.h"
+#include "ops/cpu/blas_setup.h"
 
 int main(int argc, char** argv) {
+  g4::ensure_openblas_kernels(argv);
   CLI::App app{
       "g4moe: load, run, fine-tune and convert Gemma 4 (MoE first) checkpoints in Hugging Face format.",
       "g4moe"};
@@ -16,6 +18,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "g4moe 0.1.0");
   std::map<std::string, g4::cli::Action> actions;
   actions["inspect"] = g4::cli::register_inspect(app);
+  actions["convert"] = g4::cli::register_convert(app);
   actions["score"] = g4::cli::register_score(app);
   actions["bench"] = g4::cli::register_bench(app);
   try {
