@@ -12,6 +12,7 @@
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "model/weight_layout.h"
+#include "moe/state_dict_adapter.h"
 
 namespace g4::cli {
 
@@ -103,7 +104,10 @@ bool is_other_modality(const std::string& name) {
 TensorCheck check_tensors(const ModelConfig& m, const Checkpoint& ckpt) {
   TensorCheck r;
   std::map<std::string, const ExpectedTensor*> expected;
-  const auto layout = expected_text_tensors(m.text);
+  std::vector<std::string> names;
+  for (const std::string& n : ckpt.names())
+    if (n.rfind(m.text_prefix, 0) == 0) names.push_back(n);
+  const auto layout = expected_text_tensors(m.text, detect_layout(names) == Layout::native);
   auto full_name = [&](const ExpectedTensor& t) {
     return t.name == "lm_head.weight" ? t.name : m.text_prefix + t.name;
   };

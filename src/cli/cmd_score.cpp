@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "data/score_input.h"
 #include "io/safetensors_writer.h"
+#include "model/checkpoint_gradients.h"
 #include "model/gemma4_model.h"
 #include "model/gemma4_training.h"
 #include "ops/cpu/cross_entropy.h"
@@ -33,8 +34,8 @@ int run_score(const ScoreOptions& o) {
     // Gradients of the mean loss, in the checkpoint's own names and layout (Hugging Face parametrisation).
     Gemma4Weights grads = zeros_like(model.config, model.weights);
     gemma4_forward_backward(model, batch, grads);
-    for_each_parameter(model.config, grads,
-                       [&](const std::string& name, Tensor& g) { tensors.emplace_back("grad." + name, g); });
+    for (auto& [name, g] : gradients_in_checkpoint_layout(model.config, grads, Checkpoint::open(o.model)))
+      tensors.emplace_back("grad." + name, g);
   }
   if (!o.output.empty()) write_safetensors(o.output, tensors);
   const double mean = loss.num_tokens ? loss.loss_sum / static_cast<double>(loss.num_tokens) : 0.0;

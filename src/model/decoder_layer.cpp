@@ -21,6 +21,19 @@ Tensor rms_norm_grad(const Tensor& x, const Tensor& weight, const Tensor& dy, Te
   return dx;
 }
 
+namespace {
+
+Gemma4MoeConfig moe_config(const TextConfig& c) {
+  return gemma4_moe_config(c.hidden_size, c.num_experts, c.top_k_experts, c.moe_intermediate_size,
+                           c.rms_norm_eps, ExpertsBackend::grouped);
+}
+
+Gemma4MoeWeights<float> moe_weights(const MoeWeights& w) {
+  return {w.router_proj.f32(), w.router_scale.f32(), w.gate_and_up.f32(), w.down.f32()};
+}
+
+}  // namespace
+
 void add_into(Tensor& x, const Tensor& y) {
   float* xp = x.f32();
   const float* yp = y.f32();
@@ -53,13 +66,14 @@ void decoder_layer_forward(const TextConfig& c, const LayerSpec& s, const LayerW
   if (s.moe) {
     ScopedPhase phase("moe");
     Tensor m1 = rms_norm(m, w.moe.post_norm_1, eps);
-    Routing routing = router_forward(w.moe, r, c.top_k_experts, eps);
     Tensor xe = rms_norm(r, w.moe.pre_norm_2, eps);
-    Tensor e2 = experts_forward(w.moe, xe, routing);
+    Tensor e2(DType::f32, {T, H});
+    Gemma4MoeContext<float> local;
+    gemma4_moe_forward<float>(moe_config(c), moe_weights(w.moe), r.f32(), xe.f32(), nullptr, T, e2.f32(),
+                              tape ? &tape->moe : &local);
     add_into(m1, rms_norm(e2, w.moe.post_norm_2, eps));
     m = std::move(m1);
     if (tape) {
-      tape->routing = std::move(routing);
       tape->xe = std::move(xe);
       tape->experts_out = std::move(e2);
     }
@@ -120,10 +134,13 @@ Tensor decoder_layer_backward(const TextConfig& c, const LayerSpec& s, const Lay
   if (s.moe) {
     dm = rms_norm_grad(t.dense_out, w.moe.post_norm_1, dm_sum, g.moe.post_norm_1, eps);
     const Tensor de2 = rms_norm_grad(t.experts_out, w.moe.post_norm_2, dm_sum, g.moe.post_norm_2, eps);
-    std::vector<float> dweights;
-    const Tensor dxe = experts_backward(w.moe, t.xe, t.routing, de2, dweights, g.moe);
-    add_into(dx, rms_norm_grad(t.x_mid, w.moe.pre_norm_2, dxe, g.moe.pre_norm_2, eps));
-    add_into(dx, router_backward(w.moe, t.x_mid, t.routing, dweights, eps, g.moe));
+    Tensor d_router(DType::f32, {T, H}), d_xe(DType::f32, {T, H});
+    gemma4_moe_backward<float>(moe_config(c), moe_weights(w.moe), t.xe.f32(), t.moe, de2.f32(),
+                               d_router.f32(), d_xe.f32(),
+                               Gemma4MoeGrads<float>{g.moe.router_proj.f32(), g.moe.router_scale.f32(),
+                                                     g.moe.gate_and_up.f32(), g.moe.down.f32()});
+    add_into(dx, rms_norm_grad(t.x_mid, w.moe.pre_norm_2, d_xe, g.moe.pre_norm_2, eps));
+    add_into(dx, d_router);
   }
   const Tensor dy =
       dense_mlp_backward(t.mlp, w.mlp_gate, w.mlp_up, w.mlp_down, dm, g.mlp_gate, g.mlp_up, g.mlp_down);

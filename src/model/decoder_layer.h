@@ -13,7 +13,7 @@
 #include "model/dense_mlp.h"
 #include "model/forward_context.h"
 #include "model/gemma4_weights.h"
-#include "model/moe_block.h"
+#include "moe/gemma4_moe.h"
 
 namespace g4 {
 
@@ -22,7 +22,7 @@ struct LayerTape {
   AttentionTape attention;
   DenseMlpTape mlp;
   Tensor dense_out;
-  Routing routing;
+  mutable Gemma4MoeContext<float> moe;  // routing and expert activations (its buffers are reused by backward)
   Tensor xe, experts_out;
   Tensor m_sum, x_post;
   Tensor ple_gate_pre, ple_mixed, ple_proj;

@@ -1,7 +1,10 @@
 #include "model/gemma4_weights.h"
 
+#include <map>
 #include "core/error.h"
+
 #include "model/weight_layout.h"
+#include "moe/state_dict_adapter.h"
 
 namespace g4 {
 
@@ -35,12 +38,11 @@ void for_each_parameter(const ModelConfig& config, Gemma4Weights& w,
     fn(p + "post_feedforward_layernorm.weight", l.post_feedforward_norm);
     if (s.moe) {
       fn(p + "post_feedforward_layernorm_1.weight", l.moe.post_norm_1);
-      fn(p + "router.proj.weight", l.moe.router_proj);
-      fn(p + "router.scale", l.moe.router_scale);
-      fn(p + "router.per_expert_scale", l.moe.per_expert_scale);
+      fn(p + "moe.gate.proj.weight", l.moe.router_proj);
+      fn(p + "moe.gate.scale", l.moe.router_scale);
       fn(p + "pre_feedforward_layernorm_2.weight", l.moe.pre_norm_2);
-      fn(p + "experts.gate_up_proj", l.moe.gate_up_proj);
-      fn(p + "experts.down_proj", l.moe.down_proj);
+      fn(p + "moe.experts.gate_and_up_projs", l.moe.gate_and_up);
+      fn(p + "moe.experts.down_projs", l.moe.down);
       fn(p + "post_feedforward_layernorm_2.weight", l.moe.post_norm_2);
     }
     if (s.ple_width > 0) {
@@ -53,10 +55,15 @@ void for_each_parameter(const ModelConfig& config, Gemma4Weights& w,
   if (!c.tie_word_embeddings) fn("lm_head.weight", w.lm_head);
 }
 
-Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& ckpt) {
+Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& ckpt, bool* native_moe_out) {
   const TextConfig& c = config.text;
+  std::vector<std::string> moe_names;
+  for (const std::string& n : ckpt.names())
+    if (n.rfind(config.text_prefix, 0) == 0) moe_names.push_back(n);
+  const bool native_moe = c.enable_moe_block && detect_layout(moe_names) == Layout::native;
+  if (native_moe_out) *native_moe_out = native_moe;
   // Check every expected tensor first, so that a bad checkpoint fails before any large read.
-  for (const ExpectedTensor& t : expected_text_tensors(c)) {
+  for (const ExpectedTensor& t : expected_text_tensors(c, native_moe)) {
     const std::string name = t.name == "lm_head.weight" ? t.name : config.text_prefix + t.name;
     const TensorInfo& info = ckpt.info(name);
     check(info.shape == t.shape, "tensor ", name, " has shape ", shape_str(info.shape),
@@ -64,10 +71,26 @@ Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& c
   }
   Gemma4Weights w;
   w.layers.resize(c.layers.size());
-  for_each_parameter(config, w, [&](const std::string& name, Tensor& t) { t = ckpt.read_f32(name); });
+  std::map<int, StateDict> hf_moe;  // per layer: the HF MoE tensors, converted below
+  for_each_parameter(config, w, [&](const std::string& name, Tensor& t) {
+    if (!native_moe && name.find(".moe.") != std::string::npos) return;
+    t = ckpt.read_f32(name);
+  });
   for (const LayerSpec& s : c.layers) {
-    const std::string name = config.text_prefix + "layers." + std::to_string(s.index) + ".layer_scalar";
-    w.layers[s.index].layer_scalar = ckpt.read_f32(name).f32()[0];
+    const std::string p = config.text_prefix + "layers." + std::to_string(s.index) + ".";
+    w.layers[s.index].layer_scalar = ckpt.read_f32(p + "layer_scalar").f32()[0];
+    if (!s.moe || native_moe) continue;
+    StateDict hf;
+    for (const char* n : {"router.proj.weight", "router.scale", "router.per_expert_scale",
+                          "experts.gate_up_proj", "experts.down_proj"})
+      hf[p + n] = ckpt.read_f32(p + n);
+    StateDict native =
+        gemma4_moe_from_hf(hf, AdapterOptions{1, 0, [](const std::string&) {}, config.text_prefix});
+    MoeWeights& m = w.layers[s.index].moe;
+    m.router_proj = native.at(p + "moe.gate.proj.weight");
+    m.router_scale = native.at(p + "moe.gate.scale");
+    m.gate_and_up = native.at(p + "moe.experts.gate_and_up_projs");
+    m.down = native.at(p + "moe.experts.down_projs");
   }
   return w;
 }

@@ -4,7 +4,8 @@
 // Invariants after load_gemma4_weights: every tensor has the shape the config implies (checked against
 // expected_text_tensors); bf16/f16/f64 weights are converted to fp32; optional parts are empty Tensors when
 // the config has none (v_proj on k_eq_v full layers, k/v on KV-shared layers, PLE, MoE). A tied head reads
-// embed_tokens.
+// embed_tokens. MoE weights are held in the native layout: an HF checkpoint's are converted on load by the
+// state-dict adapter (moe/state_dict_adapter.h), a native checkpoint's are read as they are.
 #pragma once
 
 #include <functional>
@@ -22,12 +23,12 @@ struct AttentionWeights {
   Tensor q_norm, k_norm;                  // [head_dim]
 };
 
+// The routed experts in g4moe's native (NeMo) layout, whatever layout the checkpoint has.
 struct MoeWeights {
   Tensor router_proj;                           // [E, H]
   Tensor router_scale;                          // [H]
-  Tensor per_expert_scale;                      // [E]
-  Tensor gate_up_proj;                          // [E, 2I, H]: rows 0..I-1 gate, I..2I-1 up
-  Tensor down_proj;                             // [E, H, I]
+  Tensor gate_and_up;                           // [E, H, 2I]: columns 0..I-1 gate, I..2I-1 up
+  Tensor down;                                  // [E, I, H], per_expert_scale folded in
   Tensor pre_norm_2, post_norm_1, post_norm_2;  // [H]
 };
 
@@ -50,7 +51,9 @@ struct Gemma4Weights {
   const Tensor& head() const { return lm_head.empty() ? embed_tokens : lm_head; }
 };
 
-Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& checkpoint);
+// `native_moe` (out, optional): whether the checkpoint stored its MoE weights in the native layout.
+Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& checkpoint,
+                                  bool* native_moe = nullptr);
 
 // Calls fn(checkpoint name, tensor) for every trainable tensor of `weights` that the config has, in
 // checkpoint naming (the config's text prefix; "lm_head.weight" when untied). layer_scalar is a buffer and is

@@ -28,7 +28,7 @@ std::string_view weight_group_name(WeightGroup group) {
   return "?";
 }
 
-std::vector<ExpectedTensor> expected_text_tensors(const TextConfig& c) {
+std::vector<ExpectedTensor> expected_text_tensors(const TextConfig& c, bool native_moe) {
   std::vector<ExpectedTensor> out;
   const std::int64_t H = c.hidden_size;
   const int L = c.num_hidden_layers;
@@ -66,12 +66,19 @@ std::vector<ExpectedTensor> expected_text_tensors(const TextConfig& c) {
     if (s.moe) {
       const std::int64_t E = c.num_experts, I = c.moe_intermediate_size;
       add(p + "post_feedforward_layernorm_1.weight", {H}, WeightGroup::norm, l);
-      add(p + "router.proj.weight", {E, H}, WeightGroup::router, l);
-      add(p + "router.scale", {H}, WeightGroup::router, l);
-      add(p + "router.per_expert_scale", {E}, WeightGroup::router, l);
+      if (native_moe) {
+        add(p + "moe.gate.proj.weight", {E, H}, WeightGroup::router, l);
+        add(p + "moe.gate.scale", {H}, WeightGroup::router, l);
+        add(p + "moe.experts.gate_and_up_projs", {E, H, 2 * I}, WeightGroup::experts, l);
+        add(p + "moe.experts.down_projs", {E, I, H}, WeightGroup::experts, l);
+      } else {
+        add(p + "router.proj.weight", {E, H}, WeightGroup::router, l);
+        add(p + "router.scale", {H}, WeightGroup::router, l);
+        add(p + "router.per_expert_scale", {E}, WeightGroup::router, l);
+        add(p + "experts.gate_up_proj", {E, 2 * I, H}, WeightGroup::experts, l);
+        add(p + "experts.down_proj", {E, H, I}, WeightGroup::experts, l);
+      }
       add(p + "pre_feedforward_layernorm_2.weight", {H}, WeightGroup::norm, l);
-      add(p + "experts.gate_up_proj", {E, 2 * I, H}, WeightGroup::experts, l);
-      add(p + "experts.down_proj", {E, H, I}, WeightGroup::experts, l);
       add(p + "post_feedforward_layernorm_2.weight", {H}, WeightGroup::norm, l);
     }
     if (s.ple_width > 0) {

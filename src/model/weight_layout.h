@@ -34,7 +34,10 @@ struct ExpectedTensor {
   bool trainable = true;  // layer_scalar is a buffer, not a parameter
 };
 
-std::vector<ExpectedTensor> expected_text_tensors(const TextConfig& config);
+// `native_moe`: the MoE tensors in g4moe's native (NeMo) layout, as `g4moe convert --to native` writes them:
+// layers.N.moe.gate.proj.weight [E,H], .moe.gate.scale [H], .moe.experts.gate_and_up_projs [E,H,2I],
+// .moe.experts.down_projs [E,I,H] (per_expert_scale folded in, so absent).
+std::vector<ExpectedTensor> expected_text_tensors(const TextConfig& config, bool native_moe = false);
 
 // transformers drops these on load without complaint: k/v projections and k_norm of KV-shared layers.
 bool ignored_when_unexpected(const TextConfig& config, const std::string& relative_name);

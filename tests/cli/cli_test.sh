@@ -134,6 +134,22 @@ for k in names:
     assert math.sqrt(num / den) < 1e-4, (k, math.sqrt(num / den))
 PY
 
+# A native-layout checkpoint (g4moe convert) inspects clean and scores the same logits as its HF source (1e-6).
+"$g4moe" convert --to native tests/fixtures/moe_26b "$scratch/native" >/dev/null 2>&1 || bad "convert to native"
+"$g4moe" inspect "$scratch/native" >/dev/null && pass "inspect native layout" || bad "inspect native layout"
+"$g4moe" score --model tests/fixtures/moe_26b --input tests/fixtures/moe_26b/input.json --output "$scratch/hf.st" >/dev/null
+"$g4moe" score --model "$scratch/native" --input tests/fixtures/moe_26b/input.json --output "$scratch/nat.st" >/dev/null
+python3 - "$scratch/hf.st" "$scratch/nat.st" <<'PY' && pass "native scores like HF" || bad "native scores like HF"
+import json, struct, sys, math
+def logits(path):
+    data = open(path, "rb").read(); n = struct.unpack("<Q", data[:8])[0]
+    h = json.loads(data[8:8 + n])["logits"]; b, e = h["data_offsets"]
+    raw = data[8 + n + b: 8 + n + e]; return struct.unpack("<%df" % (len(raw) // 4), raw)
+a, b = logits(sys.argv[1]), logits(sys.argv[2])
+err = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)) / sum(x * x for x in a))
+assert err < 1e-6, err
+PY
+
 # score: bad input gets one line and exit 2.
 echo '{"input_ids": [[1, 2, 96]]}' >"$scratch/oor.json"
 expect_error "token id out of range" "token id 96 at input_ids\[0\]\[2\] is out of range" \

@@ -7,6 +7,7 @@
 #include "data/score_input.h"
 #include "fixture_cases.h"
 #include "io/safetensors.h"
+#include "model/checkpoint_gradients.h"
 #include "model/gemma4_training.h"
 #include "test_paths.h"
 
@@ -42,7 +43,7 @@ TEST_P(BackwardFixture, GradientsMatchTransformersAutograd) {
   int compared = 0;
   double worst = 0;
   std::string worst_name;
-  for_each_parameter(model.config, grads, [&](const std::string& name, Tensor& grad) {
+  for (auto& [name, grad] : gradients_in_checkpoint_layout(model.config, grads, Checkpoint::open(dir))) {
     const TensorInfo* info = expected->find("grad." + name);
     ASSERT_NE(info, nullptr) << "no reference gradient for " << name;
     ASSERT_EQ(info->shape, grad.shape()) << name;
@@ -53,7 +54,7 @@ TEST_P(BackwardFixture, GradientsMatchTransformersAutograd) {
       worst_name = name;
     }
     ++compared;
-  });
+  }
   EXPECT_GT(compared, 10);
   std::printf("[ case %-16s ] %d gradients, worst relative error %.3g (%s)\n", GetParam().c_str(), compared,
               worst, worst_name.c_str());

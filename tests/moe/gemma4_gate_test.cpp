@@ -40,7 +40,9 @@ TEST(Gemma4Gate, WeightsAreFp32SumToOneAreSortedAndIndicesAreDistinctAndInRange)
     for (int k = 0; k < 3; ++k) {
       EXPECT_GE(w[t * 3 + k], 0.0f);
       EXPECT_TRUE(idx[t * 3 + k] >= 0 && idx[t * 3 + k] < 8);
-      if (k) EXPECT_GE(w[t * 3 + k - 1], w[t * 3 + k]);
+      if (k) {
+        EXPECT_GE(w[t * 3 + k - 1], w[t * 3 + k]);
+      }
       for (int j = 0; j < k; ++j) EXPECT_NE(idx[t * 3 + j], idx[t * 3 + k]);
       sum += w[t * 3 + k];
     }
