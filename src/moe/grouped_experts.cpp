@@ -25,6 +25,7 @@ void check_config(const ExpertsConfig& cfg) {
 
 template <class T>
 void gather_rows(const T* src, const std::int64_t* row_ids, std::int64_t rows, std::int64_t width, T* dst) {
+#pragma omp parallel for schedule(static) if (rows * width > 65536)
   for (std::int64_t r = 0; r < rows; ++r)
     std::memcpy(dst + r * width, src + row_ids[r] * width, sizeof(T) * static_cast<std::size_t>(width));
 }
@@ -37,6 +38,24 @@ void scatter_add_rows(const T* src, const std::int64_t* row_ids, std::int64_t ro
     T* d = dst + row_ids[r] * width;
     const T* s = src + r * width;
     for (std::int64_t j = 0; j < width; ++j) d[j] += s[j];
+  }
+}
+
+// dst[t] += Σ_k src[row of slot (t, k)], k ascending: each token's sum has a fixed order, so tokens can be
+// summed in parallel and the result does not depend on the thread count.
+template <class T>
+void combine_rows_by_token(const T* src, const TokenPermutation& perm, std::int64_t width, T* dst) {
+  std::vector<std::int64_t> row_of_slot(static_cast<std::size_t>(perm.tokens * perm.top_k), -1);
+  for (std::int64_t r = 0; r < perm.rows(); ++r) row_of_slot[perm.sorted_slot_ids[r]] = r;
+#pragma omp parallel for schedule(static) if (perm.tokens * width > 65536)
+  for (std::int64_t t = 0; t < perm.tokens; ++t) {
+    T* d = dst + t * width;
+    for (std::int64_t k = 0; k < perm.top_k; ++k) {
+      const std::int64_t r = row_of_slot[t * perm.top_k + k];
+      if (r < 0) continue;
+      const T* s = src + r * width;
+      for (std::int64_t j = 0; j < width; ++j) d[j] += s[j];
+    }
   }
 }
 
@@ -105,7 +124,7 @@ void forward_grouped(const ExpertsConfig& cfg, const T* x, const T* gate_and_up,
   weighted_activation_forward<T>(cfg.activation, cfg.activation_params, ctx->h.data(),
                                  ctx->sorted_weights.data(), M, I, ctx->a.data());
   grouped_gemm_nn<T>(ctx->a.data(), down, ctx->o.data(), perm.end_offsets.data(), cfg.n_local, I, H);
-  scatter_add_rows(ctx->o.data(), perm.sorted_token_ids.data(), M, H, y);
+  combine_rows_by_token(ctx->o.data(), perm, H, y);
 }
 
 }  // namespace
@@ -166,7 +185,7 @@ void grouped_experts_backward(const ExpertsConfig& cfg, const T* x, const T* gat
                                     dp.data());
     grouped_gemm_tn_accumulate<T>(ctx.x_sorted.data(), ctx.d_h.data(), dgate_and_up, offs, cfg.n_local, H, W);
     grouped_gemm_nt<T>(ctx.d_h.data(), gate_and_up, ctx.d_x.data(), offs, cfg.n_local, H, W);
-    scatter_add_rows(ctx.d_x.data(), perm.sorted_token_ids.data(), M, H, dx);
+    combine_rows_by_token(ctx.d_x.data(), perm, H, dx);
     for (std::int64_t r = 0; r < M; ++r) dweights[perm.sorted_slot_ids[r]] = dp[r];
     return;
   }

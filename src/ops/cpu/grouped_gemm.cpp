@@ -1,6 +1,10 @@
 #include "ops/cpu/grouped_gemm.h"
 
 #include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
 
 namespace g4 {
 
@@ -33,39 +37,81 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
             static_cast<int>(N));
 }
 
-template <class T>
-void grouped_gemm_nn(const T* x, const T* w, T* y, const std::int32_t* end_offsets, std::int64_t groups,
-                     std::int64_t K, std::int64_t N) {
+namespace {
+
+// Work items of a grouped GEMM: (group, first, count) over the dimension that is split. Splitting lets a few
+// large groups keep every thread busy; inside an OpenMP parallel region OpenBLAS (OpenMP build) runs each call
+// on one thread, so the items run side by side without oversubscription.
+struct Tile {
+  std::int64_t group, first, count;
+};
+
+std::vector<Tile> make_tiles(const std::int32_t* end_offsets, std::int64_t groups, std::int64_t split_extent,
+                             bool split_rows, std::int64_t chunk) {
+  std::vector<Tile> tiles;
   std::int64_t begin = 0;
   for (std::int64_t g = 0; g < groups; ++g) {
     const std::int64_t end = end_offsets[g];
-    if (end > begin)
-      gemm<T>(false, false, end - begin, N, K, x + begin * K, w + g * K * N, y + begin * N, false);
+    if (end > begin) {
+      const std::int64_t extent = split_rows ? end - begin : split_extent;
+      for (std::int64_t f = 0; f < extent; f += chunk)
+        tiles.push_back({g, (split_rows ? begin : 0) + f, std::min(chunk, extent - f)});
+    }
     begin = end;
+  }
+  return tiles;
+}
+
+// Row chunk such that the tiles number a few per thread.
+std::int64_t row_chunk(std::int64_t rows) {
+  const std::int64_t threads = std::max(1, omp_get_max_threads());
+  return std::max<std::int64_t>(32, (rows + 4 * threads - 1) / (4 * threads));
+}
+
+}  // namespace
+
+template <class T>
+void grouped_gemm_nn(const T* x, const T* w, T* y, const std::int32_t* end_offsets, std::int64_t groups,
+                     std::int64_t K, std::int64_t N) {
+  const std::int64_t rows = groups ? end_offsets[groups - 1] : 0;
+  const auto tiles = make_tiles(end_offsets, groups, 0, true, row_chunk(rows));
+#pragma omp parallel for schedule(dynamic)
+  for (std::size_t i = 0; i < tiles.size(); ++i) {
+    const Tile& t = tiles[i];
+    gemm<T>(false, false, t.count, N, K, x + t.first * K, w + t.group * K * N, y + t.first * N, false);
   }
 }
 
 template <class T>
 void grouped_gemm_nt(const T* dy, const T* w, T* dx, const std::int32_t* end_offsets, std::int64_t groups,
                      std::int64_t K, std::int64_t N) {
-  std::int64_t begin = 0;
-  for (std::int64_t g = 0; g < groups; ++g) {
-    const std::int64_t end = end_offsets[g];
-    if (end > begin)
-      gemm<T>(false, true, end - begin, K, N, dy + begin * N, w + g * K * N, dx + begin * K, false);
-    begin = end;
+  const std::int64_t rows = groups ? end_offsets[groups - 1] : 0;
+  const auto tiles = make_tiles(end_offsets, groups, 0, true, row_chunk(rows));
+#pragma omp parallel for schedule(dynamic)
+  for (std::size_t i = 0; i < tiles.size(); ++i) {
+    const Tile& t = tiles[i];
+    gemm<T>(false, true, t.count, K, N, dy + t.first * N, w + t.group * K * N, dx + t.first * K, false);
   }
 }
 
 template <class T>
 void grouped_gemm_tn_accumulate(const T* x, const T* dy, T* dw, const std::int32_t* end_offsets,
                                 std::int64_t groups, std::int64_t K, std::int64_t N) {
-  std::int64_t begin = 0;
-  for (std::int64_t g = 0; g < groups; ++g) {
-    const std::int64_t end = end_offsets[g];
-    if (end > begin)
-      gemm<T>(true, false, K, N, end - begin, x + begin * K, dy + begin * N, dw + g * K * N, true);
-    begin = end;
+  // dw[g] [K, N] += x_gᵀ · dy_g: split the K rows of dw (each tile owns its rows: no write conflicts).
+  std::vector<std::int64_t> begins(static_cast<std::size_t>(groups));
+  for (std::int64_t g = 0, b = 0; g < groups; ++g) {
+    begins[g] = b;
+    b = end_offsets[g];
+  }
+  const auto tiles = make_tiles(end_offsets, groups, K, false, std::max<std::int64_t>(64, K / 8));
+#pragma omp parallel for schedule(dynamic)
+  for (std::size_t i = 0; i < tiles.size(); ++i) {
+    const Tile& t = tiles[i];
+    const std::int64_t begin = begins[t.group], n = end_offsets[t.group] - begin;
+    // rows t.first .. t.first+count of x_gᵀ are columns of x_g: a strided operand with leading dimension K.
+    blas_gemm(CblasTrans, CblasNoTrans, static_cast<int>(t.count), static_cast<int>(N), static_cast<int>(n),
+              x + begin * K + t.first, static_cast<int>(K), dy + begin * N, static_cast<int>(N), T(1),
+              dw + t.group * K * N + t.first * N, static_cast<int>(N));
   }
 }
 
