@@ -1,0 +1,63 @@
+#include "train/adamw.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace g4 {
+
+void AdamW::step(const std::vector<ParamRef>& params, double lr) {
+  ++steps_;
+  const double b1 = config_.beta1, b2 = config_.beta2;
+  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(steps_));
+  const double bc2 = 1.0 - std::pow(b2, static_cast<double>(steps_));
+  const double step_size = lr / bc1, bc2_sqrt = std::sqrt(bc2);
+  const double decay = 1.0 - lr * config_.weight_decay;
+  for (const ParamRef& p : params) {
+    check(p.param && p.grad && p.param->shape() == p.grad->shape(), "AdamW: parameter ", p.name,
+          " and its gradient differ in shape");
+    auto [it, created] = state_.try_emplace(p.name);
+    if (created) it->second = {Tensor(DType::f32, p.param->shape()), Tensor(DType::f32, p.param->shape())};
+    float* w = p.param->f32();
+    const float* g = p.grad->f32();
+    float* m = it->second.first.f32();
+    float* v = it->second.second.f32();
+    const std::int64_t n = p.param->numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double gi = g[i];
+      const double mi = b1 * m[i] + (1.0 - b1) * gi;
+      const double vi = b2 * v[i] + (1.0 - b2) * gi * gi;
+      m[i] = static_cast<float>(mi);
+      v[i] = static_cast<float>(vi);
+      const double wi = static_cast<double>(w[i]) * decay;
+      w[i] = static_cast<float>(wi - step_size * mi / (std::sqrt(vi) / bc2_sqrt + config_.eps));
+    }
+  }
+}
+
+double global_grad_norm(const std::vector<ParamRef>& params) {
+  double sum = 0;
+  for (const ParamRef& p : params) {
+    const float* g = p.grad->f32();
+    const std::int64_t n = p.grad->numel();
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (n > 65536)
+    for (std::int64_t i = 0; i < n; ++i) sum += static_cast<double>(g[i]) * g[i];
+  }
+  return std::sqrt(sum);
+}
+
+double clip_grad_norm(const std::vector<Tensor*>& grads, double max_norm) {
+  double sum = 0;
+  for (const Tensor* g : grads)
+    for (std::int64_t i = 0; i < g->numel(); ++i) sum += static_cast<double>(g->f32()[i]) * g->f32()[i];
+  const double norm = std::sqrt(sum);
+  if (max_norm > 0 && norm > max_norm) {
+    const float scale = static_cast<float>(max_norm / norm);
+    for (Tensor* g : grads)
+      for (std::int64_t i = 0; i < g->numel(); ++i) g->f32()[i] *= scale;
+  }
+  return norm;
+}
+
+}  // namespace g4
