@@ -33,16 +33,11 @@ namespace {
 // elements when `grad_ref` is null). `excluded` receives the number left out.
 double relative_error(const Tensor& actual, const Tensor& expected, const Tensor* grad_ref = nullptr,
                       std::int64_t* excluded = nullptr) {
-  double floor = 0;
-  if (grad_ref) {
-    double sq = 0;
-    for (std::int64_t i = 0; i < grad_ref->numel(); ++i) sq += grad_ref->f64()[i] * grad_ref->f64()[i];
-    floor = 1e-3 * std::sqrt(sq / static_cast<double>(grad_ref->numel()));
-  }
+  const double floor = 1e-6;  // 100 × eps: below it AdamW's update lr·g/(|g| + eps) hinges on g's last bits
   double diff = 0, norm = 0;
   std::int64_t skipped = 0;
   for (std::int64_t i = 0; i < expected.numel(); ++i) {
-    // Exactly-zero gradients (embedding rows no token used) are well conditioned: only the decay moves them.
+    // Exactly-zero gradients are well conditioned: only the decay moves them.
     if (grad_ref && grad_ref->f64()[i] != 0.0 && std::fabs(grad_ref->f64()[i]) < floor) {
       ++skipped;
       continue;
@@ -154,7 +149,7 @@ TEST(ClipGradNorm, ScalesToTheMaximum) {
   EXPECT_DOUBLE_EQ(clip_grad_norm({&a, &b}, 1.0), 5.0);
   EXPECT_FLOAT_EQ(a.f32()[0], 0.6f);
   EXPECT_FLOAT_EQ(b.f32()[0], 0.8f);
-  EXPECT_DOUBLE_EQ(clip_grad_norm({&a, &b}, 10.0), 1.0);  // under the maximum: unchanged
+  EXPECT_NEAR(clip_grad_norm({&a, &b}, 10.0), 1.0, 1e-6);  // under the maximum: unchanged
   EXPECT_FLOAT_EQ(a.f32()[0], 0.6f);
 }
 
