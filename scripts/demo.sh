@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job: set up, build, and inspect a checkpoint the repository ships (a tiny 26B-A4B-shaped MoE model
-# in the released Hugging Face layout: nested config, model.language_model. names, two shards).
+# The main job: set up, build, then train the built-in tiny Gemma 4 MoE (4 layers, 8 experts top-2) from
+# scratch on the synthetic corpus in data/, on the CPU (about two minutes on 2 cores): the loss falls from
+# ~5.6 to ~0.3, metrics go to runs/tiny_moe/metrics.jsonl and loss.png, an HF-format checkpoint to
+# runs/tiny_moe/checkpoint-*/, and a greedy sample is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
-build/g4moe inspect tests/fixtures/released_layout
+build/g4moe train --config recipes/tiny_moe.yaml "$@"

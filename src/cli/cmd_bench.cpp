@@ -25,7 +25,8 @@ struct BenchOptions {
 };
 
 int run_bench_forward(const BenchOptions& o) {
-  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0, "--batch, --seq, --repeat must be positive");
+  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0,
+        "--batch, --seq, --repeat must be positive");
   const Gemma4Model model = load_gemma4_model(o.model);
   Batch batch;
   batch.batch_size = o.batch;
@@ -46,9 +47,12 @@ int run_bench_forward(const BenchOptions& o) {
   }
   std::sort(seconds.begin(), seconds.end());
   const double median = seconds[seconds.size() / 2];
-  Json line = {{"what", "g4moe cpu forward"},      {"batch", o.batch},
-               {"seq", o.seq},                     {"threads", omp_get_max_threads()},
-               {"median_s", median},               {"min_s", seconds.front()},
+  Json line = {{"what", "g4moe cpu forward"},
+               {"batch", o.batch},
+               {"seq", o.seq},
+               {"threads", omp_get_max_threads()},
+               {"median_s", median},
+               {"min_s", seconds.front()},
                {"tokens_per_s", static_cast<double>(batch.tokens()) / median}};
   std::printf("%s\n", line.dump().c_str());
   print_profile();
@@ -58,9 +62,11 @@ int run_bench_forward(const BenchOptions& o) {
 }  // namespace
 
 Action register_bench(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "Benchmarks (not tests): time parts of g4moe and print JSON lines.");
+  auto* cmd =
+      app.add_subcommand("bench", "Benchmarks (not tests): time parts of g4moe and print JSON lines.");
   cmd->require_subcommand(1);
-  auto* fwd = cmd->add_subcommand("forward", "Time the CPU forward pass on random token ids (median of --repeat runs).");
+  auto* fwd = cmd->add_subcommand("forward",
+                                  "Time the CPU forward pass on random token ids (median of --repeat runs).");
   auto o = std::make_shared<BenchOptions>();
   fwd->add_option("--model", o->model, "checkpoint directory")->required();
   fwd->add_option("--batch", o->batch, "rows per batch")->capture_default_str();

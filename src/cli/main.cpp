@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   actions["convert"] = g4::cli::register_convert(app);
   actions["score"] = g4::cli::register_score(app);
   actions["bench"] = g4::cli::register_bench(app);
+  actions["train"] = g4::cli::register_train(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

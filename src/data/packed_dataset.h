@@ -1,0 +1,42 @@
+// packed_dataset.h: JSONL training data, tokenised and packed into fixed-length rows.
+//
+// Each line is an object with "text" (tokenised with the byte tokenizer) or "input_ids" (a list of ids).
+// A document becomes [BOS] + ids + [EOS]. Documents are shuffled with the seed, split into train and eval
+// sets, and packed greedily into rows of `seq_len` tokens; position ids restart at 0 at each document start
+// (so attention stays inside a document, as transformers does for packed sequences), and the label of each
+// document's first token is -100 (nothing before it should predict it). A document longer than seq_len is
+// truncated or rejected, by option. Errors name the file and the line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/batch.h"
+
+namespace g4 {
+
+struct DatasetOptions {
+  std::int64_t seq_len = 128;
+  std::int64_t vocab_size = 0;  // ids must be below it
+  double eval_fraction = 0.0;   // share of documents held out for the eval loss
+  bool truncate = true;         // else a document longer than seq_len is an error
+  std::uint64_t seed = 0;
+};
+
+struct PackedRows {
+  std::int64_t seq_len = 0;
+  std::vector<std::int64_t> input_ids, position_ids, labels;  // [rows, seq_len]
+  std::int64_t rows() const { return seq_len ? static_cast<std::int64_t>(input_ids.size()) / seq_len : 0; }
+  // Rows [first, first + count) (wrapping around) as a Batch with packed position ids and no attention mask.
+  Batch batch(std::int64_t first, std::int64_t count) const;
+};
+
+struct PackedDataset {
+  PackedRows train, eval;
+  std::int64_t documents = 0, truncated = 0;
+};
+
+PackedDataset load_packed_dataset(const std::string& path, const DatasetOptions& options);
+
+}  // namespace g4

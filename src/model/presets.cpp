@@ -1,0 +1,67 @@
+#include "model/presets.h"
+
+#include <map>
+#include <random>
+
+#include "core/error.h"
+
+namespace g4 {
+
+std::vector<std::string> preset_names() {
+  return {"tiny-moe"};
+}
+
+Json preset_config(const std::string& name) {
+  check(name == "tiny-moe", "unknown model preset \"", name, "\" (known: tiny-moe)");
+  return Json{
+      {"architectures", {"Gemma4ForCausalLM"}},
+      {"model_type", "gemma4_text"},
+      {"vocab_size", 264},
+      {"hidden_size", 64},
+      {"intermediate_size", 96},
+      {"num_hidden_layers", 4},
+      {"num_attention_heads", 4},
+      {"num_key_value_heads", 2},
+      {"head_dim", 16},
+      {"global_head_dim", 32},
+      {"num_global_key_value_heads", 1},
+      {"attention_k_eq_v", true},
+      {"layer_types", {"sliding_attention", "sliding_attention", "sliding_attention", "full_attention"}},
+      {"sliding_window", 32},
+      {"enable_moe_block", true},
+      {"num_experts", 8},
+      {"top_k_experts", 2},
+      {"moe_intermediate_size", 48},
+      {"hidden_size_per_layer_input", 0},
+      {"final_logit_softcapping", 30.0},
+      {"rms_norm_eps", 1e-6},
+      {"tie_word_embeddings", true},
+      {"max_position_embeddings", 4096},
+      {"pad_token_id", 0},
+      {"eos_token_id", 1},
+      {"bos_token_id", 2},
+      {"hidden_activation", "gelu_pytorch_tanh"},
+      {"dtype", "float32"}};
+}
+
+Gemma4Model init_gemma4_model(const Json& doc, std::uint64_t seed, double initializer_range) {
+  Gemma4Model m;
+  m.config = parse_config(doc, "model config");
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, static_cast<float>(initializer_range));
+  const TextConfig& c = m.config.text;
+  m.weights.layers.resize(c.layers.size());
+  // Shapes come from the native layout's visitor; norms and scales (1-D tensors) start at one.
+  std::map<std::string, Shape> shapes;
+  for (const ExpectedTensor& t : expected_text_tensors(c, /*native_moe=*/true))
+    if (t.trainable) shapes[t.name == "lm_head.weight" ? t.name : m.config.text_prefix + t.name] = t.shape;
+  for_each_parameter(m.config, m.weights, [&](const std::string& name, Tensor& t) {
+    check(shapes.count(name) == 1, "init: no shape for parameter ", name);
+    t = Tensor(DType::f32, shapes.at(name));
+    const bool ones = t.rank() == 1;
+    for (std::int64_t j = 0; j < t.numel(); ++j) t.f32()[j] = ones ? 1.0f : normal(rng);
+  });
+  return m;
+}
+
+}  // namespace g4

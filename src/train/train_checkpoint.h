@@ -1,0 +1,25 @@
+// train_checkpoint.h: training checkpoints as Hugging Face checkpoint directories, plus what resuming needs.
+//
+// A checkpoint directory holds config.json and model.safetensors (shards + index when large) in the HF layout
+// (MoE weights converted back by the state-dict adapter, per_expert_scale written as ones), so transformers
+// loads it; g4moe_tokenizer.json (the byte tokenizer) when the run used one; and, for `--resume`,
+// optimizer.safetensors (AdamW moments by native parameter name) and trainer_state.json (step, data cursor,
+// seeds, the recipe). Invariant: the directory appears complete or not at all: it is written as `<dir>.tmp`
+// and renamed into place; a failure (a full disk, say) leaves any previous checkpoint untouched.
+#pragma once
+
+#include <string>
+
+#include "io/json.h"
+#include "model/gemma4_model.h"
+#include "train/adamw.h"
+
+namespace g4 {
+
+void save_train_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc,
+                           AdamW& optimizer, const Json& trainer_state, bool byte_tokenizer);
+
+// Restores the optimizer moments and step count; returns trainer_state.json.
+Json load_train_state(const std::string& dir, AdamW& optimizer);
+
+}  // namespace g4

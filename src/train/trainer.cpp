@@ -1,0 +1,238 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "data/byte_tokenizer.h"
+#include "data/packed_dataset.h"
+#include "generate/greedy.h"
+#include "model/gemma4_training.h"
+#include "model/presets.h"
+#include "ops/cpu/cross_entropy.h"
+#include "train/loss_plot.h"
+#include "train/lr_schedule.h"
+#include "train/train_checkpoint.h"
+
+namespace g4 {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+volatile std::sig_atomic_t g_stop_requested = 0;
+void on_sigint(int) {
+  g_stop_requested = 1;
+}
+
+struct ModelSource {
+  Gemma4Model model;
+  Json config_doc;
+};
+
+ModelSource load_model(const Recipe& r, const std::string& resume_dir) {
+  const std::string dir = !resume_dir.empty() ? resume_dir : r.model_path;
+  if (!dir.empty()) return {load_gemma4_model(dir), read_json_file(dir + "/config.json")};
+  Json doc = preset_config(r.model_preset);
+  return {init_gemma4_model(doc, r.model_seed), doc};
+}
+
+double eval_loss(const Gemma4Model& model, const PackedRows& rows, std::int64_t batch_size) {
+  double sum = 0;
+  std::int64_t count = 0;
+  for (std::int64_t first = 0; first < rows.rows(); first += batch_size) {
+    const Batch b = rows.batch(first, std::min(batch_size, rows.rows() - first));
+    const ForwardResult out = gemma4_forward(model, b);
+    const LossResult l = causal_lm_loss(out.logits.f32(), b.labels.data(), b.batch_size, b.seq_len,
+                                        model.config.text.vocab_size);
+    sum += l.loss_sum;
+    count += l.num_tokens;
+  }
+  return count ? sum / static_cast<double>(count) : NAN;
+}
+
+std::int64_t count_labels(const Batch& b) {
+  std::int64_t n = 0;
+  for (std::int64_t r = 0; r < b.batch_size; ++r)
+    for (std::int64_t t = 1; t < b.seq_len; ++t) n += b.labels[r * b.seq_len + t] != kIgnoreIndex;
+  return n;
+}
+
+void append_line(const std::string& path, const Json& line) {
+  std::ofstream out(path, std::ios::app);
+  out << line.dump() << "\n";
+  check(out.good(), "cannot write ", path);
+}
+
+}  // namespace
+
+TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
+  ModelSource src = load_model(r, resume_dir);
+  Gemma4Model& model = src.model;
+  const TextConfig& c = model.config.text;
+  const bool byte_tokenizer = r.model_path.empty();
+  check(!byte_tokenizer || c.vocab_size >= ByteTokenizer::vocab_size,
+        "the byte tokenizer needs vocab_size >= ", ByteTokenizer::vocab_size);
+
+  DatasetOptions data_options{r.seq_len, c.vocab_size, r.eval_fraction, r.truncate, r.data_seed};
+  const PackedDataset data = load_packed_dataset(r.data_path, data_options);
+
+  AdamW adamw(AdamWConfig{r.beta1, r.beta2, r.eps, r.weight_decay});
+  std::int64_t step = 0, cursor = 0;
+  double tokens_seen = 0;
+  if (!resume_dir.empty()) {
+    const Json state = load_train_state(resume_dir, adamw);
+    step = json_int(state.at("step"), "step", resume_dir);
+    cursor = json_int(state.at("data_cursor"), "data_cursor", resume_dir);
+    tokens_seen = json_number(state.at("tokens_seen"), "tokens_seen", resume_dir);
+  }
+  fs::create_directories(r.output_dir);
+  const std::string metrics_path = r.output_dir + "/metrics.jsonl";
+  if (resume_dir.empty()) std::ofstream(metrics_path, std::ios::trunc);
+
+  // Parameters: all but the frozen ones (names matched against the recipe's regexes).
+  std::vector<std::regex> frozen;
+  for (const std::string& pattern : r.freeze) {
+    try {
+      frozen.emplace_back(pattern);
+    } catch (const std::regex_error&) {
+      fail("train.freeze pattern \"", pattern, "\" is not a valid regular expression");
+    }
+  }
+  Gemma4Weights grads = zeros_like(model.config, model.weights);
+  std::vector<ParamRef> params;
+  std::vector<Tensor*> all_grads, trainable_grads;
+  {
+    std::vector<std::pair<std::string, Tensor*>> weight_list;
+    for_each_parameter(model.config, model.weights,
+                       [&](const std::string& n, Tensor& t) { weight_list.emplace_back(n, &t); });
+    std::size_t i = 0;
+    for_each_parameter(model.config, grads, [&](const std::string&, Tensor& g) {
+      all_grads.push_back(&g);
+      const auto& [name, w] = weight_list[i++];
+      bool is_frozen = false;
+      for (const std::regex& re : frozen) is_frozen = is_frozen || std::regex_search(name, re);
+      if (is_frozen) return;
+      params.push_back({name, w, &g});
+      trainable_grads.push_back(&g);
+    });
+  }
+  check(!params.empty(), "every parameter is frozen by train.freeze");
+
+  std::vector<std::pair<double, double>> train_curve, eval_curve;
+  if (!resume_dir.empty()) {  // the plot covers the whole run
+    std::ifstream in(metrics_path);
+    for (std::string line; std::getline(in, line);) {
+      const Json j = Json::parse(line, nullptr, false);
+      if (j.is_discarded()) continue;
+      if (j.contains("loss")) train_curve.emplace_back(j["step"].get<double>(), j["loss"].get<double>());
+      if (j.contains("eval_loss"))
+        eval_curve.emplace_back(j["step"].get<double>(), j["eval_loss"].get<double>());
+    }
+  }
+
+  auto trainer_state = [&] {
+    return Json{{"step", step},
+                {"data_cursor", cursor},
+                {"tokens_seen", tokens_seen},
+                {"model_seed", r.model_seed},
+                {"data_seed", r.data_seed},
+                {"recipe", r.to_json()}};
+  };
+  auto save = [&] {
+    save_train_checkpoint(r.output_dir + "/checkpoint-" + std::to_string(step), model, src.config_doc, adamw,
+                          trainer_state(), byte_tokenizer);
+  };
+
+  g_stop_requested = 0;
+  auto previous_handler = std::signal(SIGINT, on_sigint);
+  std::fprintf(stderr,
+               "g4moe train: %lld documents (%lld truncated), %lld train rows and %lld eval rows of %lld "
+               "tokens; %zu trainable tensors\n",
+               static_cast<long long>(data.documents), static_cast<long long>(data.truncated),
+               static_cast<long long>(data.train.rows()), static_cast<long long>(data.eval.rows()),
+               static_cast<long long>(r.seq_len), params.size());
+  ProgressBar progress("train", r.steps, 5.0);
+  progress.set_first(step);
+  TrainOutcome outcome;
+  const auto start = std::chrono::steady_clock::now();
+  const double tokens_at_start = tokens_seen;
+  while (step < r.steps) {
+    for (Tensor* g : all_grads) std::fill(g->f32(), g->f32() + g->numel(), 0.0f);
+    std::vector<Batch> micro;
+    std::int64_t label_tokens = 0;
+    for (std::int64_t m = 0; m < r.grad_accumulation; ++m) {
+      micro.push_back(data.train.batch(cursor, r.batch_size));
+      cursor = (cursor + r.batch_size) % data.train.rows();
+      label_tokens += count_labels(micro.back());
+    }
+    double loss_sum = 0;
+    for (const Batch& b : micro)
+      loss_sum += gemma4_forward_backward(model, b, grads,
+                                          static_cast<double>(std::max<std::int64_t>(1, label_tokens)))
+                      .loss_sum;
+    const double loss = loss_sum / static_cast<double>(std::max<std::int64_t>(1, label_tokens));
+    ++step;
+    if (!std::isfinite(loss)) {
+      std::signal(SIGINT, previous_handler);
+      fail("loss is ", loss, " at step ", step, ": training stopped; the last good checkpoint in ",
+           r.output_dir, " is kept (lower train.lr or raise train.warmup_steps)");
+    }
+    const double grad_norm = clip_grad_norm(trainable_grads, r.max_grad_norm);
+    const double lr = learning_rate(r.schedule, r.lr, step, r.steps, r.warmup_steps, r.min_lr_ratio);
+    adamw.step(params, lr);
+    for (const Batch& b : micro) tokens_seen += static_cast<double>(b.tokens());
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double tokens_per_s = (tokens_seen - tokens_at_start) / std::max(elapsed, 1e-9);
+    train_curve.emplace_back(static_cast<double>(step), loss);
+    if (step % std::max<std::int64_t>(1, r.log_every) == 0 || step == r.steps)
+      append_line(metrics_path, Json{{"step", step},
+                                     {"loss", loss},
+                                     {"lr", lr},
+                                     {"grad_norm", grad_norm},
+                                     {"tokens", tokens_seen},
+                                     {"tokens_per_s", tokens_per_s},
+                                     {"elapsed_s", elapsed}});
+    if (r.eval_every > 0 && data.eval.rows() > 0 && (step % r.eval_every == 0 || step == r.steps)) {
+      const double ev = eval_loss(model, data.eval, r.batch_size);
+      eval_curve.emplace_back(static_cast<double>(step), ev);
+      append_line(metrics_path, Json{{"step", step}, {"eval_loss", ev}});
+    }
+    char figures[160];
+    std::snprintf(figures, sizeof figures, "loss %.4f lr %.2e gnorm %.3f | %.0f tok/s", loss, lr, grad_norm,
+                  tokens_per_s);
+    progress.update(step, figures);
+    outcome.last_loss = loss;
+    if (r.save_every > 0 && step % r.save_every == 0 && step < r.steps) save();
+    if (g_stop_requested) {
+      progress.finish();
+      save();
+      std::fprintf(stderr,
+                   "g4moe train: interrupted at step %lld; saved %s/checkpoint-%lld (resume with --resume)\n",
+                   static_cast<long long>(step), r.output_dir.c_str(), static_cast<long long>(step));
+      outcome.exit_code = 130;
+      break;
+    }
+  }
+  std::signal(SIGINT, previous_handler);
+  progress.finish();
+  outcome.steps_done = step;
+  if (outcome.exit_code == 0) save();
+  write_loss_plot(r.output_dir + "/loss.png", train_curve, eval_curve);
+  if (outcome.exit_code == 0 && r.sample_tokens > 0 && byte_tokenizer) {
+    std::vector<std::int64_t> prompt{ByteTokenizer::bos_id};
+    const auto body = ByteTokenizer{}.encode(r.sample_prompt);
+    prompt.insert(prompt.end(), body.begin(), body.end());
+    const auto out = greedy_generate(model, prompt, r.sample_tokens, ByteTokenizer::eos_id);
+    std::printf("sample: %s%s\n", r.sample_prompt.c_str(), ByteTokenizer{}.decode(out).c_str());
+  }
+  return outcome;
+}
+
+}  // namespace g4

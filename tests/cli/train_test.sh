@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# End-to-end checks of `g4moe train`: learning happens, checkpoints are HF directories g4moe can score,
+# SIGINT saves and exits 130, --resume reproduces an uninterrupted run bit for bit, bad data and a diverging
+# loss stop with one clear line and exit 2 while the last good checkpoint stays.
+# Usage: train_test.sh path/to/g4moe   (run from the repository root)
+set -u
+g4moe="$1"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+failures=0
+pass() { echo "ok   $1"; }
+bad() { echo "FAIL $1"; failures=$((failures + 1)); }
+
+head -n 400 data/tiny_corpus.jsonl >"$scratch/corpus.jsonl"
+small=(--config recipes/tiny_moe.yaml "data.path=$scratch/corpus.jsonl" data.seq_len=64 train.batch_size=2
+       train.eval_every=0 train.log_every=1 sample.tokens=0 train.warmup_steps=2)
+
+# 1. An uninterrupted run of 24 steps; the loss falls; the checkpoint scores like the trained model.
+OMP_NUM_THREADS=2 "$g4moe" train "${small[@]}" train.steps=120 output.dir="$scratch/full" >"$scratch/full.out" 2>&1 \
+  && pass "train runs" || bad "train runs ($(tail -2 "$scratch/full.out"))"
+python3 - "$scratch/full/metrics.jsonl" <<'PY' && pass "loss falls" || bad "loss falls"
+import json, sys
+losses = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
+assert len(losses) == 120, len(losses)
+assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4, losses
+PY
+ck="$scratch/full/checkpoint-120"
+for f in config.json model.safetensors optimizer.safetensors trainer_state.json g4moe_tokenizer.json; do
+  [ -f "$ck/$f" ] || bad "checkpoint has $f"
+done
+[ -f "$scratch/full/loss.png" ] && head -c 8 "$scratch/full/loss.png" | grep -q PNG && pass "loss.png written" \
+  || bad "loss.png written"
+"$g4moe" inspect "$ck" >/dev/null && pass "checkpoint is a valid HF checkpoint" || bad "checkpoint inspect"
+echo '{"input_ids": [[2, 119, 107, 104, 35, 118, 112, 100, 111, 111]]}' >"$scratch/in.json"
+"$g4moe" score --model "$ck" --input "$scratch/in.json" >/dev/null && pass "checkpoint scores" || bad "checkpoint scores"
+
+# 2. Interrupt a run with SIGINT: it saves and exits 130; resuming gives the same losses bit for bit.
+OMP_NUM_THREADS=2 "$g4moe" train "${small[@]}" train.steps=120 output.dir="$scratch/cut" >"$scratch/cut.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do
+  [ -s "$scratch/cut/metrics.jsonl" ] && [ "$(wc -l <"$scratch/cut/metrics.jsonl")" -ge 6 ] && break
+  sleep 0.02
+done
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+resume=$(ls -d "$scratch"/cut/checkpoint-* 2>/dev/null | head -1)
+if [ "$rc" -eq 130 ] && [ -n "$resume" ]; then pass "SIGINT saves and exits 130"; else bad "SIGINT (rc=$rc)"; fi
+if [ -n "$resume" ]; then
+  OMP_NUM_THREADS=2 "$g4moe" train "${small[@]}" train.steps=120 output.dir="$scratch/cut" --resume "$resume" \
+    >"$scratch/resume.out" 2>&1 || bad "resume runs ($(tail -2 "$scratch/resume.out"))"
+  python3 - "$scratch/full/metrics.jsonl" "$scratch/cut/metrics.jsonl" <<'PY' && pass "resume is bit-exact" || bad "resume is bit-exact"
+import json, sys
+def losses(p):
+    return {j["step"]: j["loss"] for j in map(json.loads, open(p)) if "loss" in j}
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert sorted(b) == list(range(1, 121)), sorted(b)
+for s in a:
+    assert a[s] == b[s], (s, a[s], b[s])   # exact equality, not a tolerance
+PY
+fi
+
+# 3. Bad input: one line, exit 2.
+expect_error() {
+  local name="$1" want="$2"
+  shift 2
+  "$@" >"$scratch/out" 2>"$scratch/err"
+  local rc=$?
+  if [ "$rc" -eq 2 ] && grep -q "^g4moe: error: .*$want" "$scratch/err"; then pass "$name"; else
+    bad "$name (rc=$rc, $(tail -c 300 "$scratch/err"))"; fi
+}
+{ head -n 5 "$scratch/corpus.jsonl"; echo '{"text": 12}'; } >"$scratch/bad.jsonl"
+expect_error "malformed data line names the line" "bad.jsonl:6" \
+  "$g4moe" train "${small[@]}" "data.path=$scratch/bad.jsonl" output.dir="$scratch/x"
+: >"$scratch/empty.jsonl"
+expect_error "empty dataset" "empty dataset" "$g4moe" train "${small[@]}" "data.path=$scratch/empty.jsonl" output.dir="$scratch/x"
+expect_error "too long without truncation" "more than data.seq_len" \
+  "$g4moe" train "${small[@]}" data.truncate=false data.seq_len=16 output.dir="$scratch/x"
+expect_error "unknown recipe key" 'unknown recipe key "train.stpes"' "$g4moe" train "${small[@]}" train.stpes=3
+expect_error "diverging loss stops" "training stopped" \
+  "$g4moe" train "${small[@]}" train.steps=30 train.lr=1e30 train.max_grad_norm=0 output.save_every=1 \
+  output.dir="$scratch/nan"
+ls -d "$scratch"/nan/checkpoint-* >/dev/null 2>&1 && pass "last good checkpoint kept" || bad "last good checkpoint kept"
+ls -d "$scratch"/nan/*.tmp >/dev/null 2>&1 && bad "no half-written checkpoint" || pass "no half-written checkpoint"
+
+echo "train_test: $failures failure(s)"
+[ "$failures" -eq 0 ]
