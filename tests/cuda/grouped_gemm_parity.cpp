@@ -1,0 +1,171 @@
+// Grouped GEMM against plain host loops, on segment sizes that include empty groups, single rows and rows
+// that straddle tile edges, and on K/N that are multiples of 8 but not of the tile sizes.
+//
+// Tolerance: inputs are bf16-exact on both sides and the device accumulates in fp32, so the only sizeable
+// error is the final rounding of the output to bf16 (relative 2^-9 per element, about 1.1e-3 in the Frobenius
+// norm); fp32 outputs differ only by summation order (< 1e-5). Bounds: 4e-3 for bf16 outputs, 1e-5 for fp32
+// ones.
+#include <algorithm>
+#include <numeric>
+#include <string>
+
+#include "cuda_test_util.h"
+#include "ops/cuda/grouped_gemm.h"
+
+namespace g4::cuda::test {
+namespace {
+
+struct Segments {
+  std::vector<int> offsets, tile_offsets;
+  int rows() const { return offsets.back(); }
+};
+
+Segments make_segments(const std::vector<int>& sizes) {
+  Segments s{{0}, {0}};
+  for (int n : sizes) {
+    s.offsets.push_back(s.offsets.back() + n);
+    s.tile_offsets.push_back(s.tile_offsets.back() + (n + grouped_gemm_block_m - 1) / grouped_gemm_block_m);
+  }
+  return s;
+}
+
+// A row map for a gathered operand: row r of the permuted operand is row map[r] of a source with
+// `source_rows` rows (repeats allowed, as a token routed to several experts), or the identity when not
+// gathered.
+std::vector<int> row_map(int rows, int source_rows, bool gathered, std::mt19937& rng) {
+  std::vector<int> map(rows);
+  for (int r = 0; r < rows; ++r) map[r] = gathered ? static_cast<int>(rng() % source_rows) : r;
+  return map;
+}
+
+void check_rows_gemm(const std::vector<int>& sizes, int K, int N, bool b_transposed, std::uint32_t seed,
+                     bool gathered = false) {
+  std::mt19937 rng(seed);
+  Segments seg = make_segments(sizes);
+  const int G = static_cast<int>(sizes.size()), M = seg.rows();
+  const int S = gathered ? M + 50 : M;  // rows of the (unpermuted) source of A
+  auto a = random_bf16_values(static_cast<std::size_t>(S) * K, rng);
+  auto b = random_bf16_values(static_cast<std::size_t>(G) * K * N, rng);
+  auto map = row_map(M, S, gathered, rng);
+  auto da = to_device_bf16(a), db = to_device_bf16(b), dmap = to_device(map);
+  auto doff = to_device(seg.offsets), dtile = to_device(seg.tile_offsets);
+  DeviceBuffer dc(static_cast<std::size_t>(M) * N * 2 + 16);
+  poison(dc);
+  // max_rows larger than the live rows, as in the MoE layer (masked slots).
+  grouped_gemm_rows({da.as<__nv_bfloat16>(), K, gathered ? dmap.as<int>() : nullptr, db.as<__nv_bfloat16>(),
+                     static_cast<std::int64_t>(K) * N, b_transposed, dc.as<__nv_bfloat16>(), N, K, N, G,
+                     M + 37, doff.as<int>(), dtile.as<int>()},
+                    nullptr);
+  G4_CUDA_CHECK(cudaDeviceSynchronize());
+  auto c = from_device_bf16(dc, static_cast<std::size_t>(M) * N);
+  std::vector<double> ref(c.size());
+  for (int g = 0; g < G; ++g)
+    for (int r = seg.offsets[g]; r < seg.offsets[g + 1]; ++r)
+      for (int n = 0; n < N; ++n) {
+        double acc = 0.0;
+        for (int k = 0; k < K; ++k) {
+          double bv = b_transposed ? b[(static_cast<std::size_t>(g) * N + n) * K + k]
+                                   : b[(static_cast<std::size_t>(g) * K + k) * N + n];
+          acc += a[static_cast<std::size_t>(map[r]) * K + k] * bv;
+        }
+        ref[static_cast<std::size_t>(r) * N + n] = acc;
+      }
+  EXPECT_LT(rel_error(c, ref), 4e-3) << "K " << K << " N " << N << " transposed " << b_transposed
+                                     << " gathered " << gathered;
+}
+
+// Runs the body under each kernel policy (grouped_gemm_set_tile_policy) and restores the default.
+class GroupedGemmPolicy : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override { grouped_gemm_set_tile_policy(GetParam()); }
+  void TearDown() override { grouped_gemm_set_tile_policy(0); }
+};
+
+TEST_P(GroupedGemmPolicy, RowsMatchHostLoopsWithEmptyAndRaggedGroups) {
+  G4_SKIP_WITHOUT_CUDA();
+  check_rows_gemm({0, 1, 127, 128, 129, 300, 0}, 136, 200, false, 1);
+  check_rows_gemm({0, 1, 127, 128, 129, 300, 0}, 136, 200, true, 2);
+  check_rows_gemm({3, 0, 200}, 128, 64, false,
+                  7);  // K a multiple of the 64-deep k-tile; N narrower than a tile
+}
+
+TEST_P(GroupedGemmPolicy, RowsReadThroughARowMapMatchHostLoops) {
+  G4_SKIP_WITHOUT_CUDA();
+  check_rows_gemm({0, 1, 127, 128, 129, 300, 0}, 136, 200, false, 8, /*gathered=*/true);
+  check_rows_gemm({5, 0, 260, 64}, 96, 512, true, 9, /*gathered=*/true);
+}
+
+TEST_P(GroupedGemmPolicy, RowsWithWideNMatchHostLoops) {
+  G4_SKIP_WITHOUT_CUDA();
+  check_rows_gemm({5, 0, 260, 64}, 96, 512, false, 3);
+  check_rows_gemm({5, 0, 260, 64}, 96, 512, true, 4);
+}
+
+TEST(GroupedGemmRows, AllGroupsEmptyWritesNothing) {
+  G4_SKIP_WITHOUT_CUDA();
+  Segments seg = make_segments({0, 0, 0});
+  auto doff = to_device(seg.offsets), dtile = to_device(seg.tile_offsets);
+  DeviceBuffer a(64 * 16), b(3 * 64 * 16 * 2), c(64);
+  G4_CUDA_CHECK(cudaMemset(c.data(), 0x7, c.bytes()));
+  grouped_gemm_rows({a.as<__nv_bfloat16>(), 16, nullptr, b.as<__nv_bfloat16>(), 16 * 16, false,
+                     c.as<__nv_bfloat16>(), 16, 16, 16, 3, 8, doff.as<int>(), dtile.as<int>()},
+                    nullptr);
+  G4_CUDA_CHECK(cudaDeviceSynchronize());
+  auto bytes = from_device<std::uint8_t>(c, 64);
+  EXPECT_TRUE(std::all_of(bytes.begin(), bytes.end(), [](std::uint8_t v) { return v == 0x7; }));
+}
+
+void check_weight_grad(const std::vector<int>& sizes, int Mw, int Nw, bool fp32, std::uint32_t seed,
+                       bool gathered = false) {
+  std::mt19937 rng(seed);
+  Segments seg = make_segments(sizes);
+  const int G = static_cast<int>(sizes.size()), R = seg.rows();
+  const int S = gathered ? R + 40 : R;
+  auto a = random_bf16_values(static_cast<std::size_t>(S) * Mw, rng);
+  auto b = random_bf16_values(static_cast<std::size_t>(S) * Nw, rng);
+  auto c0 = random_bf16_values(static_cast<std::size_t>(G) * Mw * Nw, rng);
+  auto amap = row_map(R, S, gathered, rng), bmap = row_map(R, S, gathered, rng);
+  auto da = to_device_bf16(a), db = to_device_bf16(b), doff = to_device(seg.offsets);
+  auto damap = to_device(amap), dbmap = to_device(bmap);
+  std::size_t cn = static_cast<std::size_t>(G) * Mw * Nw;
+  DeviceBuffer dc = fp32 ? to_device(c0) : DeviceBuffer(cn * 2);
+  if (!fp32) poison(dc);
+  grouped_gemm_weight_grad(
+      {da.as<__nv_bfloat16>(), Mw, gathered ? damap.as<int>() : nullptr, db.as<__nv_bfloat16>(), Nw,
+       gathered ? dbmap.as<int>() : nullptr, dc.data(), fp32, fp32, Mw, Nw, G, doff.as<int>()},
+      nullptr);
+  G4_CUDA_CHECK(cudaDeviceSynchronize());
+  auto c = fp32 ? from_device<float>(dc, cn) : from_device_bf16(dc, cn);
+  std::vector<double> ref(cn);
+  for (int g = 0; g < G; ++g)
+    for (int m = 0; m < Mw; ++m)
+      for (int n = 0; n < Nw; ++n) {
+        double acc = fp32 ? c0[(static_cast<std::size_t>(g) * Mw + m) * Nw + n] : 0.0;
+        for (int r = seg.offsets[g]; r < seg.offsets[g + 1]; ++r)
+          acc += static_cast<double>(a[static_cast<std::size_t>(amap[r]) * Mw + m]) *
+                 b[static_cast<std::size_t>(bmap[r]) * Nw + n];
+        ref[(static_cast<std::size_t>(g) * Mw + m) * Nw + n] = acc;
+      }
+  EXPECT_LT(rel_error(c, ref), fp32 ? 1e-5 : 4e-3) << "fp32 " << fp32;
+}
+
+TEST_P(GroupedGemmPolicy, WeightGradAccumulatesFp32AndOverwritesBf16) {
+  G4_SKIP_WITHOUT_CUDA();
+  check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 200, true, 5);
+  check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 200, false, 6);
+}
+
+TEST_P(GroupedGemmPolicy, WeightGradReadsThroughRowMaps) {
+  G4_SKIP_WITHOUT_CUDA();
+  check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 200, true, 10, /*gathered=*/true);
+}
+
+std::string policy_name(const ::testing::TestParamInfo<int>& info) {
+  static const char* const names[] = {"wgmma128", "mma128", "mma256", "wgmma256", "wgmma128_inflight"};
+  return names[info.param];
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, GroupedGemmPolicy, ::testing::Values(0, 1, 2, 3, 4), policy_name);
+
+}  // namespace
+}  // namespace g4::cuda::test
