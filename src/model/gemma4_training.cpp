@@ -12,7 +12,7 @@
 namespace g4 {
 
 StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gemma4Weights& g,
-                                   double normaliser) {
+                                   double normaliser, bool recompute) {
   const TextConfig& c = m.config.text;
   const Gemma4Weights& w = m.weights;
   const std::int64_t B = batch.batch_size, S = batch.seq_len, T = batch.tokens(), H = c.hidden_size;
@@ -26,8 +26,11 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   ForwardContext ctx = make_forward_context(c, batch);
   std::vector<LayerTape> tapes(c.layers.size());
   Tensor x = x0.clone();
-  for (const LayerSpec& s : c.layers)
-    decoder_layer_forward(c, s, w.layers[s.index], x, ple, ctx, &tapes[s.index]);
+  std::vector<Tensor> layer_inputs(recompute ? c.layers.size() : 0);
+  for (const LayerSpec& s : c.layers) {
+    if (recompute) layer_inputs[s.index] = x.clone();
+    decoder_layer_forward(c, s, w.layers[s.index], x, ple, ctx, recompute ? nullptr : &tapes[s.index]);
+  }
   const Tensor logits = final_logits(m, x, B, S);
 
   StepResult result;
@@ -52,9 +55,15 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
 
   // Layers, last to first (KV-shared layers come after their sources, so their dK/dV are ready in time).
   Tensor dple = P > 0 ? Tensor(DType::f32, {T, L, P}) : Tensor();
-  for (auto it = c.layers.rbegin(); it != c.layers.rend(); ++it)
+  for (auto it = c.layers.rbegin(); it != c.layers.rend(); ++it) {
+    if (recompute) {  // rebuild this layer's tape from its saved input, then drop it after its backward
+      Tensor layer_x = layer_inputs[it->index].clone();
+      decoder_layer_forward(c, *it, w.layers[it->index], layer_x, ple, ctx, &tapes[it->index]);
+    }
     dx = decoder_layer_backward(c, *it, w.layers[it->index], tapes[it->index], dx, ple, dple, ctx,
                                 g.layers[it->index]);
+    if (recompute) tapes[it->index] = LayerTape();
+  }
 
   // Per-layer inputs: ple = (norm(projected) + table[ids] · sqrt(P)) · 2^-0.5, projected = (x0 · Wᵀ) ·
   // H^-0.5.

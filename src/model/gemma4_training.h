@@ -16,7 +16,11 @@ struct StepResult {
   std::int64_t num_tokens = 0;
 };
 
+// `recompute`: keep only each layer's input during the forward and recompute the layer's activations just
+// before its backward (one extra layer forward each, O(layers × tokens × hidden) memory instead of every
+// layer's activations). The CPU forward is deterministic, so the recomputed routing and activations equal the
+// first pass's bit for bit, and so do the gradients (tested).
 StepResult gemma4_forward_backward(const Gemma4Model& model, const Batch& batch, Gemma4Weights& grads,
-                                   double normaliser = 0);
+                                   double normaliser = 0, bool recompute = false);
 
 }  // namespace g4

@@ -101,6 +101,8 @@ const std::vector<Field>& fields() {
       field("train.beta2", &Recipe::beta2, "AdamW beta2"),
       field("train.eps", &Recipe::eps, "AdamW epsilon"),
       field("train.max_grad_norm", &Recipe::max_grad_norm, "global gradient-norm clip (0: off)"),
+      field("train.recompute", &Recipe::recompute,
+            "recompute each layer's activations in the backward (less memory, one more forward)"),
       field("train.freeze", &Recipe::freeze, "regexes of parameter names to freeze, e.g. [\"embed_tokens\"]"),
       field("train.eval_every", &Recipe::eval_every, "steps between eval losses (0: never)"),
       field("train.log_every", &Recipe::log_every, "steps between metric lines"),
