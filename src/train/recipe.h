@@ -32,6 +32,7 @@ struct Recipe {
   double weight_decay = 0.01;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double max_grad_norm = 1.0;       // 0 = no clipping
+  bool recompute = false;           // activation recomputation per layer
   std::vector<std::string> freeze;  // regular expressions on parameter names
   std::int64_t eval_every = 50;
   std::int64_t log_every = 10;

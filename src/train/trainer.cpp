@@ -174,9 +174,10 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
     }
     double loss_sum = 0;
     for (const Batch& b : micro)
-      loss_sum += gemma4_forward_backward(model, b, grads,
-                                          static_cast<double>(std::max<std::int64_t>(1, label_tokens)))
-                      .loss_sum;
+      loss_sum +=
+          gemma4_forward_backward(model, b, grads,
+                                  static_cast<double>(std::max<std::int64_t>(1, label_tokens)), r.recompute)
+              .loss_sum;
     const double loss = loss_sum / static_cast<double>(std::max<std::int64_t>(1, label_tokens));
     ++step;
     if (!std::isfinite(loss)) {
