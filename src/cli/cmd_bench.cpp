@@ -13,31 +13,83 @@
 #include "core/error.h"
 #include "core/profile.h"
 #include "model/gemma4_model.h"
+#include "model/gemma4_training.h"
+#include "model/presets.h"
+#include "train/adamw.h"
 
 namespace g4::cli {
 
 namespace {
 
 struct BenchOptions {
-  std::string model;
+  std::string model, preset;
   std::int64_t batch = 1, seq = 512;
   int repeat = 5, warmup = 1;
 };
 
-int run_bench_forward(const BenchOptions& o) {
-  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0,
-        "--batch, --seq, --repeat must be positive");
-  const Gemma4Model model = load_gemma4_model(o.model);
+Batch random_batch(const Gemma4Model& model, std::int64_t rows, std::int64_t seq) {
   Batch batch;
-  batch.batch_size = o.batch;
-  batch.seq_len = o.seq;
+  batch.batch_size = rows;
+  batch.seq_len = seq;
   std::mt19937_64 rng(1234);
   std::uniform_int_distribution<std::int64_t> token(0, model.config.text.vocab_size - 1);
   for (std::int64_t i = 0; i < batch.tokens(); ++i) {
     batch.input_ids.push_back(token(rng));
-    batch.position_ids.push_back(i % o.seq);
+    batch.position_ids.push_back(i % seq);
   }
   batch.labels = batch.input_ids;
+  return batch;
+}
+
+Gemma4Model bench_model(const BenchOptions& o) {
+  check(o.model.empty() != o.preset.empty(), "give exactly one of --model DIR and --preset NAME");
+  return o.model.empty() ? init_gemma4_model(preset_config(o.preset), 1234) : load_gemma4_model(o.model);
+}
+
+// One training step = forward + backward + AdamW over every parameter (no clipping), like a peer's
+// loss.backward(); optimizer.step(); optimizer.zero_grad().
+int run_bench_train(const BenchOptions& o) {
+  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0,
+        "--batch, --seq, --repeat must be positive");
+  Gemma4Model model = bench_model(o);
+  const Batch batch = random_batch(model, o.batch, o.seq);
+  Gemma4Weights grads = zeros_like(model.config, model.weights);
+  std::vector<Tensor*> grad_list;
+  for_each_parameter(model.config, grads, [&](const std::string&, Tensor& g) { grad_list.push_back(&g); });
+  std::vector<ParamRef> params;
+  std::size_t i = 0;
+  for_each_parameter(model.config, model.weights, [&](const std::string& n, Tensor& p) {
+    params.push_back({n, &p, grad_list[i++]});
+  });
+  AdamW adamw(AdamWConfig{0.9, 0.999, 1e-8, 0.01});
+  std::vector<double> seconds;
+  for (int r = 0; r < o.warmup + o.repeat; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    for (Tensor* g : grad_list) std::fill(g->f32(), g->f32() + g->numel(), 0.0f);
+    gemma4_forward_backward(model, batch, grads);
+    adamw.step(params, 1e-5);
+    if (r >= o.warmup)
+      seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  const double median = seconds[seconds.size() / 2];
+  Json line = {{"what", "g4moe cpu train step"},
+               {"batch", o.batch},
+               {"seq", o.seq},
+               {"threads", omp_get_max_threads()},
+               {"median_s", median},
+               {"min_s", seconds.front()},
+               {"tokens_per_s", static_cast<double>(batch.tokens()) / median}};
+  std::printf("%s\n", line.dump().c_str());
+  print_profile();
+  return 0;
+}
+
+int run_bench_forward(const BenchOptions& o) {
+  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0,
+        "--batch, --seq, --repeat must be positive");
+  const Gemma4Model model = bench_model(o);
+  const Batch batch = random_batch(model, o.batch, o.seq);
   for (int i = 0; i < o.warmup; ++i) gemma4_forward(model, batch);
   std::vector<double> seconds;
   for (int i = 0; i < o.repeat; ++i) {
@@ -68,12 +120,19 @@ Action register_bench(CLI::App& app) {
   auto* fwd = cmd->add_subcommand("forward",
                                   "Time the CPU forward pass on random token ids (median of --repeat runs).");
   auto o = std::make_shared<BenchOptions>();
-  fwd->add_option("--model", o->model, "checkpoint directory")->required();
-  fwd->add_option("--batch", o->batch, "rows per batch")->capture_default_str();
-  fwd->add_option("--seq", o->seq, "tokens per row")->capture_default_str();
-  fwd->add_option("--repeat", o->repeat, "timed runs")->capture_default_str();
-  fwd->add_option("--warmup", o->warmup, "untimed runs first")->capture_default_str();
-  return [o] { return run_bench_forward(*o); };
+  auto train =
+      cmd->add_subcommand("train", "Time CPU training steps (forward + backward + AdamW) on random ids.");
+  auto mode = std::make_shared<std::string>("forward");
+  for (CLI::App* sub : {fwd, train}) {
+    sub->add_option("--model", o->model, "checkpoint directory");
+    sub->add_option("--preset", o->preset, "a built-in model instead (tiny-moe), randomly initialised");
+    sub->add_option("--batch", o->batch, "rows per batch")->capture_default_str();
+    sub->add_option("--seq", o->seq, "tokens per row")->capture_default_str();
+    sub->add_option("--repeat", o->repeat, "timed runs")->capture_default_str();
+    sub->add_option("--warmup", o->warmup, "untimed runs first")->capture_default_str();
+  }
+  train->callback([mode] { *mode = "train"; });
+  return [o, mode] { return *mode == "train" ? run_bench_train(*o) : run_bench_forward(*o); };
 }
 
 }  // namespace g4::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   actions["score"] = g4::cli::register_score(app);
   actions["bench"] = g4::cli::register_bench(app);
   actions["train"] = g4::cli::register_train(app);
+  actions["init"] = g4::cli::register_init(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

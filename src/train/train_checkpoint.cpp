@@ -46,6 +46,13 @@ void write_tensors_sharded(const std::string& dir,
 
 }  // namespace
 
+void save_hf_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc) {
+  AdamW none;
+  save_train_checkpoint(dir, model, config_doc, none, Json::object(), false);
+  fs::remove(dir + "/optimizer.safetensors");
+  fs::remove(dir + "/trainer_state.json");
+}
+
 void save_train_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc,
                            AdamW& optimizer, const Json& trainer_state, bool byte_tokenizer) {
   const std::string tmp = dir + ".tmp";

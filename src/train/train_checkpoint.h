@@ -16,6 +16,9 @@
 
 namespace g4 {
 
+// The HF checkpoint alone (config.json + weights), written atomically the same way.
+void save_hf_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc);
+
 void save_train_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc,
                            AdamW& optimizer, const Json& trainer_state, bool byte_tokenizer);
 
