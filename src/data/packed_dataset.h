@@ -1,17 +1,20 @@
 // packed_dataset.h: JSONL training data, tokenised and packed into fixed-length rows.
 //
-// Each line is an object with "text" (tokenised with the byte tokenizer) or "input_ids" (a list of ids).
-// A document becomes [BOS] + ids + [EOS]. Documents are shuffled with the seed, split into train and eval
-// sets, and packed greedily into rows of `seq_len` tokens; position ids restart at 0 at each document start
-// (so attention stays inside a document, as transformers does for packed sequences), and the label of each
-// document's first token is -100 (nothing before it should predict it). A document longer than seq_len is
-// truncated or rejected, by option. Errors name the file and the line.
+// Each line is an object with "text", "input_ids" (a list of ids), or chat "messages" ([{"role": "user" |
+// "system" | "model" | "assistant", "content": "..."}], Gemma 4's template: <|turn>{role}\n{content}<turn|>\n
+// per message, "assistant" written as "model"; only model turns count in the loss). Text goes through the
+// run's tokenizer (text_codec.h). A document becomes [BOS] + ids + [EOS]. Documents are shuffled with the
+// seed, split into train and eval sets, and packed greedily into rows of `seq_len` tokens; position ids
+// restart at 0 at each document start (so attention stays inside a document, as transformers does for packed
+// sequences), and the label of each document's first token is -100 (nothing before it should predict it). A
+// document longer than seq_len is truncated or rejected, by option. Errors name the file and the line.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "data/text_codec.h"
 #include "model/batch.h"
 
 namespace g4 {
@@ -22,6 +25,7 @@ struct DatasetOptions {
   double eval_fraction = 0.0;   // share of documents held out for the eval loss
   bool truncate = true;         // else a document longer than seq_len is an error
   std::uint64_t seed = 0;
+  TextCodec codec = byte_codec();
 };
 
 struct PackedRows {

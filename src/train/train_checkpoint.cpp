@@ -54,7 +54,8 @@ void save_hf_checkpoint(const std::string& dir, Gemma4Model& model, const Json& 
 }
 
 void save_train_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc,
-                           AdamW& optimizer, const Json& trainer_state, bool byte_tokenizer) {
+                           AdamW& optimizer, const Json& trainer_state, bool byte_tokenizer,
+                           const std::string& tokenizer_dir) {
   const std::string tmp = dir + ".tmp";
   fs::remove_all(tmp);
   fs::create_directories(tmp);
@@ -74,6 +75,11 @@ void save_train_checkpoint(const std::string& dir, Gemma4Model& model, const Jso
       write_text_file_atomic(
           tmp + "/g4moe_tokenizer.json",
           Json{{"type", "byte"}, {"offset", 3}, {"pad_id", 0}, {"eos_id", 1}, {"bos_id", 2}}.dump(2) + "\n");
+    if (!tokenizer_dir.empty())
+      for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                            "tokenizer.model", "chat_template.jinja", "g4moe_tokenizer.json"})
+        if (fs::exists(fs::path(tokenizer_dir) / f))
+          fs::copy_file(fs::path(tokenizer_dir) / f, fs::path(tmp) / f);
   } catch (...) {
     fs::remove_all(tmp);
     throw;

@@ -19,8 +19,11 @@ namespace g4 {
 // The HF checkpoint alone (config.json + weights), written atomically the same way.
 void save_hf_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc);
 
+// `tokenizer_dir`: a directory whose tokenizer files (tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json, tokenizer.model, chat_template.jinja) are copied in; empty with `byte_tokenizer`.
 void save_train_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc,
-                           AdamW& optimizer, const Json& trainer_state, bool byte_tokenizer);
+                           AdamW& optimizer, const Json& trainer_state, bool byte_tokenizer,
+                           const std::string& tokenizer_dir = "");
 
 // Restores the optimizer moments and step count; returns trainer_state.json.
 Json load_train_state(const std::string& dir, AdamW& optimizer);

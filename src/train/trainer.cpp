@@ -10,8 +10,8 @@
 
 #include "core/error.h"
 #include "core/progress.h"
-#include "data/byte_tokenizer.h"
 #include "data/packed_dataset.h"
+#include "data/text_codec.h"
 #include "generate/greedy.h"
 #include "model/gemma4_training.h"
 #include "model/presets.h"
@@ -76,11 +76,14 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
   ModelSource src = load_model(r, resume_dir);
   Gemma4Model& model = src.model;
   const TextConfig& c = model.config.text;
-  const bool byte_tokenizer = r.model_path.empty();
-  check(!byte_tokenizer || c.vocab_size >= ByteTokenizer::vocab_size,
-        "the byte tokenizer needs vocab_size >= ", ByteTokenizer::vocab_size);
+  // The tokenizer of the model directory (tokenizer.json), else the byte tokenizer of the presets.
+  const std::string model_dir = !resume_dir.empty() ? resume_dir : r.model_path;
+  const TextCodec codec = model_dir.empty() ? byte_codec() : codec_for_model_dir(model_dir);
+  const bool byte_tokenizer = codec.kind == "byte";
+  check(c.vocab_size >= codec.vocab_size, "the model's vocab_size ", c.vocab_size,
+        " is smaller than its tokenizer's (", codec.vocab_size, ")");
 
-  DatasetOptions data_options{r.seq_len, c.vocab_size, r.eval_fraction, r.truncate, r.data_seed};
+  DatasetOptions data_options{r.seq_len, c.vocab_size, r.eval_fraction, r.truncate, r.data_seed, codec};
   const PackedDataset data = load_packed_dataset(r.data_path, data_options);
 
   AdamW adamw(AdamWConfig{r.beta1, r.beta2, r.eps, r.weight_decay});
@@ -147,7 +150,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
   };
   auto save = [&] {
     save_train_checkpoint(r.output_dir + "/checkpoint-" + std::to_string(step), model, src.config_doc, adamw,
-                          trainer_state(), byte_tokenizer);
+                          trainer_state(), byte_tokenizer, byte_tokenizer ? "" : model_dir);
   };
 
   g_stop_requested = 0;
@@ -226,12 +229,12 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
   outcome.steps_done = step;
   if (outcome.exit_code == 0) save();
   write_loss_plot(r.output_dir + "/loss.png", train_curve, eval_curve);
-  if (outcome.exit_code == 0 && r.sample_tokens > 0 && byte_tokenizer) {
-    std::vector<std::int64_t> prompt{ByteTokenizer::bos_id};
-    const auto body = ByteTokenizer{}.encode(r.sample_prompt);
+  if (outcome.exit_code == 0 && r.sample_tokens > 0) {
+    std::vector<std::int64_t> prompt{codec.bos};
+    const auto body = codec.encode(r.sample_prompt);
     prompt.insert(prompt.end(), body.begin(), body.end());
-    const auto out = greedy_generate(model, prompt, r.sample_tokens, ByteTokenizer::eos_id);
-    std::printf("sample: %s%s\n", r.sample_prompt.c_str(), ByteTokenizer{}.decode(out).c_str());
+    const auto out = greedy_generate(model, prompt, r.sample_tokens, codec.eos);
+    std::printf("sample: %s%s\n", r.sample_prompt.c_str(), codec.decode(out).c_str());
   }
   return outcome;
 }

@@ -1,0 +1,45 @@
+#include "data/text_codec.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "data/bpe_tokenizer.h"
+#include "data/byte_tokenizer.h"
+
+namespace g4 {
+
+TextCodec byte_codec() {
+  TextCodec c;
+  c.kind = "byte";
+  c.encode = [](const std::string& s) { return ByteTokenizer{}.encode(s); };
+  c.decode = [](const std::vector<std::int64_t>& ids) { return ByteTokenizer{}.decode(ids); };
+  c.bos = ByteTokenizer::bos_id;
+  c.eos = ByteTokenizer::eos_id;
+  c.pad = ByteTokenizer::pad_id;
+  c.vocab_size = ByteTokenizer::vocab_size;
+  return c;
+}
+
+TextCodec bpe_codec(const std::string& path) {
+  auto tok = std::make_shared<BpeTokenizer>(BpeTokenizer::load(path));
+  TextCodec c;
+  c.kind = "tokenizer.json";
+  c.encode = [tok](const std::string& s) { return tok->encode(s); };
+  c.decode = [tok](const std::vector<std::int64_t>& ids) { return tok->decode(ids); };
+  c.vocab_size = tok->vocab_size();
+  const auto id = [&](const char* name, std::int64_t fallback) {
+    const std::int64_t i = tok->token_id(name);
+    return i >= 0 ? i : fallback;
+  };
+  c.bos = id("<bos>", 2);
+  c.eos = id("<eos>", 1);
+  c.pad = id("<pad>", 0);
+  return c;
+}
+
+TextCodec codec_for_model_dir(const std::string& dir) {
+  const std::string path = dir + "/tokenizer.json";
+  return std::filesystem::exists(path) ? bpe_codec(path) : byte_codec();
+}
+
+}  // namespace g4

@@ -1,0 +1,26 @@
+// text_codec.h: the tokenizer a run uses, behind one small interface: the checkpoint's tokenizer.json (BPE,
+// bpe_tokenizer.h) when the model directory has one, else the byte tokenizer of the tiny presets.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace g4 {
+
+struct TextCodec {
+  std::string kind;  // "byte" or "tokenizer.json"
+  std::function<std::vector<std::int64_t>(const std::string&)> encode;
+  std::function<std::string(const std::vector<std::int64_t>&)> decode;
+  std::int64_t bos = 2, eos = 1, pad = 0;
+  std::int64_t vocab_size = 0;
+};
+
+TextCodec byte_codec();
+TextCodec bpe_codec(const std::string& tokenizer_json);
+// tokenizer.json in `dir` if present, else the byte tokenizer.
+TextCodec codec_for_model_dir(const std::string& dir);
+
+}  // namespace g4
