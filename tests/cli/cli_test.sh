@@ -3,26 +3,8 @@
 # Usage: cli_test.sh path/to/g4moe   (run from the repository root)
 set -u
 g4moe="$1"
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-failures=0
-pass() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; failures=$((failures + 1)); }
+source "$(dirname "$0")/lib.sh"
 
-# expect_error NAME EXPECTED_SUBSTRING CMD...: exit code 2, one stderr line starting with "g4moe: error:".
-expect_error() {
-  local name="$1" want="$2"
-  shift 2
-  "$@" >"$scratch/out" 2>"$scratch/err"
-  local rc=$?
-  local lines
-  lines=$(wc -l <"$scratch/err")
-  if [ "$rc" -eq 2 ] && [ "$lines" -eq 1 ] && grep -q "^g4moe: error: .*$want" "$scratch/err"; then
-    pass "$name"
-  else
-    bad "$name (rc=$rc, stderr: $(head -c 400 "$scratch/err"))"
-  fi
-}
 
 released=tests/fixtures/released_layout
 saved=tests/fixtures/moe_padding
@@ -179,5 +161,4 @@ rm -f "$scratch/none.safetensors"
 expect_error "missing directory" "missing config.json" "$g4moe" inspect "$scratch/nowhere"
 "$g4moe" --help | grep -q inspect && pass "--help lists inspect" || bad "--help"
 
-echo "cli_test: $failures failure(s)"
-[ "$failures" -eq 0 ]
+finish cli_test

@@ -4,25 +4,8 @@
 # Usage: convert_test.sh path/to/g4moe   (run from the repository root)
 set -u
 g4moe="$1"
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-failures=0
-pass() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; failures=$((failures + 1)); }
+source "$(dirname "$0")/lib.sh"
 
-expect_error() {
-  local name="$1" want="$2"
-  shift 2
-  "$@" >"$scratch/out" 2>"$scratch/err"
-  local rc=$?
-  local lines
-  lines=$(wc -l <"$scratch/err")
-  if [ "$rc" -eq 2 ] && [ "$lines" -eq 1 ] && grep -q "^g4moe: error: .*$want" "$scratch/err"; then
-    pass "$name"
-  else
-    bad "$name (rc=$rc, stderr: $(head -c 400 "$scratch/err"))"
-  fi
-}
 
 # A tiny safetensors reader/writer (no numpy), shared by the checks below.
 cat >"$scratch/st.py" <<'PY'
@@ -152,5 +135,4 @@ expect_error "truncated shard" "truncated" "$g4moe" convert --to native "$scratc
 from st import read_dir; a, b = read_dir('$scratch/moe_26b.hf'), read_dir('$scratch/sharded.hf'); assert a == b" \
   && pass "sharded native output converts back identically" || bad "sharded output"
 
-echo "convert_test: $failures failure(s)"
-[ "$failures" -eq 0 ]
+finish convert_test

@@ -5,11 +5,7 @@
 # Usage: train_test.sh path/to/g4moe   (run from the repository root)
 set -u
 g4moe="$1"
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-failures=0
-pass() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; failures=$((failures + 1)); }
+source "$(dirname "$0")/lib.sh"
 
 head -n 400 data/tiny_corpus.jsonl >"$scratch/corpus.jsonl"
 small=(--config recipes/tiny_moe.yaml "data.path=$scratch/corpus.jsonl" data.seq_len=64 train.batch_size=2
@@ -61,27 +57,18 @@ PY
 fi
 
 # 3. Bad input: one line, exit 2.
-expect_error() {
-  local name="$1" want="$2"
-  shift 2
-  "$@" >"$scratch/out" 2>"$scratch/err"
-  local rc=$?
-  if [ "$rc" -eq 2 ] && grep -q "^g4moe: error: .*$want" "$scratch/err"; then pass "$name"; else
-    bad "$name (rc=$rc, $(tail -c 300 "$scratch/err"))"; fi
-}
 { head -n 5 "$scratch/corpus.jsonl"; echo '{"text": 12}'; } >"$scratch/bad.jsonl"
-expect_error "malformed data line names the line" "bad.jsonl:6" \
+expect_final_error "malformed data line names the line" "bad.jsonl:6" \
   "$g4moe" train "${small[@]}" "data.path=$scratch/bad.jsonl" output.dir="$scratch/x"
 : >"$scratch/empty.jsonl"
-expect_error "empty dataset" "empty dataset" "$g4moe" train "${small[@]}" "data.path=$scratch/empty.jsonl" output.dir="$scratch/x"
-expect_error "too long without truncation" "more than data.seq_len" \
+expect_final_error "empty dataset" "empty dataset" "$g4moe" train "${small[@]}" "data.path=$scratch/empty.jsonl" output.dir="$scratch/x"
+expect_final_error "too long without truncation" "more than data.seq_len" \
   "$g4moe" train "${small[@]}" data.truncate=false data.seq_len=16 output.dir="$scratch/x"
-expect_error "unknown recipe key" 'unknown recipe key "train.stpes"' "$g4moe" train "${small[@]}" train.stpes=3
-expect_error "diverging loss stops" "training stopped" \
+expect_final_error "unknown recipe key" 'unknown recipe key "train.stpes"' "$g4moe" train "${small[@]}" train.stpes=3
+expect_final_error "diverging loss stops" "training stopped" \
   "$g4moe" train "${small[@]}" train.steps=30 train.lr=1e30 train.max_grad_norm=0 output.save_every=1 \
   output.dir="$scratch/nan"
 ls -d "$scratch"/nan/checkpoint-* >/dev/null 2>&1 && pass "last good checkpoint kept" || bad "last good checkpoint kept"
 ls -d "$scratch"/nan/*.tmp >/dev/null 2>&1 && bad "no half-written checkpoint" || pass "no half-written checkpoint"
 
-echo "train_test: $failures failure(s)"
-[ "$failures" -eq 0 ]
+finish train_test
