@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <random>
 
@@ -46,6 +47,32 @@ Gemma4Model bench_model(const BenchOptions& o) {
   return o.model.empty() ? init_gemma4_model(preset_config(o.preset), 1234) : load_gemma4_model(o.model);
 }
 
+// Runs `step` o.warmup times untimed and o.repeat times timed; prints one JSON line (median, min, tokens/s).
+int time_steps(const char* what, const BenchOptions& o, const Batch& batch,
+               const std::function<void()>& step) {
+  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0,
+        "--batch, --seq, --repeat must be positive");
+  std::vector<double> seconds;
+  for (int r = 0; r < o.warmup + o.repeat; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    step();
+    if (r >= o.warmup)
+      seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  const double median = seconds[seconds.size() / 2];
+  const Json line = {{"what", what},
+                     {"batch", o.batch},
+                     {"seq", o.seq},
+                     {"threads", omp_get_max_threads()},
+                     {"median_s", median},
+                     {"min_s", seconds.front()},
+                     {"tokens_per_s", static_cast<double>(batch.tokens()) / median}};
+  std::printf("%s\n", line.dump().c_str());
+  print_profile();
+  return 0;
+}
+
 // One training step = forward + backward + AdamW over every parameter (no clipping), like a peer's
 // loss.backward(); optimizer.step(); optimizer.zero_grad().
 int run_bench_train(const BenchOptions& o) {
@@ -62,27 +89,11 @@ int run_bench_train(const BenchOptions& o) {
     params.push_back({n, &p, grad_list[i++]});
   });
   AdamW adamw(AdamWConfig{0.9, 0.999, 1e-8, 0.01});
-  std::vector<double> seconds;
-  for (int r = 0; r < o.warmup + o.repeat; ++r) {
-    const auto start = std::chrono::steady_clock::now();
+  return time_steps("g4moe cpu train step", o, batch, [&] {
     for (Tensor* g : grad_list) std::fill(g->f32(), g->f32() + g->numel(), 0.0f);
     gemma4_forward_backward(model, batch, grads);
     adamw.step(params, 1e-5);
-    if (r >= o.warmup)
-      seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(seconds.begin(), seconds.end());
-  const double median = seconds[seconds.size() / 2];
-  Json line = {{"what", "g4moe cpu train step"},
-               {"batch", o.batch},
-               {"seq", o.seq},
-               {"threads", omp_get_max_threads()},
-               {"median_s", median},
-               {"min_s", seconds.front()},
-               {"tokens_per_s", static_cast<double>(batch.tokens()) / median}};
-  std::printf("%s\n", line.dump().c_str());
-  print_profile();
-  return 0;
+  });
 }
 
 int run_bench_forward(const BenchOptions& o) {
@@ -90,25 +101,7 @@ int run_bench_forward(const BenchOptions& o) {
         "--batch, --seq, --repeat must be positive");
   const Gemma4Model model = bench_model(o);
   const Batch batch = random_batch(model, o.batch, o.seq);
-  for (int i = 0; i < o.warmup; ++i) gemma4_forward(model, batch);
-  std::vector<double> seconds;
-  for (int i = 0; i < o.repeat; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    const ForwardResult r = gemma4_forward(model, batch);
-    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(seconds.begin(), seconds.end());
-  const double median = seconds[seconds.size() / 2];
-  Json line = {{"what", "g4moe cpu forward"},
-               {"batch", o.batch},
-               {"seq", o.seq},
-               {"threads", omp_get_max_threads()},
-               {"median_s", median},
-               {"min_s", seconds.front()},
-               {"tokens_per_s", static_cast<double>(batch.tokens()) / median}};
-  std::printf("%s\n", line.dump().c_str());
-  print_profile();
-  return 0;
+  return time_steps("g4moe cpu forward", o, batch, [&] { gemma4_forward(model, batch); });
 }
 
 }  // namespace
