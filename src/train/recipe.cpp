@@ -84,7 +84,7 @@ const std::vector<Field>& fields() {
       field("model.path", &Recipe::model_path, "HF checkpoint directory to fine-tune instead of a preset"),
       field("model.seed", &Recipe::model_seed, "seed of the preset's random initialisation"),
       field("data.path", &Recipe::data_path,
-            "JSONL file, one {\"text\": ...} or {\"input_ids\": [...]} per line"),
+            "JSONL file, one {\"text\": ...}, {\"input_ids\": [...]} or {\"messages\": [...]} per line"),
       field("data.seq_len", &Recipe::seq_len, "tokens per packed row"),
       field("data.eval_fraction", &Recipe::eval_fraction, "share of documents held out for the eval loss"),
       field("data.truncate", &Recipe::truncate, "cut documents longer than seq_len (false: error)"),
