@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -15,7 +16,13 @@ std::shared_ptr<std::byte[]> allocate_zeroed(std::size_t bytes) {
   const std::size_t rounded = (bytes + 63) / 64 * 64;
   void* memory = std::aligned_alloc(64, rounded);
   if (!memory) fail("out of memory allocating ", bytes, " bytes");
-  std::memset(memory, 0, rounded);
+  // Zero in parallel chunks: a serial memset of a large activation is a visible share of a step on 16 cores.
+  const std::int64_t chunks = static_cast<std::int64_t>((rounded + (1u << 20) - 1) >> 20);
+#pragma omp parallel for schedule(static) if (chunks > 4)
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::size_t begin = static_cast<std::size_t>(c) << 20;
+    std::memset(static_cast<char*>(memory) + begin, 0, std::min<std::size_t>(rounded - begin, 1u << 20));
+  }
   return std::shared_ptr<std::byte[]>(static_cast<std::byte*>(memory), [](std::byte* p) { std::free(p); });
 }
 

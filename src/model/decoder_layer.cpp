@@ -37,7 +37,9 @@ Gemma4MoeWeights<float> moe_weights(const MoeWeights& w) {
 void add_into(Tensor& x, const Tensor& y) {
   float* xp = x.f32();
   const float* yp = y.f32();
-  for (std::int64_t i = 0; i < x.numel(); ++i) xp[i] += yp[i];
+  const std::int64_t n = x.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (std::int64_t i = 0; i < n; ++i) xp[i] += yp[i];
 }
 
 void decoder_layer_forward(const TextConfig& c, const LayerSpec& s, const LayerWeights& w, Tensor& x,
@@ -70,7 +72,7 @@ void decoder_layer_forward(const TextConfig& c, const LayerSpec& s, const LayerW
     Tensor e2(DType::f32, {T, H});
     Gemma4MoeContext<float> local;
     gemma4_moe_forward<float>(moe_config(c), moe_weights(w.moe), r.f32(), xe.f32(), nullptr, T, e2.f32(),
-                              tape ? &tape->moe : &local);
+                              tape ? &tape->moe : &local, ctx.moe_parallel);
     add_into(m1, rms_norm(e2, w.moe.post_norm_2, eps));
     m = std::move(m1);
     if (tape) {
@@ -98,7 +100,10 @@ void decoder_layer_forward(const TextConfig& c, const LayerSpec& s, const LayerW
       tape->ple_proj = proj;
     }
   }
-  for (std::int64_t i = 0; i < x.numel(); ++i) x.f32()[i] *= w.layer_scalar;
+  float* xp = x.f32();
+  const std::int64_t n = x.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (std::int64_t i = 0; i < n; ++i) xp[i] *= w.layer_scalar;
 }
 
 Tensor decoder_layer_backward(const TextConfig& c, const LayerSpec& s, const LayerWeights& w,
@@ -107,7 +112,9 @@ Tensor decoder_layer_backward(const TextConfig& c, const LayerSpec& s, const Lay
   const float eps = static_cast<float>(c.rms_norm_eps);
   const std::int64_t T = dx_out.dim(0), H = dx_out.dim(1);
   Tensor dx(DType::f32, {T, H});
-  for (std::int64_t i = 0; i < dx.numel(); ++i) dx.f32()[i] = dx_out.f32()[i] * w.layer_scalar;
+  const std::int64_t n = dx.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (std::int64_t i = 0; i < n; ++i) dx.f32()[i] = dx_out.f32()[i] * w.layer_scalar;
 
   if (s.ple_width > 0) {
     const std::int64_t P = s.ple_width, L = c.num_hidden_layers;
@@ -138,7 +145,8 @@ Tensor decoder_layer_backward(const TextConfig& c, const LayerSpec& s, const Lay
     gemma4_moe_backward<float>(moe_config(c), moe_weights(w.moe), t.xe.f32(), t.moe, de2.f32(),
                                d_router.f32(), d_xe.f32(),
                                Gemma4MoeGrads<float>{g.moe.router_proj.f32(), g.moe.router_scale.f32(),
-                                                     g.moe.gate_and_up.f32(), g.moe.down.f32()});
+                                                     g.moe.gate_and_up.f32(), g.moe.down.f32()},
+                               ctx.moe_parallel);
     add_into(dx, rms_norm_grad(t.x_mid, w.moe.pre_norm_2, d_xe, g.moe.pre_norm_2, eps));
     add_into(dx, d_router);
   }

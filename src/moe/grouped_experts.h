@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/uninit_vector.h"
+
 #include "moe/token_permutation.h"
 #include "ops/cpu/moe_activations.h"
 
@@ -46,11 +48,13 @@ template <class T>
 struct ExpertsContext {
   TokenPermutation perm;
   std::vector<T> sorted_weights;  // [rows]
-  std::vector<T> x_sorted;        // [rows, H]   gathered input (grouped backend)
-  std::vector<T> h;               // [rows, W]   gate/up projection (W = 2I gated, I for relu2)
-  std::vector<T> a;               // [rows, I]   weighted activation
+  // Large buffers are uninitialised on resize: each is overwritten completely by the step that fills it.
+  UninitVector<T> x_sorted;  // [rows, H]   gathered input (grouped backend)
+  UninitVector<T> h;         // [rows, W]   gate/up projection (W = 2I gated, I for relu2)
+  UninitVector<T> a;         // [rows, I]   weighted activation
   // scratch reused by the grouped backend
-  std::vector<T> o, d_o, d_a, d_h, d_x, d_p;
+  UninitVector<T> o, d_o, d_a, d_h, d_x;
+  std::vector<T> d_p;
 };
 
 template <class T>

@@ -49,13 +49,21 @@ double global_grad_norm(const std::vector<ParamRef>& params) {
 
 double clip_grad_norm(const std::vector<Tensor*>& grads, double max_norm) {
   double sum = 0;
-  for (const Tensor* g : grads)
-    for (std::int64_t i = 0; i < g->numel(); ++i) sum += static_cast<double>(g->f32()[i]) * g->f32()[i];
+  for (const Tensor* g : grads) {
+    const float* p = g->f32();
+    const std::int64_t n = g->numel();
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (n > 65536)
+    for (std::int64_t i = 0; i < n; ++i) sum += static_cast<double>(p[i]) * p[i];
+  }
   const double norm = std::sqrt(sum);
   if (max_norm > 0 && norm > max_norm) {
     const float scale = static_cast<float>(max_norm / norm);
-    for (Tensor* g : grads)
-      for (std::int64_t i = 0; i < g->numel(); ++i) g->f32()[i] *= scale;
+    for (Tensor* g : grads) {
+      float* p = g->f32();
+      const std::int64_t n = g->numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+      for (std::int64_t i = 0; i < n; ++i) p[i] *= scale;
+    }
   }
   return norm;
 }
