@@ -1,5 +1,11 @@
-// cmd_score.cpp: `g4moe score --model DIR --input FILE.json [--output OUT.safetensors] [--grads]`:
-// the causal-LM loss of a batch, printed as one JSON line, and optionally the logits as safetensors.
+// cmd_score.cpp: `g4moe score --model DIR --input FILE.json [--output OUT.safetensors] [--grads]
+// [--ep E --dispatcher allgather|alltoall]`: the causal-LM loss of a batch, printed as one JSON line, and
+// optionally the logits as safetensors.
+//
+// Under `mpirun -np N`: EP groups of E consecutive ranks each hold a block of experts and share their batch
+// rows (the MoE blocks split the tokens among the group); the N/E data-parallel replicas take contiguous
+// blocks of the rows (all rows when N == E). Loss sums, logits and gradients are summed / gathered over the
+// DP group, expert gradients then gathered over the EP group; world rank 0 alone prints and writes.
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -7,10 +13,13 @@
 #include "cli/cli_common.h"
 #include "core/error.h"
 #include "data/score_input.h"
+#include "dist/communicator.h"
 #include "io/safetensors_writer.h"
+#include "model/batch_rows.h"
 #include "model/checkpoint_gradients.h"
 #include "model/gemma4_model.h"
 #include "model/gemma4_training.h"
+#include "moe/parallel_setup.h"
 #include "ops/cpu/cross_entropy.h"
 
 namespace g4::cli {
@@ -20,23 +29,66 @@ namespace {
 struct ScoreOptions {
   std::string model, input, output;
   bool grads = false;
+  int ep = 1;
+  std::string dispatcher = "alltoall";
 };
+
+// Every DP replica's logits rows [b, S, V] (row_block order), on every rank of the DP group.
+Tensor gather_logits(Communicator& dp, const Tensor& local, std::int64_t batch_size) {
+  Shape shape = local.shape();
+  shape[0] = batch_size;
+  Tensor full(DType::f32, shape);
+  const std::size_t row = local.nbytes() / static_cast<std::size_t>(std::max<std::int64_t>(local.dim(0), 1));
+  std::vector<std::size_t> bytes;
+  for (int r = 0; r < dp.size(); ++r) bytes.push_back(row_block(batch_size, dp.size(), r).count * row);
+  dp.all_gather_v(local.bytes(), local.nbytes(), full.bytes(), bytes);
+  return full;
+}
 
 int run_score(const ScoreOptions& o) {
   check(!o.grads || !o.output.empty(), "--grads needs --output FILE.safetensors to write the gradients to");
-  const Gemma4Model model = load_gemma4_model(o.model);
-  const Batch batch = read_score_input(o.input, model.config.text.vocab_size);
+  Communicator& world = world_communicator();
+  const TextConfig text = load_config(o.model).text;
+  const ParallelSetup par = make_parallel_setup(world, text.enable_moe_block ? text.num_experts : 0, o.ep,
+                                                dispatcher_from_name(o.dispatcher));
+  Gemma4Model model = load_gemma4_model(o.model, par.experts);
+  model.moe_parallel = par.moe_parallel();
+  const Batch full = read_score_input(o.input, model.config.text.vocab_size);
+  Communicator& dp = *par.groups.dp;
+  check(full.batch_size >= dp.size(), "the batch has ", full.batch_size, " rows, fewer than the ", dp.size(),
+        " data-parallel replicas (ranks / --ep)");
+  const Batch batch =
+      dp.size() > 1 ? batch_rows(full, row_block(full.batch_size, dp.size(), dp.rank())) : full;
   const ForwardResult out = gemma4_forward(model, batch);
-  const LossResult loss = causal_lm_loss(out.logits.f32(), batch.labels.data(), batch.batch_size,
-                                         batch.seq_len, model.config.text.vocab_size);
-  std::vector<std::pair<std::string, Tensor>> tensors = {{"logits", out.logits}};
+  LossResult loss = causal_lm_loss(out.logits.f32(), batch.labels.data(), batch.batch_size, batch.seq_len,
+                                   model.config.text.vocab_size);
+  dp.all_reduce_sum(&loss.loss_sum, 1);
+  dp.all_reduce_sum(&loss.num_tokens, 1);
+  const Tensor logits = dp.size() > 1 ? gather_logits(dp, out.logits, full.batch_size) : out.logits;
+  std::vector<std::pair<std::string, Tensor>> tensors = {{"logits", logits}};
   if (o.grads) {
-    // Gradients of the mean loss, in the checkpoint's own names and layout (Hugging Face parametrisation).
+    // Gradients of the mean loss over the whole batch (global token count), summed over the DP replicas
+    // (expert slices over their EP replicas, which are the same group), expert slices then gathered over the
+    // EP group; in the checkpoint's own names and layout.
     Gemma4Weights grads = zeros_like(model.config, model.weights);
-    gemma4_forward_backward(model, batch, grads);
-    for (auto& [name, g] : gradients_in_checkpoint_layout(model.config, grads, Checkpoint::open(o.model)))
-      tensors.emplace_back("grad." + name, g);
+    gemma4_forward_backward(model, batch, grads, static_cast<double>(loss.num_tokens));
+    if (dp.size() > 1)
+      for_each_parameter(model.config, grads, [&](const std::string&, Tensor& g) {
+        dp.all_reduce_sum(g.f32(), static_cast<std::size_t>(g.numel()));
+      });
+    if (par.groups.ep_size > 1) {
+      for (const LayerSpec& s : model.config.text.layers) {
+        if (!s.moe) continue;
+        MoeWeights& m = grads.layers[s.index].moe;
+        m.gate_and_up = all_gather_experts(*par.groups.ep, m.gate_and_up, text.num_experts);
+        m.down = all_gather_experts(*par.groups.ep, m.down, text.num_experts);
+      }
+    }
+    if (world.rank() == 0)
+      for (auto& [name, g] : gradients_in_checkpoint_layout(model.config, grads, Checkpoint::open(o.model)))
+        tensors.emplace_back("grad." + name, g);
   }
+  if (world.rank() != 0) return 0;
   if (!o.output.empty()) write_safetensors(o.output, tensors);
   const double mean = loss.num_tokens ? loss.loss_sum / static_cast<double>(loss.num_tokens) : 0.0;
   Json line = {{"loss", loss.num_tokens ? Json(mean) : Json(nullptr)}, {"num_tokens", loss.num_tokens}};
@@ -63,6 +115,14 @@ Action register_score(CLI::App& app) {
                   "write the logits (F32 [B, S, V]) to this .safetensors file (atomically)");
   cmd->add_flag("--grads", o->grads,
                 "also write grad.<name> for every trainable tensor (needs the backward pass)");
+  cmd->add_option(
+      "--ep", o->ep,
+      "expert-parallel size under mpirun: groups of this many consecutive ranks share the experts "
+      "(must divide the number of experts and the number of ranks); default 1");
+  cmd->add_option(
+      "--dispatcher", o->dispatcher,
+      "how tokens reach experts on other ranks: alltoall (DeepEP semantics, default) or allgather "
+      "(NeMo's torch dispatcher)");
   return [o] { return run_score(*o); };
 }
 

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/cli_common.h"
+#include "dist/communicator.h"
 #include "train/trainer.h"
 
 namespace g4::cli {
@@ -31,8 +32,9 @@ Action register_train(CLI::App& app) {
   return [o] {
     const Recipe recipe = load_recipe(o->config, o->overrides);
     const TrainOutcome outcome = run_training(recipe, o->resume);
-    std::printf("{\"steps\": %lld, \"final_loss\": %.6f}\n", static_cast<long long>(outcome.steps_done),
-                outcome.last_loss);
+    if (world_communicator().rank() == 0)  // under mpirun, rank 0 speaks for the job
+      std::printf("{\"steps\": %lld, \"final_loss\": %.6f}\n", static_cast<long long>(outcome.steps_done),
+                  outcome.last_loss);
     return outcome.exit_code;
   };
 }

@@ -72,7 +72,7 @@ void decoder_layer_forward(const TextConfig& c, const LayerSpec& s, const LayerW
     Tensor e2(DType::f32, {T, H});
     Gemma4MoeContext<float> local;
     gemma4_moe_forward<float>(moe_config(c), moe_weights(w.moe), r.f32(), xe.f32(), nullptr, T, e2.f32(),
-                              tape ? &tape->moe : &local);
+                              tape ? &tape->moe : &local, ctx.moe_parallel);
     add_into(m1, rms_norm(e2, w.moe.post_norm_2, eps));
     m = std::move(m1);
     if (tape) {
@@ -145,7 +145,8 @@ Tensor decoder_layer_backward(const TextConfig& c, const LayerSpec& s, const Lay
     gemma4_moe_backward<float>(moe_config(c), moe_weights(w.moe), t.xe.f32(), t.moe, de2.f32(),
                                d_router.f32(), d_xe.f32(),
                                Gemma4MoeGrads<float>{g.moe.router_proj.f32(), g.moe.router_scale.f32(),
-                                                     g.moe.gate_and_up.f32(), g.moe.down.f32()});
+                                                     g.moe.gate_and_up.f32(), g.moe.down.f32()},
+                               ctx.moe_parallel);
     add_into(dx, rms_norm_grad(t.x_mid, w.moe.pre_norm_2, d_xe, g.moe.pre_norm_2, eps));
     add_into(dx, d_router);
   }

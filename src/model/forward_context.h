@@ -12,6 +12,8 @@
 
 namespace g4 {
 
+struct MoeParallel;  // moe/token_dispatcher.h
+
 struct ForwardContext {
   const TextConfig* config = nullptr;
   const Batch* batch = nullptr;
@@ -19,6 +21,7 @@ struct ForwardContext {
   std::map<AttentionKind, std::vector<std::vector<std::uint8_t>>> masks;  // per kind, per row: [S, S]
   std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv;       // K, V [T, Nkv, D] of the storing layer
   std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv_grad;  // backward: dK, dV accumulated for it
+  const MoeParallel* moe_parallel = nullptr;  // expert parallelism of the MoE blocks; nullptr: none
 };
 
 ForwardContext make_forward_context(const TextConfig& config, const Batch& batch);

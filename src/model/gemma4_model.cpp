@@ -12,11 +12,11 @@
 
 namespace g4 {
 
-Gemma4Model load_gemma4_model(const std::string& dir) {
+Gemma4Model load_gemma4_model(const std::string& dir, ExpertRange experts) {
   Gemma4Model m;
   m.config = load_config(dir);
   const Checkpoint ckpt = Checkpoint::open(dir);
-  m.weights = load_gemma4_weights(m.config, ckpt);
+  m.weights = load_gemma4_weights(m.config, ckpt, nullptr, experts);
   return m;
 }
 
@@ -84,6 +84,7 @@ ForwardResult gemma4_forward(const Gemma4Model& m, const Batch& batch, bool keep
   if (keep_hidden) result.hidden.push_back(x.clone().reshaped({B, S, H}));
   const Tensor ple = c.hidden_size_per_layer_input > 0 ? per_layer_inputs(m, batch, x, nullptr) : Tensor();
   ForwardContext ctx = make_forward_context(c, batch);
+  ctx.moe_parallel = m.moe_parallel;
   for (const LayerSpec& s : c.layers) {
     decoder_layer_forward(c, s, m.weights.layers[s.index], x, ple, ctx);
     if (keep_hidden) result.hidden.push_back(x.clone().reshaped({B, S, H}));

@@ -14,13 +14,19 @@
 
 namespace g4 {
 
+struct MoeParallel;  // moe/token_dispatcher.h
+
 struct Gemma4Model {
   ModelConfig config;
   Gemma4Weights weights;
+  // Expert parallelism (not owned): the weights hold only this rank's experts and the MoE blocks dispatch
+  // tokens through it; nullptr: every expert is here.
+  const MoeParallel* moe_parallel = nullptr;
 };
 
-// Reads config.json and the weights of a checkpoint directory (either layout).
-Gemma4Model load_gemma4_model(const std::string& dir);
+// Reads config.json and the weights of a checkpoint directory (either layout); with a non-empty `experts`
+// range only those experts of every MoE layer are kept.
+Gemma4Model load_gemma4_model(const std::string& dir, ExpertRange experts = {});
 
 struct ForwardResult {
   Tensor logits;  // [B, S, V], after the soft-cap

@@ -24,6 +24,7 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   Tensor ple_projected;
   const Tensor ple = P > 0 ? per_layer_inputs(m, batch, x0, &ple_projected) : Tensor();
   ForwardContext ctx = make_forward_context(c, batch);
+  ctx.moe_parallel = m.moe_parallel;
   std::vector<LayerTape> tapes(c.layers.size());
   Tensor x = x0.clone();
   std::vector<Tensor> layer_inputs(recompute ? c.layers.size() : 0);
@@ -38,7 +39,9 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   result.loss_sum = loss.loss_sum;
   result.num_tokens = loss.num_tokens;
   if (normaliser <= 0) normaliser = static_cast<double>(loss.num_tokens);
-  if (loss.num_tokens == 0) return result;  // nothing counts: no gradient
+  // Nothing counts: no gradient. Under expert parallelism the backward still runs (zero gradients) because
+  // the other ranks' MoE backward needs this rank in its collectives.
+  if (loss.num_tokens == 0 && !m.moe_parallel) return result;
 
   // Head: logits = softcap(norm(x) · Eᵀ).
   Tensor dlogits(DType::f32, {T, V});

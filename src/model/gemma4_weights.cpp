@@ -55,7 +55,8 @@ void for_each_parameter(const ModelConfig& config, Gemma4Weights& w,
   if (!c.tie_word_embeddings) fn("lm_head.weight", w.lm_head);
 }
 
-Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& ckpt, bool* native_moe_out) {
+Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& ckpt, bool* native_moe_out,
+                                  ExpertRange experts) {
   const TextConfig& c = config.text;
   std::vector<std::string> moe_names;
   for (const std::string& n : ckpt.names())
@@ -91,6 +92,17 @@ Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& c
     m.router_scale = native.at(p + "moe.gate.scale");
     m.gate_and_up = native.at(p + "moe.experts.gate_and_up_projs");
     m.down = native.at(p + "moe.experts.down_projs");
+  }
+  if (experts.count > 0) {
+    check(experts.start >= 0 && experts.start + experts.count <= c.num_experts, "expert range [",
+          experts.start, ", ", experts.start + experts.count, ") is outside the model's ", c.num_experts,
+          " experts");
+    for (const LayerSpec& s : c.layers) {
+      if (!s.moe) continue;
+      MoeWeights& m = w.layers[s.index].moe;
+      m.gate_and_up = slice_experts(m.gate_and_up, experts);
+      m.down = slice_experts(m.down, experts);
+    }
   }
   return w;
 }

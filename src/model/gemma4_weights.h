@@ -15,6 +15,7 @@
 #include "core/tensor.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
+#include "moe/state_dict_adapter.h"
 
 namespace g4 {
 
@@ -52,8 +53,10 @@ struct Gemma4Weights {
 };
 
 // `native_moe` (out, optional): whether the checkpoint stored its MoE weights in the native layout.
+// `experts` (count > 0): keep only those experts of every MoE layer (expert parallelism); the checkpoint
+// itself must hold all of them.
 Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& checkpoint,
-                                  bool* native_moe = nullptr);
+                                  bool* native_moe = nullptr, ExpertRange experts = {});
 
 // Calls fn(checkpoint name, tensor) for every trainable tensor of `weights` that the config has, in
 // checkpoint naming (the config's text prefix; "lm_head.weight" when untied). layer_scalar is a buffer and is

@@ -15,6 +15,7 @@
 
 #include "moe/gemma4_gate.h"
 #include "moe/grouped_experts.h"
+#include "moe/token_dispatcher.h"
 
 namespace g4 {
 
@@ -52,18 +53,22 @@ struct Gemma4MoeContext {
   std::vector<T> weights;             // [T, K] renormalised routing weights
   std::vector<std::int64_t> indices;  // [T, K]
   std::vector<T> dweights;            // scratch
+  DispatchContext<T> dispatch;        // expert parallelism only
 };
 
 // token_mask may be nullptr (all valid). y [T, H] overwritten.
+// With `parallel` (expert parallelism, token_dispatcher.h): the gate runs here on this rank's own tokens
+// (router weights are replicated), the experts through the dispatcher; w.gate_and_up / w.down hold only this
+// rank's experts. Backward must get the same `parallel`.
 template <class T>
 void gemma4_moe_forward(const Gemma4MoeConfig& cfg, const Gemma4MoeWeights<T>& w, const T* gate_input,
                         const T* expert_input, const std::uint8_t* token_mask, std::int64_t tokens, T* y,
-                        Gemma4MoeContext<T>* ctx);
+                        Gemma4MoeContext<T>* ctx, const MoeParallel* parallel = nullptr);
 
 // d_gate_input and d_expert_input [T, H] overwritten; grads accumulated.
 template <class T>
 void gemma4_moe_backward(const Gemma4MoeConfig& cfg, const Gemma4MoeWeights<T>& w, const T* expert_input,
                          Gemma4MoeContext<T>& ctx, const T* dy, T* d_gate_input, T* d_expert_input,
-                         const Gemma4MoeGrads<T>& grads);
+                         const Gemma4MoeGrads<T>& grads, const MoeParallel* parallel = nullptr);
 
 }  // namespace g4

@@ -110,6 +110,11 @@ const std::vector<Field>& fields() {
       field("output.save_every", &Recipe::save_every, "steps between checkpoints (0: at the end only)"),
       field("sample.prompt", &Recipe::sample_prompt, "text to continue greedily at the end"),
       field("sample.tokens", &Recipe::sample_tokens, "tokens to generate (0: no sample)"),
+      field("parallel.ep", &Recipe::ep,
+            "expert-parallel size under mpirun (divides the experts and the ranks; ranks / ep data-parallel "
+            "replicas split each micro-batch's rows)"),
+      field("parallel.dispatcher", &Recipe::dispatcher,
+            "how tokens reach other ranks' experts: alltoall | allgather"),
   };
   return f;
 }

@@ -42,6 +42,9 @@ struct Recipe {
   // sample
   std::string sample_prompt;
   std::int64_t sample_tokens = 0;
+  // parallel (under mpirun; train/parallel_training.h)
+  std::int64_t ep = 1;                  // expert-parallel size: consecutive ranks sharing the experts
+  std::string dispatcher = "alltoall";  // alltoall | allgather
 
   Json to_json() const;
 };

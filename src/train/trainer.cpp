@@ -18,6 +18,7 @@
 #include "ops/cpu/cross_entropy.h"
 #include "train/loss_plot.h"
 #include "train/lr_schedule.h"
+#include "train/parallel_training.h"
 #include "train/train_checkpoint.h"
 
 namespace g4 {
@@ -75,6 +76,9 @@ void append_line(const std::string& path, const Json& line) {
 TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
   ModelSource src = load_model(r, resume_dir);
   Gemma4Model& model = src.model;
+  // Under mpirun (parallel.ep): this rank's experts, rows and groups; one process: the plain path.
+  const TrainParallel par = make_train_parallel(model.config, static_cast<int>(r.ep), r.dispatcher);
+  shard_model(par, model);
   const TextConfig& c = model.config.text;
   // The tokenizer of the model directory (tokenizer.json), else the byte tokenizer of the presets.
   const std::string model_dir = !resume_dir.empty() ? resume_dir : r.model_path;
@@ -91,13 +95,14 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
   double tokens_seen = 0;
   if (!resume_dir.empty()) {
     const Json state = load_train_state(resume_dir, adamw);
+    shard_optimizer(par, adamw);
     step = json_int(state.at("step"), "step", resume_dir);
     cursor = json_int(state.at("data_cursor"), "data_cursor", resume_dir);
     tokens_seen = json_number(state.at("tokens_seen"), "tokens_seen", resume_dir);
   }
   fs::create_directories(r.output_dir);
   const std::string metrics_path = r.output_dir + "/metrics.jsonl";
-  if (resume_dir.empty()) std::ofstream(metrics_path, std::ios::trunc);
+  if (resume_dir.empty() && par.root()) std::ofstream(metrics_path, std::ios::trunc);
 
   // Parameters: all but the frozen ones (names matched against the recipe's regexes).
   std::vector<std::regex> frozen;
@@ -148,19 +153,22 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
                 {"data_seed", r.data_seed},
                 {"recipe", r.to_json()}};
   };
-  auto save = [&] {
-    save_train_checkpoint(r.output_dir + "/checkpoint-" + std::to_string(step), model, src.config_doc, adamw,
-                          trainer_state(), byte_tokenizer, byte_tokenizer ? "" : model_dir);
+  auto save = [&] {  // every rank takes part (experts are gathered); rank 0 writes
+    with_gathered(par, model, adamw, [&](Gemma4Model& full, AdamW& optimizer) {
+      save_train_checkpoint(r.output_dir + "/checkpoint-" + std::to_string(step), full, src.config_doc,
+                            optimizer, trainer_state(), byte_tokenizer, byte_tokenizer ? "" : model_dir);
+    });
   };
 
   g_stop_requested = 0;
   auto previous_handler = std::signal(SIGINT, on_sigint);
-  std::fprintf(stderr,
-               "g4moe train: %lld documents (%lld truncated), %lld train rows and %lld eval rows of %lld "
-               "tokens; %zu trainable tensors\n",
-               static_cast<long long>(data.documents), static_cast<long long>(data.truncated),
-               static_cast<long long>(data.train.rows()), static_cast<long long>(data.eval.rows()),
-               static_cast<long long>(r.seq_len), params.size());
+  if (par.root())
+    std::fprintf(stderr,
+                 "g4moe train: %lld documents (%lld truncated), %lld train rows and %lld eval rows of %lld "
+                 "tokens; %zu trainable tensors\n",
+                 static_cast<long long>(data.documents), static_cast<long long>(data.truncated),
+                 static_cast<long long>(data.train.rows()), static_cast<long long>(data.eval.rows()),
+                 static_cast<long long>(r.seq_len), params.size());
   ProgressBar progress("train", r.steps, 5.0);
   progress.set_first(step);
   TrainOutcome outcome;
@@ -178,9 +186,11 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
     double loss_sum = 0;
     for (const Batch& b : micro)
       loss_sum +=
-          gemma4_forward_backward(model, b, grads,
+          gemma4_forward_backward(model, local_rows(par, b), grads,
                                   static_cast<double>(std::max<std::int64_t>(1, label_tokens)), r.recompute)
               .loss_sum;
+    loss_sum = sum_over_replicas(par, loss_sum);
+    sum_gradients(par, all_grads);
     const double loss = loss_sum / static_cast<double>(std::max<std::int64_t>(1, label_tokens));
     ++step;
     if (!std::isfinite(loss)) {
@@ -188,14 +198,14 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
       fail("loss is ", loss, " at step ", step, ": training stopped; the last good checkpoint in ",
            r.output_dir, " is kept (lower train.lr or raise train.warmup_steps)");
     }
-    const double grad_norm = clip_grad_norm(trainable_grads, r.max_grad_norm);
+    const double grad_norm = clip_grad_norm_parallel(par, params, r.max_grad_norm);
     const double lr = learning_rate(r.schedule, r.lr, step, r.steps, r.warmup_steps, r.min_lr_ratio);
     adamw.step(params, lr);
     for (const Batch& b : micro) tokens_seen += static_cast<double>(b.tokens());
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double tokens_per_s = (tokens_seen - tokens_at_start) / std::max(elapsed, 1e-9);
     train_curve.emplace_back(static_cast<double>(step), loss);
-    if (step % std::max<std::int64_t>(1, r.log_every) == 0 || step == r.steps)
+    if (par.root() && (step % std::max<std::int64_t>(1, r.log_every) == 0 || step == r.steps))
       append_line(metrics_path, Json{{"step", step},
                                      {"loss", loss},
                                      {"lr", lr},
@@ -206,20 +216,22 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
     if (r.eval_every > 0 && data.eval.rows() > 0 && (step % r.eval_every == 0 || step == r.steps)) {
       const double ev = eval_loss(model, data.eval, r.batch_size);
       eval_curve.emplace_back(static_cast<double>(step), ev);
-      append_line(metrics_path, Json{{"step", step}, {"eval_loss", ev}});
+      if (par.root()) append_line(metrics_path, Json{{"step", step}, {"eval_loss", ev}});
     }
     char figures[160];
     std::snprintf(figures, sizeof figures, "loss %.4f lr %.2e gnorm %.3f | %.0f tok/s", loss, lr, grad_norm,
                   tokens_per_s);
-    progress.update(step, figures);
+    if (par.root()) progress.update(step, figures);
     outcome.last_loss = loss;
     if (r.save_every > 0 && step % r.save_every == 0 && step < r.steps) save();
-    if (g_stop_requested) {
+    if (any_rank(par, g_stop_requested)) {
       progress.finish();
       save();
-      std::fprintf(stderr,
-                   "g4moe train: interrupted at step %lld; saved %s/checkpoint-%lld (resume with --resume)\n",
-                   static_cast<long long>(step), r.output_dir.c_str(), static_cast<long long>(step));
+      if (par.root())
+        std::fprintf(
+            stderr,
+            "g4moe train: interrupted at step %lld; saved %s/checkpoint-%lld (resume with --resume)\n",
+            static_cast<long long>(step), r.output_dir.c_str(), static_cast<long long>(step));
       outcome.exit_code = 130;
       break;
     }
@@ -228,13 +240,13 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
   progress.finish();
   outcome.steps_done = step;
   if (outcome.exit_code == 0) save();
-  write_loss_plot(r.output_dir + "/loss.png", train_curve, eval_curve);
+  if (par.root()) write_loss_plot(r.output_dir + "/loss.png", train_curve, eval_curve);
   if (outcome.exit_code == 0 && r.sample_tokens > 0) {
     std::vector<std::int64_t> prompt{codec.bos};
     const auto body = codec.encode(r.sample_prompt);
     prompt.insert(prompt.end(), body.begin(), body.end());
     const auto out = greedy_generate(model, prompt, r.sample_tokens, codec.eos);
-    std::printf("sample: %s%s\n", r.sample_prompt.c_str(), codec.decode(out).c_str());
+    if (par.root()) std::printf("sample: %s%s\n", r.sample_prompt.c_str(), codec.decode(out).c_str());
   }
   return outcome;
 }

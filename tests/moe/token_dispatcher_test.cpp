@@ -1,0 +1,103 @@
+// token_dispatcher_test.cpp: the parallel pieces in one process (the one-rank communicator): both dispatchers
+// reduce to the plain grouped experts bit for bit, process groups and the EP setup check their sizes, and
+// batch rows split by the remainder rule. The multi-rank behaviour is tested under mpirun
+// (tests/mpi/dispatcher_mpi.cpp, tests/cli/mpi_test.sh).
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "dist/process_groups.h"
+#include "model/batch_rows.h"
+#include "moe/moe_test_util.h"
+#include "moe/parallel_setup.h"
+#include "moe/token_dispatcher.h"
+
+namespace g4 {
+namespace {
+
+TEST(TokenDispatcher, OneRankEqualsGroupedExpertsExactly) {
+  const std::int64_t T = 7, H = 8, I = 4, E = 4, K = 2;
+  ExpertsConfig cfg;
+  cfg.hidden = H;
+  cfg.inter = I;
+  cfg.num_experts = E;
+  cfg.n_local = E;
+  auto x = test::random_vector<float>(T * H, 1), gu = test::random_vector<float>(E * H * 2 * I, 2),
+       down = test::random_vector<float>(E * I * H, 3), dy = test::random_vector<float>(T * H, 4);
+  std::vector<float> w(T * K, 0.5f);
+  std::vector<std::int64_t> idx(T * K);
+  for (std::int64_t t = 0; t < T; ++t) idx[t * K] = t % E, idx[t * K + 1] = (t + 1) % E;
+  std::vector<std::uint8_t> mask = {1, 1, 0, 1, 1, 1, 0};
+  std::vector<float> y_ref(T * H), dx_ref(T * H), dw_ref(T * K), dgu_ref(gu.size()), ddown_ref(down.size());
+  ExpertsContext<float> ref;
+  grouped_experts_forward<float>(cfg, x.data(), mask.data(), w.data(), idx.data(), T, K, gu.data(),
+                                 down.data(), y_ref.data(), &ref);
+  grouped_experts_backward<float>(cfg, x.data(), gu.data(), down.data(), ref, dy.data(), dx_ref.data(),
+                                  dw_ref.data(), dgu_ref.data(), ddown_ref.data());
+  auto one = make_single_communicator();
+  for (DispatcherKind kind : {DispatcherKind::allgather, DispatcherKind::alltoall}) {
+    for (bool replicated : {false, true}) {
+      MoeParallel par{one.get(), kind, replicated};
+      std::vector<float> y(T * H), dx(T * H), dw(T * K), dgu(gu.size()), ddown(down.size());
+      DispatchContext<float> ctx;
+      dispatched_experts_forward<float>(par, cfg, x.data(), mask.data(), w.data(), idx.data(), T, K,
+                                        gu.data(), down.data(), y.data(), &ctx);
+      dispatched_experts_backward<float>(par, cfg, gu.data(), down.data(), ctx, dy.data(), dx.data(),
+                                         dw.data(), dgu.data(), ddown.data());
+      EXPECT_EQ(y, y_ref) << dispatcher_name(kind);
+      EXPECT_EQ(dx, dx_ref) << dispatcher_name(kind);
+      EXPECT_EQ(dw, dw_ref) << dispatcher_name(kind);
+      EXPECT_EQ(dgu, dgu_ref) << dispatcher_name(kind);
+      EXPECT_EQ(ddown, ddown_ref) << dispatcher_name(kind);
+    }
+  }
+}
+
+TEST(TokenDispatcher, NamesAreCheckedAndRoundTrip) {
+  EXPECT_EQ(dispatcher_from_name("allgather"), DispatcherKind::allgather);
+  EXPECT_EQ(dispatcher_from_name(dispatcher_name(DispatcherKind::alltoall)), DispatcherKind::alltoall);
+  EXPECT_THROW(dispatcher_from_name("deepep"), Error);
+}
+
+TEST(ParallelSetup, ChecksExpertAndRankCounts) {
+  auto one = make_single_communicator();
+  EXPECT_NO_THROW(make_parallel_setup(*one, 8, 1, DispatcherKind::alltoall));
+  EXPECT_EQ(make_parallel_setup(*one, 8, 1, DispatcherKind::alltoall).moe_parallel(), nullptr);
+  EXPECT_THROW(make_parallel_setup(*one, 8, 3, DispatcherKind::alltoall), Error);  // 8 % 3
+  EXPECT_THROW(make_parallel_setup(*one, 8, 2, DispatcherKind::alltoall), Error);  // 2 ranks needed
+  EXPECT_THROW(make_parallel_setup(*one, 0, 2, DispatcherKind::alltoall), Error);  // dense model
+  EXPECT_THROW(make_parallel_setup(*one, 8, 0, DispatcherKind::alltoall), Error);
+  const ProcessGroups g = make_process_groups(*one, 1);
+  EXPECT_EQ(g.ep->size(), 1);
+  EXPECT_EQ(g.dp->size(), 1);
+}
+
+TEST(BatchRows, ContiguousBlocksWithTheRemainderFirst) {
+  // 5 rows over 2: (0,3), (3,2); over 4: (0,2), (2,1), (3,1), (4,1).
+  EXPECT_EQ(row_block(5, 2, 0).count, 3);
+  EXPECT_EQ(row_block(5, 2, 1).first, 3);
+  EXPECT_EQ(row_block(5, 4, 1).first, 2);
+  EXPECT_EQ(row_block(5, 4, 3).first, 4);
+  EXPECT_EQ(row_block(5, 4, 3).count, 1);
+  Batch b;
+  b.batch_size = 3;
+  b.seq_len = 2;
+  b.input_ids = {1, 2, 3, 4, 5, 6};
+  b.labels = {1, 2, 3, 4, 5, 6};
+  b.position_ids = {0, 1, 0, 1, 0, 1};
+  const Batch mid = batch_rows(b, {1, 2});
+  EXPECT_EQ(mid.batch_size, 2);
+  EXPECT_EQ(mid.input_ids, (std::vector<std::int64_t>{3, 4, 5, 6}));
+  EXPECT_TRUE(mid.attention_mask.empty());
+  EXPECT_THROW(batch_rows(b, {2, 2}), Error);
+}
+
+TEST(TokenDispatcher, AllGatherExpertsOnOneRankIsTheTensor) {
+  auto one = make_single_communicator();
+  Tensor t = Tensor::from_floats({2, 3}, {1, 2, 3, 4, 5, 6});
+  const Tensor full = all_gather_experts(*one, t, 2);
+  ASSERT_EQ(full.shape(), t.shape());
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(full.f32()[i], t.f32()[i]);
+}
+
+}  // namespace
+}  // namespace g4
