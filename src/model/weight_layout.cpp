@@ -1,6 +1,6 @@
 #include "model/weight_layout.h"
 
-#include <regex>
+#include "core/regex.h"
 
 namespace g4 {
 

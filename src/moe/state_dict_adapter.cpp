@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <iostream>
-#include <regex>
+#include "core/regex.h"
 #include <set>
 
 #include "core/error.h"

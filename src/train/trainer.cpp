@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <regex>
+#include "core/regex.h"
 
 #include "core/error.h"
 #include "core/progress.h"
