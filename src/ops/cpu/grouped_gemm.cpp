@@ -40,8 +40,8 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
 namespace {
 
 // Work items of a grouped GEMM: (group, first, count) over the dimension that is split. Splitting lets a few
-// large groups keep every thread busy; inside an OpenMP parallel region OpenBLAS (OpenMP build) runs each call
-// on one thread, so the items run side by side without oversubscription.
+// large groups keep every thread busy; inside an OpenMP parallel region OpenBLAS (OpenMP build) runs each
+// call on one thread, so the items run side by side without oversubscription.
 struct Tile {
   std::int64_t group, first, count;
 };
@@ -70,28 +70,32 @@ std::int64_t row_chunk(std::int64_t rows) {
 
 }  // namespace
 
+// out_g = in_g · w_g (w_g [K, N]) or, with `transpose_w`, out_g = in_g · w_gᵀ, over row tiles in parallel.
 template <class T>
-void grouped_gemm_nn(const T* x, const T* w, T* y, const std::int32_t* end_offsets, std::int64_t groups,
-                     std::int64_t K, std::int64_t N) {
+void grouped_rows_times_weight(bool transpose_w, const T* in, const T* w, T* out,
+                               const std::int32_t* end_offsets, std::int64_t groups, std::int64_t K,
+                               std::int64_t N) {
+  const std::int64_t in_width = transpose_w ? N : K, out_width = transpose_w ? K : N;
   const std::int64_t rows = groups ? end_offsets[groups - 1] : 0;
   const auto tiles = make_tiles(end_offsets, groups, 0, true, row_chunk(rows));
 #pragma omp parallel for schedule(dynamic)
   for (std::size_t i = 0; i < tiles.size(); ++i) {
     const Tile& t = tiles[i];
-    gemm<T>(false, false, t.count, N, K, x + t.first * K, w + t.group * K * N, y + t.first * N, false);
+    gemm<T>(false, transpose_w, t.count, out_width, in_width, in + t.first * in_width, w + t.group * K * N,
+            out + t.first * out_width, false);
   }
+}
+
+template <class T>
+void grouped_gemm_nn(const T* x, const T* w, T* y, const std::int32_t* end_offsets, std::int64_t groups,
+                     std::int64_t K, std::int64_t N) {
+  grouped_rows_times_weight(false, x, w, y, end_offsets, groups, K, N);
 }
 
 template <class T>
 void grouped_gemm_nt(const T* dy, const T* w, T* dx, const std::int32_t* end_offsets, std::int64_t groups,
                      std::int64_t K, std::int64_t N) {
-  const std::int64_t rows = groups ? end_offsets[groups - 1] : 0;
-  const auto tiles = make_tiles(end_offsets, groups, 0, true, row_chunk(rows));
-#pragma omp parallel for schedule(dynamic)
-  for (std::size_t i = 0; i < tiles.size(); ++i) {
-    const Tile& t = tiles[i];
-    gemm<T>(false, true, t.count, K, N, dy + t.first * N, w + t.group * K * N, dx + t.first * K, false);
-  }
+  grouped_rows_times_weight(true, dy, w, dx, end_offsets, groups, K, N);
 }
 
 template <class T>
