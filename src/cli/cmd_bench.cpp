@@ -17,6 +17,7 @@
 #include "model/gemma4_training.h"
 #include "model/presets.h"
 #include "train/adamw.h"
+#include "train/parameter_refs.h"
 
 namespace g4::cli {
 
@@ -81,13 +82,8 @@ int run_bench_train(const BenchOptions& o) {
   Gemma4Model model = bench_model(o);
   const Batch batch = random_batch(model, o.batch, o.seq);
   Gemma4Weights grads = zeros_like(model.config, model.weights);
-  std::vector<Tensor*> grad_list;
-  for_each_parameter(model.config, grads, [&](const std::string&, Tensor& g) { grad_list.push_back(&g); });
-  std::vector<ParamRef> params;
-  std::size_t i = 0;
-  for_each_parameter(model.config, model.weights, [&](const std::string& n, Tensor& p) {
-    params.push_back({n, &p, grad_list[i++]});
-  });
+  const std::vector<Tensor*> grad_list = gradient_tensors(model.config, grads);
+  const std::vector<ParamRef> params = parameter_refs(model.config, model.weights, grads);
   AdamW adamw(AdamWConfig{0.9, 0.999, 1e-8, 0.01});
   return time_steps("g4moe cpu train step", o, batch, [&] {
     for (Tensor* g : grad_list) std::fill(g->f32(), g->f32() + g->numel(), 0.0f);

@@ -19,6 +19,7 @@
 #include "train/loss_plot.h"
 #include "train/lr_schedule.h"
 #include "train/parallel_training.h"
+#include "train/parameter_refs.h"
 #include "train/train_checkpoint.h"
 
 namespace g4 {
@@ -114,22 +115,16 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
     }
   }
   Gemma4Weights grads = zeros_like(model.config, model.weights);
+  const std::vector<Tensor*> all_grads = gradient_tensors(model.config, grads);
   std::vector<ParamRef> params;
-  std::vector<Tensor*> all_grads, trainable_grads;
-  {
-    std::vector<std::pair<std::string, Tensor*>> weight_list;
-    for_each_parameter(model.config, model.weights,
-                       [&](const std::string& n, Tensor& t) { weight_list.emplace_back(n, &t); });
-    std::size_t i = 0;
-    for_each_parameter(model.config, grads, [&](const std::string&, Tensor& g) {
-      all_grads.push_back(&g);
-      const auto& [name, w] = weight_list[i++];
-      bool is_frozen = false;
-      for (const std::regex& re : frozen) is_frozen = is_frozen || std::regex_search(name, re);
-      if (is_frozen) return;
-      params.push_back({name, w, &g});
-      trainable_grads.push_back(&g);
-    });
+  std::vector<Tensor*> trainable_grads;
+  const std::vector<ParamRef> every = parameter_refs(model.config, model.weights, grads);
+  for (std::size_t i = 0; i < every.size(); ++i) {
+    bool is_frozen = false;
+    for (const std::regex& re : frozen) is_frozen = is_frozen || std::regex_search(every[i].name, re);
+    if (is_frozen) continue;
+    params.push_back(every[i]);
+    trainable_grads.push_back(all_grads[i]);
   }
   check(!params.empty(), "every parameter is frozen by train.freeze");
 

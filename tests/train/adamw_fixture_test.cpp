@@ -25,6 +25,7 @@
 #include "model/gemma4_training.h"
 #include "test_paths.h"
 #include "train/adamw.h"
+#include "train/parameter_refs.h"
 
 namespace g4 {
 namespace {
@@ -60,13 +61,7 @@ void run_case(const std::string& name, int steps_to_check_max, bool skip_moe) {
   for (int step = 1; step <= steps_to_check_max; ++step) {
     Gemma4Weights grads = zeros_like(model.config, model.weights);
     gemma4_forward_backward(model, batch, grads);
-    std::vector<Tensor*> grad_list;
-    for_each_parameter(model.config, grads, [&](const std::string&, Tensor& g) { grad_list.push_back(&g); });
-    std::vector<ParamRef> params;
-    std::size_t i = 0;
-    for_each_parameter(model.config, model.weights, [&](const std::string& n, Tensor& p) {
-      params.push_back({n, &p, grad_list[i++]});
-    });
+    const std::vector<ParamRef> params = parameter_refs(model.config, model.weights, grads);
     adamw.step(params, 1e-2);
     if (step != 1 && step != 3) continue;
     int compared = 0;
