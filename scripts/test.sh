@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: set-up, a release build with the unit, fixture and CLI tests, then the same tests built
-# with AddressSanitizer + UndefinedBehaviorSanitizer. CUDA tests skip (counted as skipped) without a GPU.
+# with AddressSanitizer + UndefinedBehaviorSanitizer, then a short libFuzzer run of every parser of outside input
+# (scripts/fuzz.sh; FUZZ_SECONDS per target, default 20 here). CUDA tests skip (counted as skipped) without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,3 +16,6 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DG4MOE_SANI
 cmake --build build-asan --parallel "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure --parallel "$jobs"
+
+echo "== libFuzzer on the parsers of outside input"
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz.sh

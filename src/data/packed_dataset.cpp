@@ -65,7 +65,7 @@ Document parse_document(const std::string& line, const std::string& where, const
     check(jt->is_array(), "\"input_ids\" must be a list of integers (", where, ")");
     std::vector<std::int64_t> ids;
     for (const Json& v : *jt) {
-      check(v.is_number_integer(), "\"input_ids\" holds a non-integer ", v.dump(), " (", where, ")");
+      check(v.is_number_integer(), "\"input_ids\" holds a non-integer ", json_excerpt(v), " (", where, ")");
       ids.push_back(v.get<std::int64_t>());
     }
     append(d, ids, true);

@@ -23,7 +23,7 @@ std::vector<std::int64_t> read_matrix(const Json& value, const char* field, cons
           " entries, expected ", S, " (ragged rows) (", where, ")");
     for (std::size_t c = 0; c < row.size(); ++c) {
       check(row[c].is_number_integer(), "\"", field, "\"[", r, "][", c,
-            "] is not an integer: ", row[c].dump(), " (", where, ")");
+            "] is not an integer: ", json_excerpt(row[c]), " (", where, ")");
       out.push_back(row[c].get<std::int64_t>());
     }
   }

@@ -70,22 +70,38 @@ std::int64_t json_int(const Json& value, const std::string& what, const std::str
     const double d = value.get<double>();
     if (d == static_cast<double>(static_cast<std::int64_t>(d))) return static_cast<std::int64_t>(d);
   }
-  fail("\"", what, "\" must be an integer, got ", value.dump(), " (", where, ")");
+  fail("\"", what, "\" must be an integer, got ", json_excerpt(value), " (", where, ")");
 }
 
 double json_number(const Json& value, const std::string& what, const std::string& where) {
-  check(value.is_number(), "\"", what, "\" must be a number, got ", value.dump(), " (", where, ")");
+  check(value.is_number(), "\"", what, "\" must be a number, got ", json_excerpt(value), " (", where, ")");
   return value.get<double>();
 }
 
 bool json_bool(const Json& value, const std::string& what, const std::string& where) {
-  check(value.is_boolean(), "\"", what, "\" must be true or false, got ", value.dump(), " (", where, ")");
+  check(value.is_boolean(), "\"", what, "\" must be true or false, got ", json_excerpt(value), " (", where,
+        ")");
   return value.get<bool>();
 }
 
 std::string json_string(const Json& value, const std::string& what, const std::string& where) {
-  check(value.is_string(), "\"", what, "\" must be a string, got ", value.dump(), " (", where, ")");
+  check(value.is_string(), "\"", what, "\" must be a string, got ", json_excerpt(value), " (", where, ")");
   return value.get<std::string>();
+}
+
+std::string json_excerpt(const Json& value) {
+  std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (text.size() > 80) text = text.substr(0, 77) + "...";
+  return text;
+}
+
+std::string require_utf8(std::string text, const std::string& where) {
+  try {
+    (void)Json(text).dump();
+  } catch (const Json::type_error&) {
+    fail("text is not valid UTF-8: ", json_excerpt(Json(text)), " (", where, ")");
+  }
+  return text;
 }
 
 void write_text_file_atomic(const std::string& path, const std::string& text) {

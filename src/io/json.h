@@ -21,6 +21,11 @@ std::int64_t json_int(const Json& value, const std::string& what, const std::str
 double json_number(const Json& value, const std::string& what, const std::string& where);
 bool json_bool(const Json& value, const std::string& what, const std::string& where);
 std::string json_string(const Json& value, const std::string& what, const std::string& where);
+// `value` as JSON text for an error message: at most 80 characters, invalid UTF-8 replaced by U+FFFD (a plain
+// dump() throws on it, and strings that came from YAML or raw bytes may hold any bytes).
+std::string json_excerpt(const Json& value);
+// `text` unchanged if it is valid UTF-8, else a g4::Error naming `where` (JSON output cannot carry it).
+std::string require_utf8(std::string text, const std::string& where);
 
 // Atomically replaces `path` with `text`: writes `path.tmp`, fsyncs, renames.
 void write_text_file_atomic(const std::string& path, const std::string& text);

@@ -12,20 +12,22 @@ namespace g4 {
 
 namespace {
 
-Json yaml_to_json(const YAML::Node& node) {
+// Keys and strings must be valid UTF-8: the recipe is echoed into config and metrics files as JSON.
+Json yaml_to_json(const YAML::Node& node, const std::string& where) {
   switch (node.Type()) {
     case YAML::NodeType::Map: {
       Json out = Json::object();
-      for (const auto& kv : node) out[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      for (const auto& kv : node)
+        out[require_utf8(kv.first.as<std::string>(), where)] = yaml_to_json(kv.second, where);
       return out;
     }
     case YAML::NodeType::Sequence: {
       Json out = Json::array();
-      for (const auto& v : node) out.push_back(yaml_to_json(v));
+      for (const auto& v : node) out.push_back(yaml_to_json(v, where));
       return out;
     }
     case YAML::NodeType::Scalar: {
-      const std::string s = node.Scalar();
+      const std::string s = require_utf8(node.Scalar(), where);
       if (node.Tag() == "!") return s;  // quoted: a string
       if (s == "true" || s == "false") return s == "true";
       if (s == "null" || s == "~") return nullptr;
@@ -161,7 +163,7 @@ Recipe load_recipe(const std::string& yaml_path, const std::vector<std::string>&
   Json doc = Json::object();
   if (!yaml_path.empty()) {
     try {
-      doc = yaml_to_json(YAML::LoadFile(yaml_path));
+      doc = yaml_to_json(YAML::LoadFile(yaml_path), yaml_path);
     } catch (const YAML::Exception& e) {
       fail("invalid YAML (", yaml_path, "): ", e.what());
     }
@@ -171,10 +173,10 @@ Recipe load_recipe(const std::string& yaml_path, const std::vector<std::string>&
     const auto eq = o.find('=');
     check(eq != std::string::npos && eq > 0, "override \"", o,
           "\" must look like key=value (e.g. train.steps=50)");
-    const std::string key = o.substr(0, eq);
+    const std::string key = require_utf8(o.substr(0, eq), "override of a recipe key");
     Json value;
     try {
-      value = yaml_to_json(YAML::Load(o.substr(eq + 1)));
+      value = yaml_to_json(YAML::Load(o.substr(eq + 1)), "override " + key);
     } catch (const YAML::Exception& e) {
       fail("invalid value in override \"", o, "\": ", e.what());
     }

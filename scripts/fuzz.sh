@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing (libFuzzer, with ASan + UBSan) of every parser of outside input: safetensors headers,
+# config.json, score input, YAML recipes, JSONL training data, tokenizer.json. Each target runs for
+# FUZZ_SECONDS (default 20) from seeds taken from the repository's own files; a finding (crash, sanitizer report,
+# an exception other than a one-line g4::Error) fails the script and leaves the input in build-fuzz/findings/.
+# Usage: bash scripts/fuzz.sh [target ...]      (targets: safetensors config score_input recipe dataset tokenizer)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+seconds=${FUZZ_SECONDS:-20}
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors config score_input recipe dataset tokenizer)
+
+CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DG4MOE_CUDA=OFF \
+  -DG4MOE_TESTS=OFF -DG4MOE_FUZZ=ON >/dev/null
+cmake --build build-fuzz --parallel "$(nproc)" --target g4_fuzzers
+
+# Seeds: valid inputs of each kind (the fuzzer mutates from there).
+corpus=build-fuzz/corpus
+rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,config,score_input,recipe,dataset,tokenizer} build-fuzz/findings
+python3 - "$corpus/safetensors/tiny.safetensors" <<'PY'
+import json, struct, sys
+header = {"a.weight": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]},
+          "b": {"dtype": "F32", "shape": [2], "data_offsets": [12, 20]}, "__metadata__": {"format": "pt"}}
+h = json.dumps(header).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(range(20)))
+PY
+cp tests/fixtures/moe_26b/config.json "$corpus/config/moe.json"
+cp tests/fixtures/released_layout/config.json "$corpus/config/released.json"
+cp tests/fixtures/moe_26b/input.json "$corpus/score_input/plain.json"
+cp tests/fixtures/moe_padding/input.json "$corpus/score_input/padding.json"
+cp tests/fixtures/moe_packed/input.json "$corpus/score_input/packed.json"
+cp recipes/tiny_moe.yaml "$corpus/recipe/"
+head -n 5 data/tiny_corpus.jsonl >"$corpus/dataset/text.jsonl"
+printf '%s\n' '{"input_ids": [5, 6, 7, 8]}' \
+  '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}' \
+  >"$corpus/dataset/ids_and_chat.jsonl"
+cp tests/data/tokenizer/tokenizer.json "$corpus/tokenizer/"
+
+for t in "${targets[@]}"; do
+  echo "== fuzz_$t for ${seconds}s"
+  set +e
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    build-fuzz/fuzz/fuzz_"$t" -max_total_time="$seconds" -max_len=131072 -timeout=10 -rss_limit_mb=4096 \
+    -print_final_stats=1 -artifact_prefix=build-fuzz/findings/"$t"- "$corpus/$t" >build-fuzz/fuzz_"$t".log 2>&1
+  status=$?
+  set -e
+  grep -E "^(stat::number_of_executed_runs|stat::new_units_added|Done )" build-fuzz/fuzz_"$t".log || true
+  if [ "$status" -ne 0 ]; then
+    grep -E -A12 "^(==[0-9]+==|a parser|g4::Error message)" build-fuzz/fuzz_"$t".log | head -40 >&2
+    echo "fuzz_$t: finding (exit $status); log build-fuzz/fuzz_$t.log, input in build-fuzz/findings/" >&2
+    exit 1
+  fi
+done
+echo "fuzz: ${#targets[@]} targets, ${seconds}s each, no findings"
