@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end checks of `g4moe train`: learning happens, checkpoints are HF directories g4moe can score,
 # SIGINT saves and exits 130, --resume reproduces an uninterrupted run bit for bit, bad data and a diverging
-# loss stop with one clear line and exit 2 while the last good checkpoint stays.
+# loss stop with one clear line and exit 2 while the last good checkpoint stays, and so does a save that fails
+# on a full disk.
 # Usage: train_test.sh path/to/g4moe   (run from the repository root)
 set -u
 g4moe="$1"
@@ -70,5 +71,19 @@ expect_final_error "diverging loss stops" "training stopped" \
   output.dir="$scratch/nan"
 ls -d "$scratch"/nan/checkpoint-* >/dev/null 2>&1 && pass "last good checkpoint kept" || bad "last good checkpoint kept"
 ls -d "$scratch"/nan/*.tmp >/dev/null 2>&1 && bad "no half-written checkpoint" || pass "no half-written checkpoint"
+
+# 4. A full disk while saving (simulated with a file-size limit: writes past it fail with EFBIG, SIGXFSZ ignored):
+# one clear line, exit 2, no half-written checkpoint, and the earlier checkpoint still resumes.
+OMP_NUM_THREADS=2 "$g4moe" train "${small[@]}" train.steps=2 output.dir="$scratch/disk" >/dev/null 2>&1 \
+  || bad "first save before the full disk"
+expect_final_error "a failed save (disk full) is one clear line" "File too large" \
+  bash -c 'trap "" XFSZ; ulimit -f 1000; exec "$@"' _ "$g4moe" train "${small[@]}" train.steps=4 \
+  output.dir="$scratch/disk" --resume "$scratch/disk/checkpoint-2"
+[ -d "$scratch/disk/checkpoint-4" ] && bad "no checkpoint from the failed save" || pass "no checkpoint from the failed save"
+ls -d "$scratch"/disk/*.tmp >/dev/null 2>&1 && bad "no half-written checkpoint after a full disk" \
+  || pass "no half-written checkpoint after a full disk"
+OMP_NUM_THREADS=2 "$g4moe" train "${small[@]}" train.steps=4 output.dir="$scratch/disk" \
+  --resume "$scratch/disk/checkpoint-2" >/dev/null 2>&1 && [ -f "$scratch/disk/checkpoint-4/model.safetensors" ] \
+  && pass "the earlier checkpoint resumes after the failed save" || bad "resume after the failed save"
 
 finish train_test
