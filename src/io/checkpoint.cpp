@@ -83,7 +83,22 @@ Tensor Checkpoint::read_f32(const std::string& name) const {
   const TensorInfo& i = info(name);
   check(dtype_is_float(i.dtype), "tensor ", name, " has dtype ", dtype_name(i.dtype), ", expected a float (",
         file_of(name), ")");
-  return read(name).to_f32();
+  Tensor t = read(name);
+  return t.dtype() == DType::f32 ? t : t.to_f32();  // to_f32 of an f32 tensor would copy it once more
+}
+
+Tensor Checkpoint::read_rows_f32(const std::string& name, std::int64_t start, std::int64_t count) const {
+  const TensorInfo& i = info(name);
+  check(dtype_is_float(i.dtype), "tensor ", name, " has dtype ", dtype_name(i.dtype), ", expected a float (",
+        file_of(name), ")");
+  Tensor t = files_[where_.at(name).file]->read_rows(i, start, count);
+  return t.dtype() == DType::f32 ? t : t.to_f32();
+}
+
+std::uint64_t Checkpoint::bytes_copied() const {
+  std::uint64_t n = 0;
+  for (const auto& f : files_) n += f->bytes_copied();
+  return n;
 }
 
 }  // namespace g4

@@ -26,6 +26,9 @@ class Checkpoint {
   TensorView view(const std::string& name) const;
   Tensor read(const std::string& name) const;      // own dtype
   Tensor read_f32(const std::string& name) const;  // widened/rounded to f32
+  // Rows [start, start + count) of dim 0, widened/rounded to f32; reads only those rows' bytes.
+  Tensor read_rows_f32(const std::string& name, std::int64_t start, std::int64_t count) const;
+  std::uint64_t bytes_copied() const;  // over every shard (SafetensorsFile::bytes_copied)
   const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
 
  private:

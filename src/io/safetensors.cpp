@@ -145,7 +145,21 @@ TensorView SafetensorsFile::view(const TensorInfo& info) const {
 }
 
 Tensor SafetensorsFile::read(const TensorInfo& info) const {
+  bytes_copied_ += info.end - info.begin;
   return Tensor::from_bytes(info.dtype, info.shape, view(info).data);
+}
+
+Tensor SafetensorsFile::read_rows(const TensorInfo& info, std::int64_t start, std::int64_t count) const {
+  check(!info.shape.empty() && start >= 0 && count >= 0 && start + count <= info.shape[0], "rows [", start,
+        ", ", start + count, ") are outside tensor ", info.name, " of shape ", shape_str(info.shape), " (",
+        path_, ")");
+  Shape shape = info.shape;
+  shape[0] = count;
+  // The header check guarantees end - begin == numel * dtype size, so a row is an exact share of it.
+  const std::uint64_t row =
+      info.shape[0] ? (info.end - info.begin) / static_cast<std::uint64_t>(info.shape[0]) : 0;
+  bytes_copied_ += row * static_cast<std::uint64_t>(count);
+  return Tensor::from_bytes(info.dtype, shape, view(info).data + row * static_cast<std::uint64_t>(start));
 }
 
 }  // namespace g4

@@ -5,6 +5,7 @@
 // not overlap, and hold exactly numel * dtype_size bytes. Any violation is a g4::Error naming the file.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -51,6 +52,11 @@ class SafetensorsFile {
   TensorView view(const TensorInfo& info) const;
   // Copies the tensor into an owning Tensor of its own dtype.
   Tensor read(const TensorInfo& info) const;
+  // Copies rows [start, start + count) of dim 0 only (e.g. one rank's experts of a fused [E, ...] tensor):
+  // a byte range of the mapping, so no other row is touched or copied. g4::Error when out of range.
+  Tensor read_rows(const TensorInfo& info, std::int64_t start, std::int64_t count) const;
+  // Bytes copied out of the mapping by read/read_rows so far (views are not counted): what a load touched.
+  std::uint64_t bytes_copied() const { return bytes_copied_.load(); }
 
  private:
   SafetensorsFile() = default;
@@ -61,6 +67,7 @@ class SafetensorsFile {
   std::vector<TensorInfo> tensors_;
   std::map<std::string, std::size_t> index_;
   std::map<std::string, std::string> metadata_;
+  mutable std::atomic<std::uint64_t> bytes_copied_{0};
 };
 
 }  // namespace g4

@@ -70,21 +70,32 @@ Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& c
     check(info.shape == t.shape, "tensor ", name, " has shape ", shape_str(info.shape),
           " but the config implies ", shape_str(t.shape), " (", ckpt.file_of(name), ")");
   }
+  const bool ranged = experts.count > 0;
+  if (ranged)
+    check(experts.start >= 0 && experts.start + experts.count <= c.num_experts, "expert range [",
+          experts.start, ", ", experts.start + experts.count, ") is outside the model's ", c.num_experts,
+          " experts");
+  // A fused expert tensor ([E, ...], either layout) or per_expert_scale ([E]): with a range, only the local
+  // experts' rows are copied out of the mapping (a byte range of the tensor), never the whole tensor.
+  auto read_experts = [&](const std::string& name) {
+    return ranged ? ckpt.read_rows_f32(name, experts.start, experts.count) : ckpt.read_f32(name);
+  };
   Gemma4Weights w;
   w.layers.resize(c.layers.size());
-  std::map<int, StateDict> hf_moe;  // per layer: the HF MoE tensors, converted below
   for_each_parameter(config, w, [&](const std::string& name, Tensor& t) {
     if (!native_moe && name.find(".moe.") != std::string::npos) return;
-    t = ckpt.read_f32(name);
+    t = name.find(".moe.experts.") != std::string::npos ? read_experts(name) : ckpt.read_f32(name);
   });
   for (const LayerSpec& s : c.layers) {
     const std::string p = config.text_prefix + "layers." + std::to_string(s.index) + ".";
     w.layers[s.index].layer_scalar = ckpt.read_f32(p + "layer_scalar").f32()[0];
     if (!s.moe || native_moe) continue;
+    // The adapter converts the local experts alone: transposes and the per_expert_scale fold act on each
+    // expert separately, so converting a slice equals slicing the converted whole, bit for bit.
     StateDict hf;
-    for (const char* n : {"router.proj.weight", "router.scale", "router.per_expert_scale",
-                          "experts.gate_up_proj", "experts.down_proj"})
-      hf[p + n] = ckpt.read_f32(p + n);
+    for (const char* n : {"router.proj.weight", "router.scale"}) hf[p + n] = ckpt.read_f32(p + n);
+    for (const char* n : {"router.per_expert_scale", "experts.gate_up_proj", "experts.down_proj"})
+      hf[p + n] = read_experts(p + n);
     StateDict native =
         gemma4_moe_from_hf(hf, AdapterOptions{1, 0, [](const std::string&) {}, config.text_prefix});
     MoeWeights& m = w.layers[s.index].moe;
@@ -92,17 +103,6 @@ Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& c
     m.router_scale = native.at(p + "moe.gate.scale");
     m.gate_and_up = native.at(p + "moe.experts.gate_and_up_projs");
     m.down = native.at(p + "moe.experts.down_projs");
-  }
-  if (experts.count > 0) {
-    check(experts.start >= 0 && experts.start + experts.count <= c.num_experts, "expert range [",
-          experts.start, ", ", experts.start + experts.count, ") is outside the model's ", c.num_experts,
-          " experts");
-    for (const LayerSpec& s : c.layers) {
-      if (!s.moe) continue;
-      MoeWeights& m = w.layers[s.index].moe;
-      m.gate_and_up = slice_experts(m.gate_and_up, experts);
-      m.down = slice_experts(m.down, experts);
-    }
   }
   return w;
 }

@@ -53,8 +53,9 @@ struct Gemma4Weights {
 };
 
 // `native_moe` (out, optional): whether the checkpoint stored its MoE weights in the native layout.
-// `experts` (count > 0): keep only those experts of every MoE layer (expert parallelism); the checkpoint
-// itself must hold all of them.
+// `experts` (count > 0): load only those experts of every MoE layer (expert parallelism); the checkpoint
+// itself must hold all of them. Only their rows of the fused expert tensors (and of per_expert_scale) are
+// copied out of the mapped files: a rank never holds another rank's experts, not even transiently.
 Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& checkpoint,
                                   bool* native_moe = nullptr, ExpertRange experts = {});
 

@@ -6,33 +6,36 @@
 
 namespace g4 {
 
+AdamWStepConstants adamw_step_constants(const AdamWConfig& config, std::int64_t step, double lr) {
+  const double b1 = config.beta1, b2 = config.beta2;
+  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(b2, static_cast<double>(step));
+  return {b1, b2, lr / bc1, std::sqrt(bc2), 1.0 - lr * config.weight_decay, config.eps};
+}
+
+void adamw_update(float* w, const float* g, float* m, float* v, std::int64_t n, const AdamWStepConstants& k) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double gi = g[i];
+    const double mi = k.b1 * m[i] + (1.0 - k.b1) * gi;
+    const double vi = k.b2 * v[i] + (1.0 - k.b2) * gi * gi;
+    m[i] = static_cast<float>(mi);
+    v[i] = static_cast<float>(vi);
+    const double wi = static_cast<double>(w[i]) * k.decay;
+    w[i] = static_cast<float>(wi - k.step_size * mi / (std::sqrt(vi) / k.bc2_sqrt + k.eps));
+  }
+}
+
 void AdamW::step(const std::vector<ParamRef>& params, double lr) {
   ++steps_;
-  const double b1 = config_.beta1, b2 = config_.beta2;
-  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(steps_));
-  const double bc2 = 1.0 - std::pow(b2, static_cast<double>(steps_));
-  const double step_size = lr / bc1, bc2_sqrt = std::sqrt(bc2);
-  const double decay = 1.0 - lr * config_.weight_decay;
+  const AdamWStepConstants k = adamw_step_constants(config_, steps_, lr);
   for (const ParamRef& p : params) {
     check(p.param && p.grad && p.param->shape() == p.grad->shape(), "AdamW: parameter ", p.name,
           " and its gradient differ in shape");
     auto [it, created] = state_.try_emplace(p.name);
     if (created) it->second = {Tensor(DType::f32, p.param->shape()), Tensor(DType::f32, p.param->shape())};
-    float* w = p.param->f32();
-    const float* g = p.grad->f32();
-    float* m = it->second.first.f32();
-    float* v = it->second.second.f32();
-    const std::int64_t n = p.param->numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (std::int64_t i = 0; i < n; ++i) {
-      const double gi = g[i];
-      const double mi = b1 * m[i] + (1.0 - b1) * gi;
-      const double vi = b2 * v[i] + (1.0 - b2) * gi * gi;
-      m[i] = static_cast<float>(mi);
-      v[i] = static_cast<float>(vi);
-      const double wi = static_cast<double>(w[i]) * decay;
-      w[i] = static_cast<float>(wi - step_size * mi / (std::sqrt(vi) / bc2_sqrt + config_.eps));
-    }
+    adamw_update(p.param->f32(), p.grad->f32(), it->second.first.f32(), it->second.second.f32(),
+                 p.param->numel(), k);
   }
 }
 

@@ -47,6 +47,15 @@ class AdamW {
   std::map<std::string, std::pair<Tensor, Tensor>> state_;
 };
 
+// The per-step constants of the update above (step t = `step`, counted from 1).
+struct AdamWStepConstants {
+  double b1, b2, step_size, bc2_sqrt, decay, eps;
+};
+AdamWStepConstants adamw_step_constants(const AdamWConfig& config, std::int64_t step, double lr);
+// The update of n consecutive elements in place (what AdamW::step does to each parameter): sharded optimizers
+// (ZeRO-1) call it on their slices and get the same bits per element.
+void adamw_update(float* w, const float* g, float* m, float* v, std::int64_t n, const AdamWStepConstants& k);
+
 // sqrt(Σ g²) over all gradients (double accumulation).
 double global_grad_norm(const std::vector<ParamRef>& params);
 // Scales every gradient by max_norm / norm when norm > max_norm (torch.nn.utils.clip_grad_norm_ semantics,

@@ -7,10 +7,14 @@
 
 namespace g4 {
 
+bool is_expert_parameter(const std::string& name) {
+  return name.find(".moe.experts.") != std::string::npos;
+}
+
 namespace {
 
 bool is_expert(const std::string& name) {
-  return name.find(".moe.experts.") != std::string::npos;
+  return is_expert_parameter(name);
 }
 
 std::int64_t num_experts(const ModelConfig& config) {
@@ -32,6 +36,7 @@ void shard_model(const TrainParallel& par, Gemma4Model& model) {
   for (const LayerSpec& s : model.config.text.layers) {
     if (!s.moe) continue;
     MoeWeights& m = model.weights.layers[s.index].moe;
+    if (m.gate_and_up.dim(0) == par.setup.experts.count) continue;  // loaded with this rank's range already
     m.gate_and_up = slice_experts(m.gate_and_up, par.setup.experts);
     m.down = slice_experts(m.down, par.setup.experts);
   }

@@ -27,11 +27,14 @@ struct TrainParallel {
   bool active() const { return world->size() > 1; }
 };
 
+// Whether a parameter (native name) is a routed-expert tensor: sliced over the EP group, not replicated.
+bool is_expert_parameter(const std::string& name);
+
 // The world's groups for a recipe's parallel.ep / parallel.dispatcher (errors as make_parallel_setup).
 TrainParallel make_train_parallel(const ModelConfig& config, int ep, const std::string& dispatcher);
 
-// Keeps only this rank's experts in `model` (from a fully loaded or initialised model) and points the model
-// at the EP group.
+// Keeps only this rank's experts in `model` (from a fully loaded or initialised model; a model loaded with
+// this rank's expert range is kept as it is) and points the model at the EP group.
 void shard_model(const TrainParallel& par, Gemma4Model& model);
 
 // This DP replica's rows of a micro-batch (the batch itself with one replica). g4::Error when the micro-batch

@@ -117,6 +117,9 @@ const std::vector<Field>& fields() {
             "replicas split each micro-batch's rows)"),
       field("parallel.dispatcher", &Recipe::dispatcher,
             "how tokens reach other ranks' experts: alltoall | allgather"),
+      field("parallel.zero", &Recipe::zero,
+            "ZeRO stage: 0, or 1 to shard the AdamW moments over the data-parallel replicas (gradients "
+            "reduce-scattered, updated parameters all-gathered)"),
   };
   return f;
 }
@@ -156,6 +159,7 @@ Recipe recipe_from_json(const Json& doc, const std::string& where) {
         "in [0, 1) (",
         where, ")");
   check(!r.data_path.empty(), "the recipe needs data.path (", where, ")");
+  check(r.zero <= 1, "parallel.zero must be 0 or 1, got ", r.zero, " (", where, ")");
   return r;
 }
 

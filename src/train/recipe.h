@@ -45,6 +45,7 @@ struct Recipe {
   // parallel (under mpirun; train/parallel_training.h)
   std::int64_t ep = 1;                  // expert-parallel size: consecutive ranks sharing the experts
   std::string dispatcher = "alltoall";  // alltoall | allgather
+  std::int64_t zero = 0;                // ZeRO stage: 0 (replicated AdamW moments) or 1 (sharded over DP)
 
   Json to_json() const;
 };

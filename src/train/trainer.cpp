@@ -2,10 +2,10 @@
 
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include "core/regex.h"
 
 #include "core/error.h"
@@ -20,7 +20,9 @@
 #include "train/lr_schedule.h"
 #include "train/parallel_training.h"
 #include "train/parameter_refs.h"
+#include "train/stop_signals.h"
 #include "train/train_checkpoint.h"
+#include "train/zero_optimizer.h"
 
 namespace g4 {
 
@@ -28,21 +30,23 @@ namespace fs = std::filesystem;
 
 namespace {
 
-volatile std::sig_atomic_t g_stop_requested = 0;
-void on_sigint(int) {
-  g_stop_requested = 1;
-}
-
 struct ModelSource {
   Gemma4Model model;
   Json config_doc;
 };
 
-ModelSource load_model(const Recipe& r, const std::string& resume_dir) {
+// The model and this rank's parallel layout. A checkpoint is read with this rank's expert range (only its
+// experts' bytes are read); a preset is initialised whole (its random draw does not depend on the layout).
+ModelSource load_model(const Recipe& r, const std::string& resume_dir, TrainParallel& par) {
   const std::string dir = !resume_dir.empty() ? resume_dir : r.model_path;
-  if (!dir.empty()) return {load_gemma4_model(dir), read_json_file(dir + "/config.json")};
+  if (!dir.empty()) {
+    par = make_train_parallel(load_config(dir), static_cast<int>(r.ep), r.dispatcher);
+    return {load_gemma4_model(dir, par.setup.experts), read_json_file(dir + "/config.json")};
+  }
   Json doc = preset_config(r.model_preset);
-  return {init_gemma4_model(doc, r.model_seed), doc};
+  ModelSource src{init_gemma4_model(doc, r.model_seed), doc};
+  par = make_train_parallel(src.model.config, static_cast<int>(r.ep), r.dispatcher);
+  return src;
 }
 
 double eval_loss(const Gemma4Model& model, const PackedRows& rows, std::int64_t batch_size) {
@@ -75,10 +79,10 @@ void append_line(const std::string& path, const Json& line) {
 }  // namespace
 
 TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
-  ModelSource src = load_model(r, resume_dir);
-  Gemma4Model& model = src.model;
   // Under mpirun (parallel.ep): this rank's experts, rows and groups; one process: the plain path.
-  const TrainParallel par = make_train_parallel(model.config, static_cast<int>(r.ep), r.dispatcher);
+  TrainParallel par;
+  ModelSource src = load_model(r, resume_dir, par);
+  Gemma4Model& model = src.model;
   shard_model(par, model);
   const TextConfig& c = model.config.text;
   // The tokenizer of the model directory (tokenizer.json), else the byte tokenizer of the presets.
@@ -128,6 +132,21 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
   }
   check(!params.empty(), "every parameter is frozen by train.freeze");
 
+  // parallel.zero = 1: the moments live sharded in `zero` (resumed ones are handed over from `adamw`).
+  std::unique_ptr<ZeroOptimizer> zero;
+  if (r.zero == 1) {
+    zero = std::make_unique<ZeroOptimizer>(*par.setup.groups.dp, adamw.config());
+    zero->load(adamw, params);
+    std::int64_t all = 0;
+    for (const ParamRef& p : params) all += p.param->numel();
+    if (par.root())  // rank 0 owns the largest blocks
+      std::fprintf(stderr,
+                   "g4moe train: ZeRO-1 over %d data-parallel replicas: AdamW moments %.2f MB on rank 0 "
+                   "instead of %.2f MB\n",
+                   par.setup.groups.dp_size, 8e-6 * static_cast<double>(zero->owned_elements(params)),
+                   8e-6 * static_cast<double>(all));
+  }
+
   std::vector<std::pair<double, double>> train_curve, eval_curve;
   if (!resume_dir.empty()) {  // the plot covers the whole run
     std::ifstream in(metrics_path);
@@ -149,14 +168,15 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
                 {"recipe", r.to_json()}};
   };
   auto save = [&] {  // every rank takes part (experts are gathered); rank 0 writes
-    with_gathered(par, model, adamw, [&](Gemma4Model& full, AdamW& optimizer) {
+    AdamW zero_moments = zero ? zero->gathered(params) : AdamW();  // over the DP group
+    with_gathered(par, model, zero ? zero_moments : adamw, [&](Gemma4Model& full, AdamW& optimizer) {
       save_train_checkpoint(r.output_dir + "/checkpoint-" + std::to_string(step), full, src.config_doc,
                             optimizer, trainer_state(), byte_tokenizer, byte_tokenizer ? "" : model_dir);
     });
   };
 
-  g_stop_requested = 0;
-  auto previous_handler = std::signal(SIGINT, on_sigint);
+  // SIGINT (and under mpirun SIGTERM / SIGUSR1, see stop_signals.h) stops after the current step.
+  const StopSignals stop(launched_by_mpi());
   if (par.root())
     std::fprintf(stderr,
                  "g4moe train: %lld documents (%lld truncated), %lld train rows and %lld eval rows of %lld "
@@ -185,17 +205,23 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
                                   static_cast<double>(std::max<std::int64_t>(1, label_tokens)), r.recompute)
               .loss_sum;
     loss_sum = sum_over_replicas(par, loss_sum);
-    sum_gradients(par, all_grads);
+    if (zero)
+      zero->reduce_gradients(params);
+    else
+      sum_gradients(par, all_grads);
     const double loss = loss_sum / static_cast<double>(std::max<std::int64_t>(1, label_tokens));
     ++step;
     if (!std::isfinite(loss)) {
-      std::signal(SIGINT, previous_handler);
       fail("loss is ", loss, " at step ", step, ": training stopped; the last good checkpoint in ",
            r.output_dir, " is kept (lower train.lr or raise train.warmup_steps)");
     }
-    const double grad_norm = clip_grad_norm_parallel(par, params, r.max_grad_norm);
+    const double grad_norm = zero ? zero->clip_grad_norm(params, r.max_grad_norm, par.setup.groups.ep.get())
+                                  : clip_grad_norm_parallel(par, params, r.max_grad_norm);
     const double lr = learning_rate(r.schedule, r.lr, step, r.steps, r.warmup_steps, r.min_lr_ratio);
-    adamw.step(params, lr);
+    if (zero)
+      zero->step(params, lr);
+    else
+      adamw.step(params, lr);
     for (const Batch& b : micro) tokens_seen += static_cast<double>(b.tokens());
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double tokens_per_s = (tokens_seen - tokens_at_start) / std::max(elapsed, 1e-9);
@@ -219,19 +245,20 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
     if (par.root()) progress.update(step, figures);
     outcome.last_loss = loss;
     if (r.save_every > 0 && step % r.save_every == 0 && step < r.steps) save();
-    if (any_rank(par, g_stop_requested)) {
+    // Once per step, every rank the same answer: all stop after this step and save together.
+    if (any_rank(par, stop.requested())) {
       progress.finish();
       save();
       if (par.root())
-        std::fprintf(
-            stderr,
-            "g4moe train: interrupted at step %lld; saved %s/checkpoint-%lld (resume with --resume)\n",
-            static_cast<long long>(step), r.output_dir.c_str(), static_cast<long long>(step));
+        std::fprintf(stderr,
+                     "g4moe train: interrupted%s%s at step %lld; saved %s/checkpoint-%lld (resume with "
+                     "--resume)\n",
+                     *stop.signal_name() ? " by " : "", stop.signal_name(), static_cast<long long>(step),
+                     r.output_dir.c_str(), static_cast<long long>(step));
       outcome.exit_code = 130;
       break;
     }
   }
-  std::signal(SIGINT, previous_handler);
   progress.finish();
   outcome.steps_done = step;
   if (outcome.exit_code == 0) save();

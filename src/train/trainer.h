@@ -1,6 +1,7 @@
 // trainer.h: the training loop behind `g4moe train`: data, gradient accumulation with global-token
 // normalisation, clipping, AdamW with a schedule, freezing, eval loss, metrics (JSONL + PNG), checkpoints in
-// HF format, exact resume, and a clean stop on SIGINT (it saves, then exits).
+// HF format, exact resume, and a clean stop on SIGINT (under mpirun also SIGTERM / SIGUSR1; it saves, then
+// exits 130; train/stop_signals.h).
 //
 // Determinism: with the same recipe, thread count and build, a run resumed from a checkpoint reproduces the
 // uninterrupted run's losses bit for bit (no randomness after the seeded data shuffle; the data cursor,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Expert and data parallelism under mpirun (CPU, as root in CI): the dispatchers against one process, `g4moe
 # score` under EP and EP×DP layouts against the one-process run (loss, logits and --grads, fp32, 1e-5 relative
-# to each tensor's largest magnitude), experts not divisible by EP, and a rank that dies mid-dispatch.
+# to each tensor's largest magnitude), experts not divisible by EP, a rank that dies mid-dispatch, and training
+# interrupted through mpirun (SIGINT, SIGUSR1): the ranks save one checkpoint, which resumes bit for bit;
+# ZeRO-1 (parallel.zero=1) against plain data parallelism.
 # Usage: mpi_test.sh path/to/g4moe path/to/g4_mpi_tests   (run from the repository root)
 set -u
 g4moe="$1"
@@ -163,6 +165,136 @@ echo '{"input_ids": [[2, 119, 107, 104, 35, 118, 112, 100, 111, 111], [2, 116, 1
   same_start "$scratch/t_r2/metrics.jsonl" "$scratch/t_one/metrics.jsonl" 7 &&
   pass "checkpoints resume across EP sizes (2 -> 1, 1 -> 2)" ||
   bad "resume across EP sizes: $(tail -c 400 "$scratch/t_r1.out" "$scratch/t_r2.out")"
+
+# Interrupting mpirun. Ctrl-C reaches mpirun only (OpenMPI puts each rank in its own process group); OpenMPI
+# 4.1's mpirun answers SIGINT with SIGCONT to the ranks, SIGTERM odls_base_sigkill_timeout seconds later and
+# SIGKILL as long after that, and exits 1 whatever the ranks return. The ranks take SIGTERM as a stop request,
+# agree on the step (an all-reduce of the flag once per step), save together and exit 130 before the SIGKILL;
+# --resume at the same EP then repeats the uninterrupted run's losses bit for bit (same reductions in the same
+# order). SIGUSR1, which mpirun forwards as it is, does the same and mpirun exits with the ranks' 130.
+long=(--config recipes/tiny_moe.yaml "data.path=$scratch/corpus.jsonl" data.seq_len=64 train.batch_size=4
+      train.eval_every=0 train.log_every=1 sample.tokens=0 train.warmup_steps=2 output.save_every=0
+      train.steps=300 parallel.ep=2)
+mpi 2 "$g4moe" train "${long[@]}" output.dir="$scratch/c_full" >"$scratch/c_full.out" 2>&1 ||
+  bad "uninterrupted EP-2 run: $(tail -c 400 "$scratch/c_full.out")"
+# interrupt NAME SIGNAL: runs $long in the background, sends SIGNAL to mpirun once 5 steps are logged, waits;
+# sets rc (mpirun's exit code) and step (the step of the one checkpoint, empty if none or several).
+interrupt() {
+  OMPI_MCA_odls_base_sigkill_timeout=2 mpirun --oversubscribe -np 2 "$g4moe" train "${long[@]}" \
+    output.dir="$scratch/$1" >"$scratch/$1.out" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 600); do
+    [ -s "$scratch/$1/metrics.jsonl" ] && [ "$(wc -l <"$scratch/$1/metrics.jsonl")" -ge 5 ] && break
+    sleep 0.05
+  done
+  kill "-$2" "$pid"
+  wait "$pid"
+  rc=$?
+  step=$(ls -d "$scratch/$1"/checkpoint-* 2>/dev/null | sed 's/.*checkpoint-//')
+  [ "$(echo "$step" | wc -w)" -eq 1 ] || step=""
+}
+# saved_at NAME SIGNAL STEP: rank 0 reported the stop by SIGNAL at STEP, the job's one result line says STEP,
+# the checkpoint's trainer state says STEP, and no half-written checkpoint is left.
+saved_at() {
+  grep -q "^g4moe train: interrupted by $2 at step $3; saved .*/checkpoint-$3 " "$scratch/$1.out" &&
+    [ "$(grep -c '^{"steps": ' "$scratch/$1.out")" -eq 1 ] && grep -q "^{\"steps\": $3, " "$scratch/$1.out" &&
+    grep -Eq "\"step\": $3,?\$" "$scratch/$1/checkpoint-$3/trainer_state.json" &&
+    ! ls -d "$scratch/$1"/*.tmp >/dev/null 2>&1 && "$g4moe" inspect "$scratch/$1/checkpoint-$3" >/dev/null
+}
+interrupt c_int INT
+interrupted=0
+if [ "$rc" -eq 1 ] && [ -n "$step" ] && [ "$step" -lt 300 ] && saved_at c_int SIGTERM "$step"; then
+  interrupted=1
+  pass "SIGINT to mpirun -np 2: the ranks stop at step $step, save checkpoint-$step, mpirun exits 1 (OpenMPI)"
+else
+  bad "SIGINT to mpirun (rc=$rc, step=$step): $(tail -c 600 "$scratch/c_int.out")"
+fi
+if [ "$interrupted" = 1 ] &&
+  mpi 2 "$g4moe" train "${long[@]}" output.dir="$scratch/c_int" --resume "$scratch/c_int/checkpoint-$step" \
+    >"$scratch/c_res.out" 2>&1 &&
+  python3 - "$scratch/c_full/metrics.jsonl" "$scratch/c_int/metrics.jsonl" <<'PY'; then
+import json, sys
+def metrics(p):
+    return {j["step"]: (j["loss"], j["grad_norm"]) for j in map(json.loads, open(p)) if "loss" in j}
+a, b = metrics(sys.argv[1]), metrics(sys.argv[2])
+assert sorted(a) == sorted(b) == list(range(1, 301)), (sorted(a), sorted(b))
+for s in a:
+    assert a[s] == b[s], (s, a[s], b[s])  # exact equality, not a tolerance
+PY
+  pass "resumed at EP 2 from checkpoint-$step: all 300 losses and gradient norms equal the uninterrupted run's"
+else
+  bad "resume after SIGINT to mpirun: $(tail -c 400 "$scratch/c_res.out")"
+fi
+interrupt c_usr1 USR1
+if [ "$rc" -eq 130 ] && [ -n "$step" ] && [ "$step" -lt 300 ] && saved_at c_usr1 SIGUSR1 "$step"; then
+  pass "SIGUSR1 to mpirun -np 2: the ranks stop at step $step, save checkpoint-$step, mpirun exits 130"
+else
+  bad "SIGUSR1 to mpirun (rc=$rc, step=$step): $(tail -c 600 "$scratch/c_usr1.out")"
+fi
+
+# ZeRO-1 (parallel.zero=1: AdamW moments sharded over the DP group, gradients reduce-scattered, updated
+# parameters all-gathered) against plain DP in the same layout. With 2 replicas (-np 2 ep 1; -np 4 ep 2) the
+# reduce-scatter adds the same two terms as the all-reduce, so every loss, and the step-6 checkpoint's weights
+# and moments (gathered back from the shards), are equal bit for bit; only the gradient norm's double sum runs
+# in another order (1e-12). With 4 replicas (-np 4 ep 1) MPI's reduce-scatter adds the four gradients in
+# another order than its all-reduce (1e-10 of the first gradient norm) and AdamW amplifies that like the EP
+# drift above: steps 1-3 are checked to 1e-7 (loss) and 1e-5 (norm), the final loss to 1e-3.
+# same_run A B EXACT: metrics of runs A and B (directories): same steps; with EXACT=1 equal losses and eval
+# losses and grad norms within 1e-12, else the above tolerances.
+same_run() {
+  python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" "$3" <<'PY'
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+exact = sys.argv[3] == "1"
+assert [x["step"] for x in a] == [y["step"] for y in b], "different steps"
+rel = lambda x, y, k: abs(x[k] - y[k]) / abs(y[k])
+for x, y in zip(a, b):
+    for k in ("loss", "eval_loss"):
+        if k in x:
+            assert (x[k] == y[k]) if exact else (x["step"] > 3 or rel(x, y, k) <= 1e-7), (k, x, y)
+    if "grad_norm" in x:
+        assert rel(x, y, "grad_norm") <= (1e-12 if exact else 1e-5 if x["step"] <= 3 else 1), (x, y)
+la, lb = ([m["loss"] for m in ms if "loss" in m] for ms in (a, b))
+assert abs(la[-1] - lb[-1]) <= 1e-3 * abs(lb[-1]), (la[-1], lb[-1])
+PY
+}
+for layout in "2 1 1" "4 2 1" "4 1 0"; do
+  read -r np ep exact <<<"$layout"
+  what="train -np $np parallel.ep=$ep parallel.zero=1 against parallel.zero=0"
+  dir="$scratch/z_${np}_$ep"
+  for z in 0 1; do
+    mpi "$np" "$g4moe" train "${train[@]}" output.dir="$dir.$z" parallel.ep="$ep" parallel.zero="$z" \
+      >"$dir.$z.out" 2>&1 || bad "$what: the zero=$z run: $(tail -c 400 "$dir.$z.out")"
+  done
+  if same_run "$dir.1" "$dir.0" "$exact" && { [ "$exact" = 0 ] || {
+    python3 tests/cli/compare_safetensors.py "$dir.1/checkpoint-6/model.safetensors" \
+      "$dir.0/checkpoint-6/model.safetensors" 0 >/dev/null &&
+    python3 tests/cli/compare_safetensors.py "$dir.1/checkpoint-6/optimizer.safetensors" \
+      "$dir.0/checkpoint-6/optimizer.safetensors" 0 >/dev/null; }; }; then
+    pass "$what: $([ "$exact" = 1 ] && echo "equal losses, weights and moments" || echo "within tolerance");\
+ $(grep -m1 -o 'AdamW moments .*' "$dir.1.out")"
+  else
+    bad "$what: $(tail -c 400 "$dir.1.out")"
+  fi
+done
+# A ZeRO checkpoint (moments gathered to full tensors) resumes in one process, and a one-process checkpoint
+# resumes under ZeRO-1 at EP 2 × DP 2: the next loss equals the source run's (1e-5, as across EP sizes).
+"$g4moe" train "${train[@]}" output.dir="$scratch/z_r1" --resume "$scratch/z_4_2.1/checkpoint-6" \
+  >"$scratch/z_r1.out" 2>&1 &&
+  mpi 4 "$g4moe" train "${train[@]}" output.dir="$scratch/z_r4" parallel.ep=2 parallel.zero=1 \
+    --resume "$scratch/t_one/checkpoint-6" >"$scratch/z_r4.out" 2>&1 &&
+  same_start "$scratch/z_r1/metrics.jsonl" "$scratch/z_4_2.1/metrics.jsonl" 7 &&
+  same_start "$scratch/z_r4/metrics.jsonl" "$scratch/t_one/metrics.jsonl" 7 &&
+  pass "ZeRO-1 checkpoints resume in one process, and one-process checkpoints under ZeRO-1 (-np 4 ep 2)" ||
+  bad "ZeRO-1 resume across layouts: $(tail -c 400 "$scratch/z_r1.out" "$scratch/z_r4.out")"
+"$g4moe" train "${train[@]}" output.dir="$scratch/x" parallel.zero=2 >"$scratch/out" 2>"$scratch/err"
+rc=$?
+if [ "$rc" -eq 2 ] && [ "$(wc -l <"$scratch/err")" -eq 1 ] &&
+  grep -q '^g4moe: error: parallel.zero must be 0 or 1, got 2' "$scratch/err"; then
+  pass "parallel.zero=2: exit 2, one error line"
+else
+  bad "parallel.zero=2 (rc=$rc, stderr: $(head -c 400 "$scratch/err"))"
+fi
 
 # 3. Experts not divisible by EP: 8 experts over 3 ranks.
 mpi 3 "$g4moe" score --model "$model" --input "$model/input.json" --ep 3 >"$scratch/out" 2>"$scratch/err"
