@@ -222,16 +222,15 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
       std::ofstream(base + "_w.bin", std::ios::binary)
           .write(reinterpret_cast<char*>(hw.data()), hw.size() * 4);
     }
-    // Kernels: mma.sync + separate gathers (version 1), wgmma 128x128 + separate gathers (version 2), wgmma
-    // 128x128 with gathers fused (version 3, the default), the same with 128x256 tiles, and with one wgmma
-    // batch kept in flight (version 5).
-    const char* names[] = {"_mma128_gather", "_wgmma128_gather", "", "_wgmma256", "_wgmma128_inflight"};
-    const int policies[] = {1, 0, 0, 3, 4};
-    for (int v = 0; v < 5; ++v) {
+    // Kernels (docs/perf-notes.md), all with the gathers fused into the GEMM loads: wgmma 128x128
+    // (version 3), the warp-specialised persistent kernel (version 6), and version 6 for the rows GEMMs only
+    // (policy 6). Keys without a kernel suffix repeat the numbers of the default policy.
+    const char* names[] = {"_wgmma128", "_ws256", "_ws256_st16"};
+    const int policies[] = {0, 5, 7};
+    for (int v = 0; v < 3; ++v) {
       int policy = policies[v];
       grouped_gemm_set_tile_policy(policy);
-      experts.set_fused_gather(v >= 2);
-      std::string key = std::string(routing) + "_" + tag + names[v];
+      experts.set_fused_gather(true);
       auto fwd = [&] {
         experts.forward(T, x.as<bf16>(), w.as<float>(), idx.as<int>(), nullptr, ew, y.as<bf16>());
       };
@@ -240,14 +239,17 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
         experts.backward(dy.as<bf16>(), ew, eg, dx.as<bf16>(), dw.as<float>());
       };
       double f = timer.median_ms(fwd), fb = timer.median_ms(fwdbwd);
-      record("g4_fwd_ms_" + key, f);
-      record("g4_fwd_tflops_" + key, fwd_flops / f / 1e9);
-      record("g4_fwdbwd_ms_" + key, fb);
-      record("g4_fwdbwd_tflops_" + key, 3 * fwd_flops / fb / 1e9);
-      record("g4_fwdbwd_frac_peak_" + key, 3 * fwd_flops / fb / 1e9 / peak);
+      for (std::string suffix : {std::string(names[v]), std::string()}) {
+        if (suffix.empty() && policy != grouped_gemm_default_tile_policy) continue;
+        std::string key = std::string(routing) + "_" + tag + suffix;
+        record("g4_fwd_ms_" + key, f);
+        record("g4_fwd_tflops_" + key, fwd_flops / f / 1e9);
+        record("g4_fwdbwd_ms_" + key, fb);
+        record("g4_fwdbwd_tflops_" + key, 3 * fwd_flops / fb / 1e9);
+        record("g4_fwdbwd_frac_peak_" + key, 3 * fwd_flops / fb / 1e9 / peak);
+      }
     }
-    grouped_gemm_set_tile_policy(0);
-    experts.set_fused_gather(true);
+    grouped_gemm_set_tile_policy(grouped_gemm_default_tile_policy);
   }
 
   // Per-kernel breakdown on the gate routing: rerun the forward, then time each piece alone.
@@ -284,12 +286,12 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
     record(name + "_frac_peak_" + tag, flops / ms / 1e9 / peak);
   };
   const double f1 = 2.0 * M * H * 2.0 * I, f2 = 2.0 * M * I * H;
-  for (int policy : {1, 0, 3, 4}) {
+  for (int policy : {0, 5, 7}) {
     grouped_gemm_set_tile_policy(policy);
     std::string p = policy == 1   ? "gemm_mma128"
                     : policy == 0 ? "gemm_wgmma128"
-                    : policy == 3 ? "gemm_wgmma256"
-                                  : "gemm_wgmma128_inflight";
+                    : policy == 5 ? "gemm_ws256"
+                                  : "gemm_ws256_st16";
     gemm_report(p + "_fwd_gate_up", f1, [&] {
       grouped_gemm_rows(
           {xp.as<bf16>(), H, nullptr, wgu.as<bf16>(), std::int64_t(H) * 2 * I, false, hbuf.as<bf16>(), 2 * I,
@@ -323,7 +325,8 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
                                st);
     });
   }
-  // Agreement of the wgmma and mma.sync kernels at full size (input-gradient and weight-gradient GEMMs).
+  // Agreement of the wgmma (version 3) and warp-specialised (version 6) kernels with the mma.sync ones at
+  // full size (input-gradient and weight-gradient GEMMs).
   {
     DeviceBuffer ref_x(rows * H * 2), ref_w(ngu * 2);
     auto dgrad = [&](bf16* out) {
@@ -339,14 +342,20 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
     grouped_gemm_set_tile_policy(1);
     dgrad(ref_x.as<bf16>());
     wgrad(ref_w.data());
-    grouped_gemm_set_tile_policy(0);
-    dgrad(obuf.as<bf16>());
-    wgrad(gwgu.data());
-    ctx.synchronize();
-    record("wgmma_vs_mma_dgrad_gate_up_rel_diff_" + tag,
-           rel_diff_bf16(obuf.as<bf16>(), ref_x.as<bf16>(), std::size_t(M) * H));
-    record("wgmma_vs_mma_wgrad_gate_up_rel_diff_" + tag,
-           rel_diff_bf16(gwgu.as<bf16>(), ref_w.as<bf16>(), ngu));
+    for (int policy : {0, 5, 7}) {
+      grouped_gemm_set_tile_policy(policy);
+      G4_CUDA_CHECK(cudaMemsetAsync(obuf.data(), 0xff, obuf.bytes(), st));  // NaN: unwritten shows
+      G4_CUDA_CHECK(cudaMemsetAsync(gwgu.data(), 0xff, gwgu.bytes(), st));
+      dgrad(obuf.as<bf16>());
+      wgrad(gwgu.data());
+      ctx.synchronize();
+      std::string kernel = policy == 0 ? "wgmma" : policy == 5 ? "ws" : "ws_st16";
+      record(kernel + "_vs_mma_dgrad_gate_up_rel_diff_" + tag,
+             rel_diff_bf16(obuf.as<bf16>(), ref_x.as<bf16>(), std::size_t(M) * H));
+      record(kernel + "_vs_mma_wgrad_gate_up_rel_diff_" + tag,
+             rel_diff_bf16(gwgu.as<bf16>(), ref_w.as<bf16>(), ngu));
+    }
+    grouped_gemm_set_tile_policy(grouped_gemm_default_tile_policy);
   }
   // cuBLAS grouped GEMM on the same problem, and the agreement of the two.
   grouped_gemm_rows(

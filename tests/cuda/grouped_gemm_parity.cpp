@@ -74,11 +74,15 @@ void check_rows_gemm(const std::vector<int>& sizes, int K, int N, bool b_transpo
                                      << " gathered " << gathered;
 }
 
-// Runs the body under each kernel policy (grouped_gemm_set_tile_policy) and restores the default.
+// Runs the body under each kernel policy (grouped_gemm_set_tile_policy) and restores the one in force before.
 class GroupedGemmPolicy : public ::testing::TestWithParam<int> {
  protected:
-  void SetUp() override { grouped_gemm_set_tile_policy(GetParam()); }
-  void TearDown() override { grouped_gemm_set_tile_policy(0); }
+  void SetUp() override {
+    saved_ = grouped_gemm_tile_policy();
+    grouped_gemm_set_tile_policy(GetParam());
+  }
+  void TearDown() override { grouped_gemm_set_tile_policy(saved_); }
+  int saved_ = 0;
 };
 
 TEST_P(GroupedGemmPolicy, RowsMatchHostLoopsWithEmptyAndRaggedGroups) {
@@ -160,12 +164,31 @@ TEST_P(GroupedGemmPolicy, WeightGradReadsThroughRowMaps) {
   check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 200, true, 10, /*gathered=*/true);
 }
 
+// Enough tiles (several hundred, over 132 SMs) that every CTA of the persistent kernel (policy 5) walks
+// several tiles, so its shared-memory ring wraps across tile boundaries; K of 200 leaves a k-tail.
+std::vector<int> many_segments(int groups, int max_rows, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int> sizes(groups);
+  for (int& n : sizes) n = static_cast<int>(rng() % (max_rows + 1));
+  sizes[3] = 0;
+  return sizes;
+}
+
+TEST_P(GroupedGemmPolicy, ManyTilesPerCtaMatchHostLoops) {
+  G4_SKIP_WITHOUT_CUDA();
+  check_rows_gemm(many_segments(150, 200, 11), 200, 264, false, 12, /*gathered=*/true);
+  check_rows_gemm(many_segments(150, 200, 13), 200, 264, true, 14);
+  check_weight_grad(many_segments(200, 150, 15), 72, 136, true, 16, /*gathered=*/true);
+}
+
 std::string policy_name(const ::testing::TestParamInfo<int>& info) {
-  static const char* const names[] = {"wgmma128", "mma128", "mma256", "wgmma256", "wgmma128_inflight"};
+  static const char* const names[] = {"wgmma128",          "mma128", "mma256",     "wgmma256",
+                                      "wgmma128_inflight", "ws256",  "ws256_rows", "ws256_st16"};
+  static_assert(sizeof(names) / sizeof(names[0]) == 8, "one name per policy in the suite below");
   return names[info.param];
 }
 
-INSTANTIATE_TEST_SUITE_P(Kernels, GroupedGemmPolicy, ::testing::Values(0, 1, 2, 3, 4), policy_name);
+INSTANTIATE_TEST_SUITE_P(Kernels, GroupedGemmPolicy, ::testing::Values(0, 1, 2, 3, 4, 5, 6, 7), policy_name);
 
 }  // namespace
 }  // namespace g4::cuda::test

@@ -1,11 +1,14 @@
-// grouped_gemm.cu: the dispatch between the Hopper wgmma kernels (grouped_gemm_wgmma.cu, the default) and the
-// portable mma.sync kernels here (m16n8k16 bf16 -> fp32, ldmatrix, 4-stage cp.async pipeline; version 1).
+// grouped_gemm.cu: the dispatch between the Hopper wgmma kernels (grouped_gemm_ws.cu, the default, and
+// grouped_gemm_wgmma.cu) and the portable mma.sync kernels here (m16n8k16 bf16 -> fp32, ldmatrix, 4-stage
+// cp.async pipeline; version 1).
 //
 // One CTA computes one BM x BN output tile of one group; warps hold 64 x 64 sub-tiles (4 x 8 mma tiles each).
 // Operands are staged in shared memory in their global orientation (rows padded by 16 bytes so ldmatrix is
 // free of bank conflicts); K-major operands are read with ldmatrix, MN-major ones with ldmatrix.trans.
 // Out-of-range rows and columns are zero-filled by cp.async (src-size 0), so tails need no special path.
 #include "ops/cuda/grouped_gemm.h"
+
+#include <cstdlib>
 
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/grouped_gemm_wgmma.h"
@@ -285,7 +288,12 @@ void set_smem(Kernel kernel, int bytes) {
   G4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
 }
 
-int g_tile_policy = 0;
+// The policy in force: G4_GROUPED_GEMM_POLICY (an integer, read once at start-up) when set, else the default.
+int initial_tile_policy() {
+  const char* env = std::getenv("G4_GROUPED_GEMM_POLICY");
+  return env != nullptr && *env != '\0' ? std::atoi(env) : grouped_gemm_default_tile_policy;
+}
+int g_tile_policy = initial_tile_policy();
 
 WgmmaSchedule wgmma_schedule(bool wide_ok) {
   if (g_tile_policy == 3 && wide_ok) return WgmmaSchedule::wide;
@@ -311,11 +319,18 @@ void launch_rows(const GroupedGemmRows& a, cudaStream_t stream) {
 void grouped_gemm_set_tile_policy(int policy) {
   g_tile_policy = policy;
 }
+int grouped_gemm_tile_policy() {
+  return g_tile_policy;
+}
 
 void grouped_gemm_rows(const GroupedGemmRows& a, cudaStream_t stream) {
   check(a.k % 8 == 0 && a.n % 8 == 0 && a.lda % 8 == 0 && a.ldc % 8 == 0 && a.b_group_stride % 8 == 0,
         "grouped GEMM: K, N and leading dimensions must be multiples of 8 (ops/cuda/grouped_gemm.cu)");
   if (a.max_rows == 0 || a.groups == 0) return;
+  if (g_tile_policy >= 5 && g_tile_policy <= 7) {
+    grouped_gemm_rows_ws(a, g_tile_policy == 7, stream);
+    return;
+  }
   if (g_tile_policy != 1 && g_tile_policy != 2) {
     grouped_gemm_rows_wgmma(a, wgmma_schedule(a.n % 256 == 0), stream);
     return;
@@ -340,6 +355,11 @@ void grouped_gemm_weight_grad(const GroupedGemmWeightGrad& a, cudaStream_t strea
   check(!a.accumulate || a.c_is_fp32,
         "grouped GEMM: accumulation needs an fp32 output (ops/cuda/grouped_gemm.cu)");
   if (a.groups == 0) return;
+  // Policy 6: the warp-specialised kernel where its larger operand (B, 256 columns a tile) comes by TMA.
+  if (g_tile_policy == 5 || g_tile_policy == 7 || (g_tile_policy == 6 && a.b_rows == nullptr)) {
+    grouped_gemm_weight_grad_ws(a, stream);
+    return;
+  }
   if (g_tile_policy != 1 && g_tile_policy != 2) {
     grouped_gemm_weight_grad_wgmma(a, wgmma_schedule(true), stream);
     return;
