@@ -22,7 +22,11 @@ Action register_train(CLI::App& app) {
       "train",
       "Train or fine-tune a Gemma 4 model on the CPU from a YAML recipe. Writes <output.dir>/metrics.jsonl, "
       "loss.png and checkpoint-<step>/ (Hugging Face format, plus optimizer and trainer state for --resume). "
-      "Ctrl-C saves a checkpoint and exits with code 130.");
+      "Ctrl-C saves a checkpoint and exits with code 130. Under mpirun (parallel.ep, parallel.zero), every "
+      "rank "
+      "stops after the same step and they save together: on Ctrl-C within OpenMPI's grace time "
+      "(OMPI_MCA_odls_base_sigkill_timeout, default 1 s; mpirun then exits 1), or with no deadline on "
+      "`kill -USR1 <mpirun pid>` (exit 130).");
   cmd->footer("Recipe keys (YAML sections, or key=value on the command line):\n" + recipe_keys_help());
   auto o = std::make_shared<TrainOptions>();
   cmd->add_option("--config", o->config, "YAML recipe");
