@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Runs every test: set-up, a release build with the unit, fixture and CLI tests, then the same tests built
-# with AddressSanitizer + UndefinedBehaviorSanitizer, then a short libFuzzer run of every parser of outside input
-# (scripts/fuzz.sh; FUZZ_SECONDS per target, default 20 here). CUDA tests skip (counted as skipped) without a GPU.
+# Runs every test: set-up, a formatting check, a release build with the unit, fixture and CLI tests, then the
+# same tests built with AddressSanitizer + UndefinedBehaviorSanitizer, then a short libFuzzer run of every parser
+# of outside input (scripts/fuzz.sh; FUZZ_SECONDS per target, default 20 here). CUDA tests skip (counted as skipped) without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 jobs=$(nproc)
+
+echo "== formatting (.clang-format, every tracked C++/CUDA file)"
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  git ls-files '*.cpp' '*.h' '*.cu' | xargs clang-format --dry-run --Werror
+else
+  echo "not a git checkout: formatting check skipped"
+fi
 
 echo "== release build and tests"
 bash scripts/build.sh

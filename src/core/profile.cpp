@@ -31,7 +31,8 @@ void profile_add(const char* phase, double seconds) {
 void print_profile() {
   if (!profiling_enabled()) return;
   std::lock_guard<std::mutex> lock(mutex);
-  for (const auto& [phase, seconds] : buckets()) std::fprintf(stderr, "profile: %-24s %10.4f s\n", phase.c_str(), seconds);
+  for (const auto& [phase, seconds] : buckets())
+    std::fprintf(stderr, "profile: %-24s %10.4f s\n", phase.c_str(), seconds);
 }
 
 }  // namespace g4

@@ -17,7 +17,8 @@ class ScopedPhase {
     if (phase_) start_ = std::chrono::steady_clock::now();
   }
   ~ScopedPhase() {
-    if (phase_) profile_add(phase_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+    if (phase_)
+      profile_add(phase_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
   }
   ScopedPhase(const ScopedPhase&) = delete;
   ScopedPhase& operator=(const ScopedPhase&) = delete;

@@ -32,8 +32,7 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
   if (auto n = doc.find("normalizer"); n != doc.end() && !n->is_null()) {
     const bool ok = n->value("type", "") == "Replace" && n->contains("pattern") &&
                     (*n)["pattern"].value("String", "") == " " && n->value("content", "") == kSpace;
-    check(ok, "unsupported normalizer ", json_excerpt(*n), " (only Gemma's Replace(' ', '▁')) (",
-          path, ")");
+    check(ok, "unsupported normalizer ", json_excerpt(*n), " (only Gemma's Replace(' ', '▁')) (", path, ")");
   }
   if (auto p = doc.find("pre_tokenizer"); p != doc.end())
     check(p->is_null(), "unsupported pre_tokenizer (Gemma's tokenizer has none) (", path, ")");

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 #include <iostream>
-#include "core/regex.h"
 #include <set>
+#include "core/regex.h"
 
 #include "core/error.h"
 
