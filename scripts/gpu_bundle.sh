@@ -19,6 +19,13 @@ for lib in $(ldd build-gpu/g4moe build-gpu/g4_cuda_tests | awk '/=>/ {print $3}'
     libopenblas* | libgomp* | libgfortran* | libquadmath* | libyaml-cpp*) cp -L "$lib" .devbin/lib/ ;;
   esac
 done
+# G4_BUNDLE_MPI=1: also an MPI build of g4_nccl_tests and g4_bench_ep in .devbin/mpi/ (OpenMPI's libmpi.so.40; the
+# GPU machine has OpenMPI 4.1 and mpirun), for `mpirun --allow-run-as-root -np N .devbin/mpi/g4_nccl_tests`.
+if [ "${G4_BUNDLE_MPI:-0}" = 1 ]; then
+  cmake -S . -B build-gpu-mpi -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build-gpu-mpi --parallel "$(nproc)" --target g4_nccl_tests g4_bench_ep
+  mkdir -p .devbin/mpi && cp build-gpu-mpi/g4_nccl_tests build-gpu-mpi/g4_bench_ep .devbin/mpi/
+fi
 if [ "${G4_BUNDLE_XZ:-0}" = 1 ]; then
   tar cJf .devbin/lib.tar.xz -C .devbin lib && rm -rf .devbin/lib
 fi
