@@ -10,35 +10,6 @@ namespace g4 {
 
 namespace {
 
-// probs [S, S] = masked softmax of scaling · q_h · k_gᵀ (rows with no visible key are all zero).
-void attention_probs(const float* q, const float* k, const std::uint8_t* mask, float* probs, int S, int ldq,
-                     int ldk, int D, float scaling) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, D, scaling, q, ldq, k, ldk, 0.0f, probs, S);
-#pragma omp parallel for schedule(static) if (S >= 128)
-  for (std::int64_t i = 0; i < S; ++i) {
-    float* row = &probs[i * S];
-    const std::uint8_t* visible = mask + i * S;
-    float max_score = -INFINITY;
-    for (std::int64_t j = 0; j < S; ++j)
-      if (visible[j]) max_score = std::max(max_score, row[j]);
-    if (max_score == -INFINITY) {  // no visible key: a zero output row
-      std::fill(row, row + S, 0.0f);
-      continue;
-    }
-    // exp of a difference below -80 (< 2e-35) is flushed to 0: it cannot change the row at fp32 precision,
-    // and denormal probabilities would make the P·V product many times slower on x86.
-    double denom = 0;
-    for (std::int64_t j = 0; j < S; ++j) {
-      const float diff = row[j] - max_score;
-      const float p = (visible[j] && diff > -80.0f) ? std::exp(diff) : 0.0f;
-      row[j] = p;
-      denom += p;
-    }
-    const float inv = static_cast<float>(1.0 / denom);
-    for (std::int64_t j = 0; j < S; ++j) row[j] *= inv;
-  }
-}
-
 // Queries are processed in blocks of this many rows; each block only touches the keys some of its queries
 // see.
 constexpr std::int64_t kQueryBlock = 64;
@@ -50,21 +21,54 @@ struct KeyRange {
   std::int64_t lo = 0, hi = 0;
 };
 
-std::vector<KeyRange> visible_key_ranges(const std::uint8_t* mask, std::int64_t S) {
+// Per query row i, the first and last visible key (first = S when the row sees none).
+struct RowBounds {
+  std::vector<std::int64_t> first, last;
+};
+
+RowBounds visible_row_bounds(const std::uint8_t* mask, std::int64_t S) {
+  RowBounds r{std::vector<std::int64_t>(static_cast<std::size_t>(S), S),
+              std::vector<std::int64_t>(static_cast<std::size_t>(S), -1)};
+#pragma omp parallel for schedule(static) if (S >= 512)
+  for (std::int64_t i = 0; i < S; ++i) {
+    const std::uint8_t* row = mask + i * S;
+    std::int64_t first = 0, last = S - 1;
+    while (first < S && !row[first]) ++first;
+    if (first == S) continue;
+    while (!row[last]) --last;
+    r.first[i] = first;
+    r.last[i] = last;
+  }
+  return r;
+}
+
+std::vector<KeyRange> visible_key_ranges(const RowBounds& bounds, std::int64_t S) {
   const std::int64_t blocks = (S + kQueryBlock - 1) / kQueryBlock;
   std::vector<KeyRange> ranges(static_cast<std::size_t>(blocks));
-#pragma omp parallel for schedule(static) if (S >= 512)
   for (std::int64_t b = 0; b < blocks; ++b) {
     std::int64_t lo = S, hi = 0;
     for (std::int64_t i = b * kQueryBlock; i < std::min(S, (b + 1) * kQueryBlock); ++i) {
-      const std::uint8_t* row = mask + i * S;
-      std::int64_t first = 0, last = S - 1;
-      while (first < S && !row[first]) ++first;
-      if (first == S) continue;
-      while (!row[last]) --last;
-      lo = std::min(lo, first);
-      hi = std::max(hi, last + 1);
+      if (bounds.first[i] == S) continue;
+      lo = std::min(lo, bounds.first[i]);
+      hi = std::max(hi, bounds.last[i] + 1);
     }
+    ranges[b] = lo < hi ? KeyRange{lo, hi} : KeyRange{0, 0};
+  }
+  return ranges;
+}
+
+// The transpose: for each block of kQueryBlock keys, the queries [lo, hi) that see at least one of them.
+std::vector<KeyRange> seeing_query_ranges(const RowBounds& bounds, std::int64_t S) {
+  const std::int64_t blocks = (S + kQueryBlock - 1) / kQueryBlock;
+  std::vector<KeyRange> ranges(static_cast<std::size_t>(blocks));
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t j0 = b * kQueryBlock, j1 = std::min(S, j0 + kQueryBlock);
+    std::int64_t lo = S, hi = 0;
+    for (std::int64_t i = 0; i < S; ++i)
+      if (bounds.first[i] < j1 && bounds.last[i] >= j0) {
+        lo = std::min(lo, i);
+        hi = i + 1;
+      }
     ranges[b] = lo < hi ? KeyRange{lo, hi} : KeyRange{0, 0};
   }
   return ranges;
@@ -73,8 +77,11 @@ std::vector<KeyRange> visible_key_ranges(const std::uint8_t* mask, std::int64_t 
 // probs [rows, w] = masked softmax over keys [lo, lo + w) of scaling · q_rows · kᵀ, for the query rows
 // starting at `q` (row stride ldq) whose mask rows start at `mask` (row stride S). Same arithmetic as
 // attention_probs.
+// With `row_max` and `row_inv` (may be null) it also stores each row's max score and 1 / denominator (0 for a
+// row with no visible key), from which attention_backward recomputes the probabilities tile by tile.
 void block_probs(const float* q, const float* k, const std::uint8_t* mask, float* probs, std::int64_t rows,
-                 std::int64_t w, std::int64_t S, int ldq, int ldk, int D, float scaling) {
+                 std::int64_t w, std::int64_t S, int ldq, int ldk, int D, float scaling,
+                 float* row_max = nullptr, float* row_inv = nullptr) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(w), D,
               scaling, q, ldq, k, ldk, 0.0f, probs, static_cast<int>(w));
   for (std::int64_t i = 0; i < rows; ++i) {
@@ -85,6 +92,7 @@ void block_probs(const float* q, const float* k, const std::uint8_t* mask, float
       if (visible[j]) max_score = std::max(max_score, row[j]);
     if (max_score == -INFINITY) {  // no visible key: a zero output row
       std::fill(row, row + w, 0.0f);
+      if (row_max) row_max[i] = 0.0f, row_inv[i] = 0.0f;
       continue;
     }
     double denom = 0;
@@ -96,6 +104,7 @@ void block_probs(const float* q, const float* k, const std::uint8_t* mask, float
     }
     const float inv = static_cast<float>(1.0 / denom);
     for (std::int64_t j = 0; j < w; ++j) row[j] *= inv;
+    if (row_max) row_max[i] = max_score, row_inv[i] = inv;
   }
 }
 
@@ -110,7 +119,7 @@ void attention_forward(const float* q, const float* k, const float* v, const std
   const int group = num_q_heads / num_kv_heads;
   const int D = head_dim;
   const int ldq = num_q_heads * D, ldk = num_kv_heads * D;
-  const std::vector<KeyRange> ranges = visible_key_ranges(mask, S);
+  const std::vector<KeyRange> ranges = visible_key_ranges(visible_row_bounds(mask, S), S);
   const std::int64_t blocks = static_cast<std::int64_t>(ranges.size());
 #pragma omp parallel
   {
@@ -135,35 +144,102 @@ void attention_forward(const float* q, const float* k, const float* v, const std
   }
 }
 
+// Two passes, both over the visible ranges only and parallel over independent outputs, so neither the result
+// nor its rounding depends on the thread count:
+//  A. per (query head, query block): P (storing each row's max and 1/denominator), dP = dO·Vᵀ, each row's
+//     Σ_j P·dP, dS = P ⊙ (dP − Σ P·dP) · scaling, and dQ = dS·K (rows of this block only);
+//  B. per (KV head, key block): for every query head of the group and every query that sees a key of the
+//  block,
+//     P and dS again from the stored row statistics, then dV += Pᵀ·dO and dK += dSᵀ·Q (rows of this key block
+//     only). This is FlashAttention's backward order, which needs no atomics and no per-thread copies.
 void attention_backward(const float* q, const float* k, const float* v, const std::uint8_t* mask,
                         const float* dout, float* dq, float* dk, float* dv, std::int64_t S, int num_q_heads,
                         int num_kv_heads, int head_dim, float scaling) {
   const int group = num_q_heads / num_kv_heads;
-  const int D = head_dim, n = static_cast<int>(S);
+  const int D = head_dim;
   const int ldq = num_q_heads * D, ldk = num_kv_heads * D;
-  std::vector<float> probs(static_cast<std::size_t>(S * S)), dprobs(probs.size());
-  for (int h = 0; h < num_q_heads; ++h) {
-    const int g = h / group;
-    attention_probs(q + h * D, k + g * D, mask, probs.data(), n, ldq, ldk, D, scaling);
-    // dV_g += Pᵀ · dO_h ;  dP = dO_h · V_gᵀ
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, D, n, 1.0f, probs.data(), n, dout + h * D, ldq,
-                1.0f, dv + g * D, ldk);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, D, 1.0f, dout + h * D, ldq, v + g * D, ldk,
-                0.0f, dprobs.data(), n);
-    // dS = P ⊙ (dP - rowsum(dP ⊙ P)) · scaling
-#pragma omp parallel for schedule(static) if (S >= 128)
-    for (std::int64_t i = 0; i < S; ++i) {
-      const float* p = &probs[i * S];
-      float* d = &dprobs[i * S];
-      double dot = 0;
-      for (std::int64_t j = 0; j < S; ++j) dot += static_cast<double>(p[j]) * d[j];
-      for (std::int64_t j = 0; j < S; ++j) d[j] = static_cast<float>(p[j] * (d[j] - dot) * scaling);
-    }
-    // dQ_h = dS · K_g ;  dK_g += dSᵀ · Q_h
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, n, 1.0f, dprobs.data(), n, k + g * D, ldk,
-                0.0f, dq + h * D, ldq);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, D, n, 1.0f, dprobs.data(), n, q + h * D, ldq,
-                1.0f, dk + g * D, ldk);
+  const RowBounds bounds = visible_row_bounds(mask, S);
+  const std::vector<KeyRange> key_ranges = visible_key_ranges(bounds, S);
+  const std::vector<KeyRange> query_ranges = seeing_query_ranges(bounds, S);
+  const std::int64_t blocks = static_cast<std::int64_t>(key_ranges.size());
+  const std::size_t stats = static_cast<std::size_t>(num_q_heads) * static_cast<std::size_t>(S);
+  std::vector<float> row_max(stats), row_inv(stats);
+  std::vector<double> row_dot(stats);
+
+#pragma omp parallel
+  {
+    std::vector<float> probs(static_cast<std::size_t>(kQueryBlock * S)), dprobs(probs.size());
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int h = 0; h < num_q_heads; ++h)
+      for (std::int64_t b = 0; b < blocks; ++b) {
+        const int g = h / group;
+        const std::int64_t i0 = b * kQueryBlock, rows = std::min(kQueryBlock, S - i0);
+        const KeyRange r = key_ranges[b];
+        float* dq_rows = dq + i0 * ldq + h * D;
+        float* mx = &row_max[h * S + i0];
+        float* inv = &row_inv[h * S + i0];
+        double* dot = &row_dot[h * S + i0];
+        if (r.hi <= r.lo) {
+          for (std::int64_t i = 0; i < rows; ++i) {
+            std::fill(dq_rows + i * ldq, dq_rows + i * ldq + D, 0.0f);
+            mx[i] = inv[i] = 0.0f;
+            dot[i] = 0.0;
+          }
+          continue;
+        }
+        const std::int64_t w = r.hi - r.lo;
+        const int iw = static_cast<int>(w), irows = static_cast<int>(rows);
+        block_probs(q + i0 * ldq + h * D, k + r.lo * ldk + g * D, mask + i0 * S + r.lo, probs.data(), rows, w,
+                    S, ldq, ldk, D, scaling, mx, inv);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, irows, iw, D, 1.0f, dout + i0 * ldq + h * D, ldq,
+                    v + r.lo * ldk + g * D, ldk, 0.0f, dprobs.data(), iw);
+        for (std::int64_t i = 0; i < rows; ++i) {
+          const float* p = &probs[i * w];
+          float* d = &dprobs[i * w];
+          double sum = 0;
+          for (std::int64_t j = 0; j < w; ++j) sum += static_cast<double>(p[j]) * d[j];
+          dot[i] = sum;
+          for (std::int64_t j = 0; j < w; ++j) d[j] = static_cast<float>(p[j] * (d[j] - sum) * scaling);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, irows, D, iw, 1.0f, dprobs.data(), iw,
+                    k + r.lo * ldk + g * D, ldk, 0.0f, dq_rows, ldq);
+      }
+
+      // Pass B. Tiles of kQueryBlock queries × kQueryBlock keys.
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int g = 0; g < num_kv_heads; ++g)
+      for (std::int64_t b = 0; b < blocks; ++b) {
+        const std::int64_t j0 = b * kQueryBlock, bk = std::min(kQueryBlock, S - j0);
+        const KeyRange qr = query_ranges[b];
+        const int ibk = static_cast<int>(bk);
+        for (int h = g * group; h < (g + 1) * group; ++h)
+          for (std::int64_t c0 = qr.lo; c0 < qr.hi; c0 += kQueryBlock) {
+            const std::int64_t rows = std::min(kQueryBlock, qr.hi - c0);
+            const int irows = static_cast<int>(rows);
+            const float* q_rows = q + c0 * ldq + h * D;
+            const float* do_rows = dout + c0 * ldq + h * D;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, irows, ibk, D, scaling, q_rows, ldq,
+                        k + j0 * ldk + g * D, ldk, 0.0f, probs.data(), ibk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, irows, ibk, D, 1.0f, do_rows, ldq,
+                        v + j0 * ldk + g * D, ldk, 0.0f, dprobs.data(), ibk);
+            for (std::int64_t i = 0; i < rows; ++i) {
+              const std::size_t at = static_cast<std::size_t>(h) * S + c0 + i;
+              const std::uint8_t* visible = mask + (c0 + i) * S + j0;
+              float* p = &probs[i * bk];
+              float* d = &dprobs[i * bk];
+              for (std::int64_t j = 0; j < bk; ++j) {
+                const float diff = p[j] - row_max[at];
+                p[j] = (visible[j] && row_inv[at] != 0.0f && diff > -80.0f) ? std::exp(diff) * row_inv[at]
+                                                                            : 0.0f;
+                d[j] = static_cast<float>(p[j] * (d[j] - row_dot[at]) * scaling);
+              }
+            }
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ibk, D, irows, 1.0f, probs.data(), ibk,
+                        do_rows, ldq, 1.0f, dv + j0 * ldk + g * D, ldk);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ibk, D, irows, 1.0f, dprobs.data(), ibk,
+                        q_rows, ldq, 1.0f, dk + j0 * ldk + g * D, ldk);
+          }
+      }
   }
 }
 
