@@ -75,10 +75,11 @@ std::vector<KeyRange> seeing_query_ranges(const RowBounds& bounds, std::int64_t 
 }
 
 // probs [rows, w] = masked softmax over keys [lo, lo + w) of scaling · q_rows · kᵀ, for the query rows
-// starting at `q` (row stride ldq) whose mask rows start at `mask` (row stride S). Same arithmetic as
-// attention_probs.
-// With `row_max` and `row_inv` (may be null) it also stores each row's max score and 1 / denominator (0 for a
-// row with no visible key), from which attention_backward recomputes the probabilities tile by tile.
+// starting at `q` (row stride ldq) whose mask rows start at `mask` (row stride S). Each row is max-subtracted
+// and summed in double; exp of a difference below -80 (< 2e-35) is flushed to 0: it cannot change the row at
+// fp32 precision, and denormal probabilities would make the P·V product many times slower on x86. With
+// `row_max` and `row_inv` (may be null) it also stores each row's max score and 1 / denominator (0 for a row
+// with no visible key), from which attention_backward recomputes the probabilities tile by tile.
 void block_probs(const float* q, const float* k, const std::uint8_t* mask, float* probs, std::int64_t rows,
                  std::int64_t w, std::int64_t S, int ldq, int ldk, int D, float scaling,
                  float* row_max = nullptr, float* row_inv = nullptr) {
