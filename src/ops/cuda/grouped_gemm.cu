@@ -12,6 +12,7 @@
 
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/grouped_gemm_wgmma.h"
+#include "ops/cuda/grouped_tiles.h"
 
 namespace g4::cuda {
 namespace {
@@ -188,16 +189,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) grouped_gemm_rows_kerne
   const int tile = static_cast<int>(blockIdx.x) / ntiles_n;  // n-tile fastest: neighbours share the A rows
   const int tn = static_cast<int>(blockIdx.x) % ntiles_n;
   if (tile >= p.tile_offsets[p.groups]) return;
-  // Binary search: the group whose tile range holds `tile`.
-  int lo = 0, hi = p.groups - 1;
-  while (lo < hi) {
-    int mid = (lo + hi + 1) / 2;
-    if (p.tile_offsets[mid] <= tile)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  const int g = lo;
+  const int g = group_of_tile(p.tile_offsets, p.groups, tile);
   const int row0 = p.offsets[g] + (tile - p.tile_offsets[g]) * BM;
   const int rows = p.offsets[g + 1] - row0;  // valid rows from row0 (may exceed BM)
   const int n0 = tn * BN;

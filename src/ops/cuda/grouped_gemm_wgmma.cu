@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "ops/cuda/cuda_check.h"
+#include "ops/cuda/grouped_tiles.h"
 #include "ops/cuda/wgmma_instructions.h"
 
 namespace g4::cuda {
@@ -178,15 +179,7 @@ __global__ void __launch_bounds__(THREADS, BN == 128 ? 2 : 1) rows_kernel(Groupe
   const int tile = static_cast<int>(blockIdx.x) / ntiles_n;
   const int tn = static_cast<int>(blockIdx.x) % ntiles_n;
   if (tile >= p.tile_offsets[p.groups]) return;
-  int lo = 0, hi = p.groups - 1;
-  while (lo < hi) {
-    int mid = (lo + hi + 1) / 2;
-    if (p.tile_offsets[mid] <= tile)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  const int g = lo;
+  const int g = group_of_tile(p.tile_offsets, p.groups, tile);
   const int row0 = p.offsets[g] + (tile - p.tile_offsets[g]) * BM;
   const int rows = p.offsets[g + 1] - row0;
   const int n0 = tn * BN;

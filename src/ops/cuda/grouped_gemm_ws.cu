@@ -28,6 +28,7 @@
 
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/grouped_gemm_wgmma.h"
+#include "ops/cuda/grouped_tiles.h"
 #include "ops/cuda/mbarrier.h"
 #include "ops/cuda/tensor_map.h"
 #include "ops/cuda/tma_copy.h"
@@ -326,15 +327,7 @@ __global__ void __launch_bounds__(THREADS, 1)
   const int total = p.tile_offsets[p.groups] * ntiles_n;
   auto tile_of = [&](int t) {
     const int mt = t / ntiles_n, tn = t % ntiles_n;
-    int lo = 0, hi = p.groups - 1;
-    while (lo < hi) {
-      int mid = (lo + hi + 1) / 2;
-      if (p.tile_offsets[mid] <= mt)
-        lo = mid;
-      else
-        hi = mid - 1;
-    }
-    const int g = lo;
+    const int g = group_of_tile(p.tile_offsets, p.groups, mt);
     const int row0 = p.offsets[g] + (mt - p.tile_offsets[g]) * BM;
     const int n0 = tn * BN;
     const bf16* bg = p.b + g * p.b_group_stride;
