@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_timer.h"
 #include "dist/communicator.h"
 #include "dist/nccl_communicator.h"
 #include "dist/nccl_moe_alltoall.h"
@@ -45,29 +46,6 @@ DeviceBuffer random_bf16(std::size_t n, std::uint32_t seed, float scale) {
   DeviceBuffer d(n * 2);
   G4_CUDA_CHECK(cudaMemcpy(d.data(), host.data(), n * 2, cudaMemcpyHostToDevice));
   return d;
-}
-
-template <class F>
-double median_ms(CudaContext& ctx, F&& f, int repeat) {
-  cudaEvent_t a, b;
-  G4_CUDA_CHECK(cudaEventCreate(&a));
-  G4_CUDA_CHECK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) f();
-  std::vector<double> times;
-  for (int i = 0; i < repeat; ++i) {
-    ctx.synchronize();
-    G4_CUDA_CHECK(cudaEventRecord(a, ctx.stream()));
-    f();
-    G4_CUDA_CHECK(cudaEventRecord(b, ctx.stream()));
-    G4_CUDA_CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    G4_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-    times.push_back(ms);
-  }
-  G4_CUDA_CHECK(cudaEventDestroy(a));
-  G4_CUDA_CHECK(cudaEventDestroy(b));
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
 }
 
 std::vector<std::int64_t> parse_list(const char* text) {
@@ -137,8 +115,9 @@ int main(int argc, char** argv) {
       layer.backward(dy.as<__nv_bfloat16>(), local, grads_local, dx.as<__nv_bfloat16>(),
                      d_weights.as<float>());
     };
-    const double a = median_ms(ctx, one_fwd, repeat), b = median_ms(ctx, one_fwdbwd, repeat);
-    const double c = median_ms(ctx, ep_fwd, repeat), d = median_ms(ctx, ep_fwdbwd, repeat);
+    const g4::cuda::bench::Timer timer{ctx.stream(), repeat};
+    const double a = timer.median_ms(one_fwd), b = timer.median_ms(one_fwdbwd);
+    const double c = timer.median_ms(ep_fwd), d = timer.median_ms(ep_fwdbwd);
     std::int64_t sent = 0, received = 0;
     for (auto v : layer.send_counts()) sent += v;
     for (auto v : layer.recv_counts()) received += v;

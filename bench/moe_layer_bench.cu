@@ -20,6 +20,7 @@
 
 #include <cuda_bf16.h>
 
+#include "cuda_timer.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/cuda_context.h"
 #include "ops/cuda/device_buffer.h"
@@ -67,32 +68,7 @@ void fill(bf16* p, std::size_t n, float scale, unsigned seed) {
   G4_CUDA_CHECK_LAUNCH();
 }
 
-struct Timer {
-  cudaStream_t stream;
-  int iters;
-  // Median of `iters` timed runs after 3 warm-ups, in ms.
-  double median_ms(const std::function<void()>& fn) const {
-    for (int i = 0; i < 3; ++i) fn();
-    G4_CUDA_CHECK(cudaStreamSynchronize(stream));
-    std::vector<double> t;
-    cudaEvent_t a, b;
-    G4_CUDA_CHECK(cudaEventCreate(&a));
-    G4_CUDA_CHECK(cudaEventCreate(&b));
-    for (int i = 0; i < iters; ++i) {
-      G4_CUDA_CHECK(cudaEventRecord(a, stream));
-      fn();
-      G4_CUDA_CHECK(cudaEventRecord(b, stream));
-      G4_CUDA_CHECK(cudaEventSynchronize(b));
-      float ms = 0;
-      G4_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-      t.push_back(ms);
-    }
-    G4_CUDA_CHECK(cudaEventDestroy(a));
-    G4_CUDA_CHECK(cudaEventDestroy(b));
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-  }
-};
+using bench::Timer;
 
 std::map<std::string, double> results;
 void record(const std::string& key, double v) {
