@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -64,11 +65,16 @@ const Json& json_require(const Json& object, const char* key, const std::string&
   return *it;
 }
 
+// Integers, and floats with an integral value (2.0), within int64's range; anything else (1e49, an unsigned
+// above 2^63 - 1) is an error rather than an out-of-range conversion.
 std::int64_t json_int(const Json& value, const std::string& what, const std::string& where) {
-  if (value.is_number_integer()) return value.get<std::int64_t>();
-  if (value.is_number_float()) {
+  if (value.is_number_unsigned()) {
+    if (value.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX)) return value.get<std::int64_t>();
+  } else if (value.is_number_integer()) {
+    return value.get<std::int64_t>();
+  } else if (value.is_number_float()) {
     const double d = value.get<double>();
-    if (d == static_cast<double>(static_cast<std::int64_t>(d))) return static_cast<std::int64_t>(d);
+    if (d >= -0x1p63 && d < 0x1p63 && d == std::trunc(d)) return static_cast<std::int64_t>(d);
   }
   fail("\"", what, "\" must be an integer, got ", json_excerpt(value), " (", where, ")");
 }

@@ -146,6 +146,9 @@ TEST(Config, ContradictionsAreClearErrors) {
       {"per_layer_config", {{"9", {{"head_dim", 8}}}}, "is not a layer index"},
       {"per_layer_config", {{"1", {{"rope_theta", 8}}}}, "unsupported per-layer override"},
       {"vocab_size", "many", "must be an integer"},
+      // Out of int64's range (found by tests/fuzz/fuzz_config: the conversion was undefined behaviour).
+      {"vocab_size", 6.66667e48, "must be an integer"},
+      {"vocab_size", Json(std::uint64_t{1} << 63), "must be an integer"},
       {"model_type", "llama", "unsupported model_type"},
   };
   for (const Case& c : cases) {
