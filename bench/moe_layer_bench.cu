@@ -3,7 +3,9 @@
 // next to the measured cuBLAS bf16 dense peak and cuBLAS's grouped GEMM; each grouped GEMM is also timed
 // alone.
 //
-//   g4_bench_moe [--tokens 4096,16384] [--iters 20] [--routing-dir DIR] [--json FILE]
+//   g4_bench_moe [--tokens 4096,16384] [--iters 20] [--rounds 3] [--routing-dir DIR] [--json FILE]
+// Each timing is the median of --iters runs; the kernel versions are timed in --rounds interleaved rounds and
+// the median over rounds is recorded.
 // With --routing-dir, the routings used are written there (indices int32 [T,8], weights fp32 [T,8]) so that
 // bench/moe_peers.py times the PyTorch peers on the very same routing. FLOPs: forward = 2 T K 3 I H; fwd+bwd
 // = 3x.
@@ -36,6 +38,15 @@ using bf16 = __nv_bfloat16;
 namespace {
 
 constexpr int H = 2816, I = 704, E = 128, K = 8;
+
+// The grouped-GEMM kernels timed side by side (grouped_gemm.h's policies; docs/perf-notes.md's versions), and
+// the name each one's json keys carry.
+struct BenchPolicy {
+  int policy;
+  const char* name;
+};
+constexpr BenchPolicy kBenchPolicies[] = {
+    {0, "wgmma128"}, {5, "ws256"}, {7, "ws256_st16"}, {8, "ws256_tma"}, {9, "ws256_staged"}};
 
 __device__ float hash_normal(unsigned long long i, unsigned seed) {
   // Two hashed uniforms through Box-Muller: deterministic, cheap, good enough for benchmark data.
@@ -143,7 +154,13 @@ double rel_diff_bf16(const bf16* a, const bf16* b, std::size_t n) {
   return std::sqrt(num / den);
 }
 
-void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const std::string& routing_dir) {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const std::string& routing_dir,
+                int rounds) {
   const double fwd_flops = 2.0 * T * K * 3.0 * I * H;
   cudaStream_t st = ctx.stream();
   std::size_t ngu = std::size_t(E) * H * 2 * I, nd = std::size_t(E) * I * H;
@@ -198,24 +215,31 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
       std::ofstream(base + "_w.bin", std::ios::binary)
           .write(reinterpret_cast<char*>(hw.data()), hw.size() * 4);
     }
-    // Kernels (docs/perf-notes.md), all with the gathers fused into the GEMM loads: wgmma 128x128
-    // (version 3), the warp-specialised persistent kernel (version 6), and version 6 for the rows GEMMs only
-    // (policy 6). Keys without a kernel suffix repeat the numbers of the default policy.
-    const char* names[] = {"_wgmma128", "_ws256", "_ws256_st16"};
-    const int policies[] = {0, 5, 7};
-    for (int v = 0; v < 3; ++v) {
-      int policy = policies[v];
-      grouped_gemm_set_tile_policy(policy);
-      experts.set_fused_gather(true);
-      auto fwd = [&] {
-        experts.forward(T, x.as<bf16>(), w.as<float>(), idx.as<int>(), nullptr, ew, y.as<bf16>());
-      };
-      auto fwdbwd = [&] {
-        fwd();
-        experts.backward(dy.as<bf16>(), ew, eg, dx.as<bf16>(), dw.as<float>());
-      };
-      double f = timer.median_ms(fwd), fb = timer.median_ms(fwdbwd);
-      for (std::string suffix : {std::string(names[v]), std::string()}) {
+    // Kernels (docs/perf-notes.md, kBenchPolicies), all with the gathers fused into the GEMM loads, timed in
+    // `rounds` interleaved rounds (each round times every kernel once); the median over rounds is recorded,
+    // so that drift of the clocks during the run falls on all kernels alike. Keys without a kernel suffix
+    // repeat the numbers of the default policy.
+    constexpr int npol = sizeof(kBenchPolicies) / sizeof(kBenchPolicies[0]);
+    std::vector<double> f_runs[npol], fb_runs[npol];
+    for (int round = 0; round < rounds; ++round)
+      for (int v = 0; v < npol; ++v) {
+        grouped_gemm_set_tile_policy(kBenchPolicies[v].policy);
+        experts.set_fused_gather(true);
+        auto fwd = [&] {
+          experts.forward(T, x.as<bf16>(), w.as<float>(), idx.as<int>(), nullptr, ew, y.as<bf16>());
+        };
+        auto fwdbwd = [&] {
+          fwd();
+          experts.backward(dy.as<bf16>(), ew, eg, dx.as<bf16>(), dw.as<float>());
+        };
+        f_runs[v].push_back(timer.median_ms(fwd));
+        fb_runs[v].push_back(timer.median_ms(fwdbwd));
+      }
+    for (int v = 0; v < npol; ++v) {
+      const BenchPolicy& bp = kBenchPolicies[v];
+      const int policy = bp.policy;
+      const double f = median(f_runs[v]), fb = median(fb_runs[v]);
+      for (std::string suffix : {std::string("_").append(bp.name), std::string()}) {
         if (suffix.empty() && policy != grouped_gemm_default_tile_policy) continue;
         std::string key = std::string(routing) + "_" + tag + suffix;
         record("g4_fwd_ms_" + key, f);
@@ -255,51 +279,69 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
   fill(dhbuf.as<bf16>(), rows * 2 * I, 1.0f, 22);
   fill_f32<<<256, 256>>>(rw.as<float>(), rows, 0.0f, 0.125f, 0);
   G4_CUDA_CHECK_LAUNCH();
+  // Each GEMM timed once a round for `rounds` interleaved rounds over all kernels; the medians are recorded
+  // after the last round (as the layer timings above).
+  std::map<std::string, std::pair<double, std::vector<double>>> gemm_runs;  // name -> (flops, times)
   auto gemm_report = [&](const std::string& name, double flops, const std::function<void()>& fn) {
-    double ms = timer.median_ms(fn);
-    record(name + "_ms_" + tag, ms);
-    record(name + "_tflops_" + tag, flops / ms / 1e9);
-    record(name + "_frac_peak_" + tag, flops / ms / 1e9 / peak);
+    auto& entry = gemm_runs[name];
+    entry.first = flops;
+    entry.second.push_back(timer.median_ms(fn));
   };
   const double f1 = 2.0 * M * H * 2.0 * I, f2 = 2.0 * M * I * H;
-  for (int policy : {0, 5, 7}) {
-    grouped_gemm_set_tile_policy(policy);
-    std::string p = policy == 1   ? "gemm_mma128"
-                    : policy == 0 ? "gemm_wgmma128"
-                    : policy == 5 ? "gemm_ws256"
-                                  : "gemm_ws256_st16";
-    gemm_report(p + "_fwd_gate_up", f1, [&] {
-      grouped_gemm_rows(
-          {xp.as<bf16>(), H, nullptr, wgu.as<bf16>(), std::int64_t(H) * 2 * I, false, hbuf.as<bf16>(), 2 * I,
-           H, 2 * I, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
-          st);
-    });
-    gemm_report(p + "_fwd_down", f2, [&] {
-      grouped_gemm_rows({abuf.as<bf16>(), I, nullptr, wd.as<bf16>(), std::int64_t(I) * H, false,
-                         obuf.as<bf16>(), H, I, H, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
-                        st);
-    });
-    gemm_report(p + "_dgrad_down", f2, [&] {
-      grouped_gemm_rows({obuf.as<bf16>(), H, nullptr, wd.as<bf16>(), std::int64_t(I) * H, true,
-                         abuf.as<bf16>(), I, H, I, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
-                        st);
-    });
-    gemm_report(p + "_dgrad_gate_up", f1, [&] {
-      grouped_gemm_rows(
-          {dhbuf.as<bf16>(), 2 * I, nullptr, wgu.as<bf16>(), std::int64_t(H) * 2 * I, true, obuf.as<bf16>(),
-           H, 2 * I, H, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
-          st);
-    });
-    gemm_report(p + "_wgrad_down", f2, [&] {
-      grouped_gemm_weight_grad({abuf.as<bf16>(), I, nullptr, obuf.as<bf16>(), H, nullptr, gwd.data(), false,
-                                false, I, H, E, doff.as<int>()},
-                               st);
-    });
-    gemm_report(p + "_wgrad_gate_up", f1, [&] {
-      grouped_gemm_weight_grad({xp.as<bf16>(), H, nullptr, dhbuf.as<bf16>(), 2 * I, nullptr, gwgu.data(),
-                                false, false, H, 2 * I, E, doff.as<int>()},
-                               st);
-    });
+  for (int round = 0; round < rounds; ++round)
+    for (const BenchPolicy& bp : kBenchPolicies) {
+      grouped_gemm_set_tile_policy(bp.policy);
+      const std::string p = "gemm_" + std::string(bp.name);
+      gemm_report(p + "_fwd_gate_up", f1, [&] {
+        grouped_gemm_rows(
+            {xp.as<bf16>(), H, nullptr, wgu.as<bf16>(), std::int64_t(H) * 2 * I, false, hbuf.as<bf16>(),
+             2 * I, H, 2 * I, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
+            st);
+      });
+      gemm_report(p + "_fwd_down", f2, [&] {
+        grouped_gemm_rows({abuf.as<bf16>(), I, nullptr, wd.as<bf16>(), std::int64_t(I) * H, false,
+                           obuf.as<bf16>(), H, I, H, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
+                          st);
+      });
+      gemm_report(p + "_dgrad_down", f2, [&] {
+        grouped_gemm_rows({obuf.as<bf16>(), H, nullptr, wd.as<bf16>(), std::int64_t(I) * H, true,
+                           abuf.as<bf16>(), I, H, I, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
+                          st);
+      });
+      gemm_report(p + "_dgrad_gate_up", f1, [&] {
+        grouped_gemm_rows(
+            {dhbuf.as<bf16>(), 2 * I, nullptr, wgu.as<bf16>(), std::int64_t(H) * 2 * I, true, obuf.as<bf16>(),
+             H, 2 * I, H, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
+            st);
+      });
+      // The two rows GEMMs whose A the layer gathers (x and dy through row_token, inside the loads).
+      gemm_report(p + "_fwd_gate_up_gathered", f1, [&] {
+        grouped_gemm_rows(
+            {x.as<bf16>(), H, experts.row_token(), wgu.as<bf16>(), std::int64_t(H) * 2 * I, false,
+             hbuf.as<bf16>(), 2 * I, H, 2 * I, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
+            st);
+      });
+      gemm_report(p + "_dgrad_down_gathered", f2, [&] {
+        grouped_gemm_rows({dy.as<bf16>(), H, experts.row_token(), wd.as<bf16>(), std::int64_t(I) * H, true,
+                           abuf.as<bf16>(), I, H, I, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
+                          st);
+      });
+      gemm_report(p + "_wgrad_down", f2, [&] {
+        grouped_gemm_weight_grad({abuf.as<bf16>(), I, nullptr, obuf.as<bf16>(), H, nullptr, gwd.data(), false,
+                                  false, I, H, E, doff.as<int>()},
+                                 st);
+      });
+      gemm_report(p + "_wgrad_gate_up", f1, [&] {
+        grouped_gemm_weight_grad({xp.as<bf16>(), H, nullptr, dhbuf.as<bf16>(), 2 * I, nullptr, gwgu.data(),
+                                  false, false, H, 2 * I, E, doff.as<int>()},
+                                 st);
+      });
+    }
+  for (const auto& [name, runs] : gemm_runs) {
+    const double ms = median(runs.second);
+    record(name + "_ms_" + tag, ms);
+    record(name + "_tflops_" + tag, runs.first / ms / 1e9);
+    record(name + "_frac_peak_" + tag, runs.first / ms / 1e9 / peak);
   }
   // Agreement of the wgmma (version 3) and warp-specialised (version 6) kernels with the mma.sync ones at
   // full size (input-gradient and weight-gradient GEMMs).
@@ -318,14 +360,14 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
     grouped_gemm_set_tile_policy(1);
     dgrad(ref_x.as<bf16>());
     wgrad(ref_w.data());
-    for (int policy : {0, 5, 7}) {
-      grouped_gemm_set_tile_policy(policy);
+    for (const BenchPolicy& bp : kBenchPolicies) {
+      grouped_gemm_set_tile_policy(bp.policy);
       G4_CUDA_CHECK(cudaMemsetAsync(obuf.data(), 0xff, obuf.bytes(), st));  // NaN: unwritten shows
       G4_CUDA_CHECK(cudaMemsetAsync(gwgu.data(), 0xff, gwgu.bytes(), st));
       dgrad(obuf.as<bf16>());
       wgrad(gwgu.data());
       ctx.synchronize();
-      std::string kernel = policy == 0 ? "wgmma" : policy == 5 ? "ws" : "ws_st16";
+      const std::string kernel = bp.name;
       record(kernel + "_vs_mma_dgrad_gate_up_rel_diff_" + tag,
              rel_diff_bf16(obuf.as<bf16>(), ref_x.as<bf16>(), std::size_t(M) * H));
       record(kernel + "_vs_mma_wgrad_gate_up_rel_diff_" + tag,
@@ -378,7 +420,7 @@ std::vector<int> parse_list(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::vector<int> tokens{4096, 16384};
-  int iters = 20;
+  int iters = 20, rounds = 3;
   std::string routing_dir, json;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
@@ -386,6 +428,8 @@ int main(int argc, char** argv) {
       tokens = parse_list(argv[i + 1]);
     else if (a == "--iters")
       iters = std::stoi(argv[i + 1]);
+    else if (a == "--rounds")
+      rounds = std::stoi(argv[i + 1]);
     else if (a == "--routing-dir")
       routing_dir = argv[i + 1];
     else if (a == "--json")
@@ -403,7 +447,9 @@ int main(int argc, char** argv) {
     Timer timer{ctx.stream(), iters};
     double peak = dense_peak(ctx, timer);
     record("cublas_dense_bf16_8192_tflops", peak);
-    for (int T : tokens) run_tokens(ctx, timer, T, peak, routing_dir);
+    for (int T : tokens) run_tokens(ctx, timer, T, peak, routing_dir, rounds);
+    // The peak again after all the work, to show clock drift over the run (percentages use the first).
+    record("cublas_dense_bf16_8192_tflops_end", dense_peak(ctx, timer));
     if (!json.empty()) {
       std::ofstream out(json);
       out << "{\n";

@@ -1,6 +1,6 @@
 """Prints the markdown tables of docs/BENCHMARKS.md from one call's g4_bench_moe and moe_peers.py JSON files.
 
-    python3 bench/moe_report.py g4.json peers.json [--variant ""|_wgmma128|_ws256|_ws256_st16]
+    python3 bench/moe_report.py g4.json peers.json [--variant ""|_wgmma128|_ws256|_ws256_st16|_ws256_tma|_ws256_staged]
 Ratios are peer time / g4moe time (> 1: g4moe faster); fractions of peak use the cuBLAS dense peak of the same run.
 """
 import json, sys
@@ -33,13 +33,17 @@ def main():
                 print(f"| {T} | {r} | {ps.replace('fwdbwd', 'fwd+bwd')} | {ms:.2f} | {tf:.0f} | {100 * tf / peak:.0f}% | "
                       f"{f(nm)} | {rt(nm)} | {f(hf)} | {rt(hf)} | {f(he)} |")
     print("\n| GEMM (16384 tokens, real gate) | " + " | ".join(
-        n for n in ("mma128", "wgmma128", "wgmma256", "wgmma128_inflight", "ws256", "ws256_st16") if f"gemm_{n}_fwd_gate_up_ms_T16384" in g) + " |")
-    names = [n for n in ("mma128", "wgmma128", "wgmma256", "wgmma128_inflight", "ws256", "ws256_st16") if f"gemm_{n}_fwd_gate_up_ms_T16384" in g]
+        n for n in ("mma128", "wgmma128", "wgmma256", "wgmma128_inflight", "ws256", "ws256_st16", "ws256_tma", "ws256_staged") if f"gemm_{n}_fwd_gate_up_ms_T16384" in g) + " |")
+    names = [n for n in ("mma128", "wgmma128", "wgmma256", "wgmma128_inflight", "ws256", "ws256_st16", "ws256_tma", "ws256_staged") if f"gemm_{n}_fwd_gate_up_ms_T16384" in g]
     print("| --- |" + " --- |" * len(names))
-    for op in ("fwd_gate_up", "fwd_down", "dgrad_down", "dgrad_gate_up", "wgrad_down", "wgrad_gate_up"):
+    for op in ("fwd_gate_up", "fwd_down", "dgrad_down", "dgrad_gate_up", "wgrad_down", "wgrad_gate_up",
+               "fwd_gate_up_gathered", "dgrad_down_gathered"):
         cells = []
         for n in names:
-            ms = g[f"gemm_{n}_{op}_ms_T16384"]
+            ms = g.get(f"gemm_{n}_{op}_ms_T16384")
+            if ms is None:
+                cells.append("-")
+                continue
             cells.append(f"{ms:.2f} ms, {g[f'gemm_{n}_{op}_tflops_T16384']:.0f} TF/s, {100 * g[f'gemm_{n}_{op}_frac_peak_T16384']:.0f}%")
         print(f"| {op} | " + " | ".join(cells) + " |")
     if "cublas_grouped_fwd_gate_up_ms_T16384" in g:

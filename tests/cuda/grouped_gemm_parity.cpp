@@ -38,26 +38,40 @@ std::vector<int> row_map(int rows, int source_rows, bool gathered, std::mt19937&
   return map;
 }
 
+// pad > 0: A and C get leading dimensions K + pad and N + pad; A's padding columns hold NaN (read, they would
+// poison the result) and C's must keep their poison bytes (no store past column N).
 void check_rows_gemm(const std::vector<int>& sizes, int K, int N, bool b_transposed, std::uint32_t seed,
-                     bool gathered = false) {
+                     bool gathered = false, int pad = 0) {
   std::mt19937 rng(seed);
   Segments seg = make_segments(sizes);
   const int G = static_cast<int>(sizes.size()), M = seg.rows();
   const int S = gathered ? M + 50 : M;  // rows of the (unpermuted) source of A
-  auto a = random_bf16_values(static_cast<std::size_t>(S) * K, rng);
+  const int lda = K + pad, ldc = N + pad;
+  auto a = random_bf16_values(static_cast<std::size_t>(S) * lda, rng);
+  for (int r = 0; r < S; ++r)
+    for (int k = K; k < lda; ++k) a[static_cast<std::size_t>(r) * lda + k] = NAN;
   auto b = random_bf16_values(static_cast<std::size_t>(G) * K * N, rng);
   auto map = row_map(M, S, gathered, rng);
   auto da = to_device_bf16(a), db = to_device_bf16(b), dmap = to_device(map);
   auto doff = to_device(seg.offsets), dtile = to_device(seg.tile_offsets);
-  DeviceBuffer dc(static_cast<std::size_t>(M) * N * 2 + 16);
+  DeviceBuffer dc(static_cast<std::size_t>(M) * ldc * 2 + 16);
   poison(dc);
   // max_rows larger than the live rows, as in the MoE layer (masked slots).
-  grouped_gemm_rows({da.as<__nv_bfloat16>(), K, gathered ? dmap.as<int>() : nullptr, db.as<__nv_bfloat16>(),
-                     static_cast<std::int64_t>(K) * N, b_transposed, dc.as<__nv_bfloat16>(), N, K, N, G,
+  grouped_gemm_rows({da.as<__nv_bfloat16>(), lda, gathered ? dmap.as<int>() : nullptr, db.as<__nv_bfloat16>(),
+                     static_cast<std::int64_t>(K) * N, b_transposed, dc.as<__nv_bfloat16>(), ldc, K, N, G,
                      M + 37, doff.as<int>(), dtile.as<int>()},
                     nullptr);
   G4_CUDA_CHECK(cudaDeviceSynchronize());
-  auto c = from_device_bf16(dc, static_cast<std::size_t>(M) * N);
+  auto c_all = from_device_bf16(dc, static_cast<std::size_t>(M) * ldc);
+  std::vector<float> c(static_cast<std::size_t>(M) * N);
+  int padding_written = 0;
+  for (int r = 0; r < M; ++r) {
+    for (int n = 0; n < N; ++n)
+      c[static_cast<std::size_t>(r) * N + n] = c_all[static_cast<std::size_t>(r) * ldc + n];
+    for (int n = N; n < ldc; ++n)
+      padding_written += !std::isnan(c_all[static_cast<std::size_t>(r) * ldc + n]);
+  }
+  EXPECT_EQ(padding_written, 0) << "stores past column N";
   std::vector<double> ref(c.size());
   for (int g = 0; g < G; ++g)
     for (int r = seg.offsets[g]; r < seg.offsets[g + 1]; ++r)
@@ -66,12 +80,12 @@ void check_rows_gemm(const std::vector<int>& sizes, int K, int N, bool b_transpo
         for (int k = 0; k < K; ++k) {
           double bv = b_transposed ? b[(static_cast<std::size_t>(g) * N + n) * K + k]
                                    : b[(static_cast<std::size_t>(g) * K + k) * N + n];
-          acc += a[static_cast<std::size_t>(map[r]) * K + k] * bv;
+          acc += a[static_cast<std::size_t>(map[r]) * lda + k] * bv;
         }
         ref[static_cast<std::size_t>(r) * N + n] = acc;
       }
   EXPECT_LT(rel_error(c, ref), 4e-3) << "K " << K << " N " << N << " transposed " << b_transposed
-                                     << " gathered " << gathered;
+                                     << " gathered " << gathered << " pad " << pad;
 }
 
 // Runs the body under each kernel policy (grouped_gemm_set_tile_policy) and restores the one in force before.
@@ -103,6 +117,15 @@ TEST_P(GroupedGemmPolicy, RowsWithWideNMatchHostLoops) {
   G4_SKIP_WITHOUT_CUDA();
   check_rows_gemm({5, 0, 260, 64}, 96, 512, false, 3);
   check_rows_gemm({5, 0, 260, 64}, 96, 512, true, 4);
+}
+
+// Leading dimensions wider than K and N: TMA's k extent and the staged epilogue's row length must stop at K
+// and N (policies 8 and 9), and every path must read A and write C at its own stride.
+TEST_P(GroupedGemmPolicy, RowsWithPaddedLeadingDimensionsMatchHostLoops) {
+  G4_SKIP_WITHOUT_CUDA();
+  check_rows_gemm({0, 1, 127, 128, 129, 300, 0}, 136, 200, false, 17, /*gathered=*/false, /*pad=*/24);
+  check_rows_gemm({5, 0, 260, 64}, 96, 512, true, 18, /*gathered=*/false, /*pad=*/8);
+  check_rows_gemm({5, 0, 260, 64}, 96, 512, false, 19, /*gathered=*/true, /*pad=*/16);
 }
 
 TEST(GroupedGemmRows, AllGroupsEmptyWritesNothing) {
@@ -157,6 +180,9 @@ TEST_P(GroupedGemmPolicy, WeightGradAccumulatesFp32AndOverwritesBf16) {
   G4_SKIP_WITHOUT_CUDA();
   check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 200, true, 5);
   check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 200, false, 6);
+  // A last n-tile of 8 columns and a last m-tile of 8 rows (of which one consumer warpgroup holds none).
+  check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 264, true, 20);
+  check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 264, false, 21);
 }
 
 TEST_P(GroupedGemmPolicy, WeightGradReadsThroughRowMaps) {
@@ -182,13 +208,14 @@ TEST_P(GroupedGemmPolicy, ManyTilesPerCtaMatchHostLoops) {
 }
 
 std::string policy_name(const ::testing::TestParamInfo<int>& info) {
-  static const char* const names[] = {"wgmma128",          "mma128", "mma256",     "wgmma256",
-                                      "wgmma128_inflight", "ws256",  "ws256_rows", "ws256_st16"};
-  static_assert(sizeof(names) / sizeof(names[0]) == 8, "one name per policy in the suite below");
+  static const char* const names[] = {"wgmma128",          "mma128",      "mma256",     "wgmma256",
+                                      "wgmma128_inflight", "ws256",       "ws256_rows", "ws256_st16",
+                                      "ws256_tma",         "ws256_staged"};
+  static_assert(sizeof(names) / sizeof(names[0]) == 10, "one name per policy in the suite below");
   return names[info.param];
 }
 
-INSTANTIATE_TEST_SUITE_P(Kernels, GroupedGemmPolicy, ::testing::Values(0, 1, 2, 3, 4, 5, 6, 7), policy_name);
+INSTANTIATE_TEST_SUITE_P(Kernels, GroupedGemmPolicy, ::testing::Range(0, 10), policy_name);
 
 }  // namespace
 }  // namespace g4::cuda::test

@@ -16,8 +16,16 @@ void grouped_gemm_weight_grad_wgmma(const GroupedGemmWeightGrad& args, WgmmaSche
 
 // Warp-specialised persistent kernels (grouped_gemm_ws.cu): one producer warpgroup (cp.async into an mbarrier
 // ring), two wgmma consumer warpgroups, 128 x 256 tiles, one CTA per SM.
-// store16: the rows GEMM's bf16 output stored 16 bytes at a time after a quad transpose (policy 7).
-void grouped_gemm_rows_ws(const GroupedGemmRows& args, bool store16, cudaStream_t stream);
-void grouped_gemm_weight_grad_ws(const GroupedGemmWeightGrad& args, cudaStream_t stream);
+// The rows GEMM's epilogue: store4, each thread's bf16 pairs stored 4 bytes at a time (policy 5); store16,
+// 16 bytes at a time after a quad transpose (policies 7, 8); staged, through shared memory and bulk copies
+// (policy 9). a_by_tma: an A read in place comes by TMA in the tiles inside their group (policies 8, 9).
+enum class WsEpilogue { store4, store16, staged };
+struct RowsWsOptions {
+  WsEpilogue epilogue = WsEpilogue::store16;
+  bool a_by_tma = false;
+};
+void grouped_gemm_rows_ws(const GroupedGemmRows& args, RowsWsOptions options, cudaStream_t stream);
+// staged: bf16 outputs through the staged epilogue (policy 9); fp32 ones are stored from registers.
+void grouped_gemm_weight_grad_ws(const GroupedGemmWeightGrad& args, bool staged, cudaStream_t stream);
 
 }  // namespace g4::cuda

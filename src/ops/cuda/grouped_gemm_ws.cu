@@ -1,9 +1,9 @@
-// grouped_gemm_ws.cu: warp-specialised, persistent grouped GEMMs on wgmma (version 6 in docs/perf-notes.md);
-// same arguments and contract as grouped_gemm.h.
+// grouped_gemm_ws.cu: warp-specialised, persistent grouped GEMMs on wgmma (versions 6 and 7 in
+// docs/perf-notes.md); same arguments and contract as grouped_gemm.h.
 //
 // CTA: 384 threads, one per SM, looping over output tiles b, b + grid, ... (tile order as in the
 // non-persistent kernels, so the CTAs in flight share A rows and one expert's weights in L2). Tile 128 x 256
-// x 64 (BM x BN x BK), STAGES = 4 shared stages of 48 KiB in a ring.
+// x 64 (BM x BN x BK), STAGES = 4 shared stages of 48 KiB in a ring (3 with the staged epilogue).
 //  - Warpgroup 0, the producer: for each k-tile it waits for a free stage ("empty" mbarrier; the source rows
 //    of gathered operands are fetched before that wait), then fills it: operands read in place come by bulk
 //    tensor copy (TMA) issued by thread 0, which arrives with expect_tx (the rows GEMMs' weights through a
@@ -17,6 +17,16 @@
 //    1); the stage the previous batch read is then released through its "empty" mbarrier (count 8: lane 0
 //    of each consumer warp). After a tile, the epilogue stores from registers while the producer is already
 //    filling the ring with the next tile's k-tiles.
+// Epilogues of the rows GEMMs (bf16 out): policy 5 stores each thread's bf16 pairs straight to global memory;
+// policy 7 (store16) first transposes a lane quad's pairs so that each lane stores 16 bytes; policy 9
+// (staged, also for bf16 weight gradients) writes the tile through stmatrix into a padded shared staging
+// buffer and hands each valid row to the bulk copy engine (cp.async.bulk, one 512-byte copy a row), so the
+// consumers return to the MMA of their next tile while the stores drain. The staging buffer (66 KiB) leaves
+// room for only 3 ring stages. ptxas reports 72 bytes of spills in the staged weight-gradient kernel only
+// (the measured one; not from the epilogue, which was ruled out by removing it). A
+// operands read in place (policy 8 and 9): in the tiles that lie wholly inside their group's rows, A comes by
+// TMA like B (a 2-D map [rows][K]), so that the producer issues two bulk tensor copies a k-tile and no
+// cp.async; the group's partial last tile still comes by cp.async, so no row outside the segments is read.
 // Registers: 384 threads at one CTA per SM cap every thread at 168, which holds a consumer's 128 fp32
 // accumulators without spills (ptxas -v), so there is no setmaxnreg: lowering the producer to 56 registers
 // made it spill its addresses, and the consumers need no more. Ring invariant: the i-th k-tile of the CTA's
@@ -26,6 +36,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ops/cuda/bulk_store.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/grouped_gemm_wgmma.h"
 #include "ops/cuda/grouped_tiles.h"
@@ -38,12 +49,26 @@ namespace g4::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
-constexpr int BM = 128, BN = 256, BK = 64, STAGES = 4;
+constexpr int BM = 128, BN = 256, BK = 64;
 constexpr int PRODUCER_THREADS = 128, THREADS = 384;
 constexpr int BLOCK64 = 64 * 128;  // one 64 x 64 bf16 swizzled block: 8 KiB
 constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;
-constexpr int BARRIER_BYTES = 2 * STAGES * 8;
-constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + BARRIER_BYTES + 1024;  // + alignment slack
+// Staged epilogue: BM rows of BN bf16 at a stride of 528 bytes, so that the 8 rows of an stmatrix block start
+// 16 bytes apart modulo 128 and fall in distinct banks.
+constexpr int STAGING_LD = BN * 2 + 16;
+constexpr int STAGING_BYTES = BM * STAGING_LD;
+
+enum class Epi { store4, store16, staged };
+
+// Dynamic shared memory: the ring's stages (1024-byte aligned, as 128-byte swizzling needs), then the staging
+// buffer when the epilogue is staged, then the ring's barriers; plus slack for aligning the base.
+template <int STAGES, bool STAGED>
+struct SmemLayout {
+  static constexpr int staging = STAGES * STAGE_BYTES;
+  static constexpr int barriers = staging + (STAGED ? STAGING_BYTES : 0);
+  static constexpr int bytes = barriers + 2 * STAGES * 8 + 1024;
+  static_assert(bytes <= 227 * 1024, "shared memory per CTA on sm_90");
+};
 static_assert(BM == grouped_gemm_block_m, "tile_offsets count tiles of grouped_gemm_block_m rows");
 
 __device__ __forceinline__ void cp_async16(std::uint32_t smem, const void* gmem, bool valid) {
@@ -220,6 +245,39 @@ __device__ __forceinline__ void store_rows_bf16x8(const Acc& acc, bf16* lo, bf16
   }
 }
 
+// Staged bf16 epilogue (policy 9) of one consumer warpgroup, in two steps. stage_rows: its 64 rows go through
+// stmatrix into `stage` (64 rows of STAGING_LD bytes, the warpgroup's half of the staging buffer); before
+// overwriting the buffer, the threads that issued the previous tile's copies wait until those have read it.
+// barrier: the warpgroup's named barrier. Every thread of the warpgroup must call it. copy_staged_rows, after
+// it: thread t < rows_valid of the first 64 copies row t, `bytes` long, to row0 + t * ldc by the bulk copy
+// engine. (Two steps so that the callers compute the destination once the accumulators are dead.)
+__device__ __forceinline__ void stage_rows(const Acc& acc, std::uint32_t stage, int barrier) {
+  const int t = static_cast<int>(threadIdx.x) % 128, warp = t / 32, lane = t % 32;
+  if (t < 64) bulk::wait_all_read();
+  bulk::named_barrier(barrier, 128);
+  // Lane L addresses row L % 8 of block L / 8: blocks 0 / 1 are the warp's rows 0-7 / 8-15 at column block j,
+  // blocks 2 / 3 the same rows at column block j + 1 (16 bytes on).
+  const std::uint32_t at =
+      stage + (warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * STAGING_LD + (lane >> 4) * 16;
+#pragma unroll
+  for (int j = 0; j < BN / 8; j += 2)
+    bulk::stmatrix_x4(at + j * 16, pack_bf16x2(acc.d[4 * j], acc.d[4 * j + 1]),
+                      pack_bf16x2(acc.d[4 * j + 2], acc.d[4 * j + 3]),
+                      pack_bf16x2(acc.d[4 * j + 4], acc.d[4 * j + 5]),
+                      pack_bf16x2(acc.d[4 * j + 6], acc.d[4 * j + 7]));
+  wgmma::fence_proxy_async();  // the stmatrix writes (generic proxy) before the bulk copies' reads (async
+                               // proxy)
+  bulk::named_barrier(barrier, 128);
+}
+__device__ __forceinline__ void copy_staged_rows(std::uint32_t stage, bf16* row0, std::int64_t ldc,
+                                                 int rows_valid, std::uint32_t bytes) {
+  const int t = static_cast<int>(threadIdx.x) % 128;
+  if (t < 64 && t < rows_valid) {
+    bulk::store(row0 + t * ldc, stage + t * STAGING_LD, bytes);
+    bulk::commit();
+  }
+}
+
 // acc (+)= this warpgroup's 64 rows of the stage's A times its B (first: overwrite).
 template <bool A_KMAJOR, bool B_KMAJOR>
 __device__ __forceinline__ void mma_stage(Acc& acc, std::uint32_t sa, int wg, bool first) {
@@ -235,6 +293,7 @@ __device__ __forceinline__ void mma_stage(Acc& acc, std::uint32_t sa, int wg, bo
   wgmma::commit();
 }
 
+template <int STAGES>
 struct Ring {
   int stage = 0;
   std::uint32_t phase = 0;
@@ -250,14 +309,18 @@ struct Ring {
 // load(tile, kt, stage, full, tid) is run by every producer thread for k-tile kt: it issues the stage's
 // copies (cp.async, or TMA by thread 0 counted through arrive_expect_tx), and thread 0 makes exactly one
 // arrival on `full` besides (expect_tx or plain); every producer thread then arrives through its cp.async
-// (count 129 in all). epilogue(tile, acc, wg) stores consumer warpgroup wg's 64 rows.
-template <bool A_KMAJOR, bool B_KMAJOR, class TileOf, class Prepare, class Load, class Epilogue>
+// (count 129 in all). epilogue(tile, acc, wg, staging) stores consumer warpgroup wg's 64 rows (staging: the
+// shared address of the staging buffer, when STAGED); a consumer thread's bulk stores have all completed
+// before it exits.
+template <bool A_KMAJOR, bool B_KMAJOR, int STAGES, bool STAGED, class TileOf, class Prepare, class Load,
+          class Epilogue>
 __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of, const Prepare& prepare,
                                                 const Load& load, const Epilogue& epilogue) {
+  using Layout = SmemLayout<STAGES, STAGED>;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const std::uint32_t smem =
       (static_cast<std::uint32_t>(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;
-  const std::uint32_t full0 = smem + STAGES * STAGE_BYTES, empty0 = full0 + STAGES * 8;
+  const std::uint32_t full0 = smem + Layout::barriers, empty0 = full0 + STAGES * 8;
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbar::init(full0 + 8 * s, PRODUCER_THREADS + 1);
@@ -265,7 +328,7 @@ __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of
     }
   }
   __syncthreads();
-  Ring ring;
+  Ring<STAGES> ring;
   if (threadIdx.x < PRODUCER_THREADS) {
     const int tid = static_cast<int>(threadIdx.x);
     for (int t = static_cast<int>(blockIdx.x); t < total; t += static_cast<int>(gridDim.x)) {
@@ -313,16 +376,20 @@ __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of
         wgmma::wait<0>();
         if (leader) mbar::arrive(empty0 + 8 * prev);
       }
-      epilogue(tile, acc, wg);
+      epilogue(tile, acc, wg, smem + Layout::staging);
     }
+    if constexpr (STAGED) bulk::wait_all();
   }
 }
 
 // Rows GEMM (forward and input gradients): tile t = (m-tile, n-tile), m-tiles mapped to groups through
-// tile_offsets.
-template <bool B_KMAJOR, bool STORE16>
+// tile_offsets. A_TMA: A is read in place (no a_rows) and a_map maps it.
+template <bool B_KMAJOR, Epi EPI, bool A_TMA>
 __global__ void __launch_bounds__(THREADS, 1)
-    rows_ws_kernel(GroupedGemmRows p, const __grid_constant__ CUtensorMap b_map) {
+    rows_ws_kernel(GroupedGemmRows p, const __grid_constant__ CUtensorMap a_map,
+                   const __grid_constant__ CUtensorMap b_map) {
+  constexpr bool STAGED = EPI == Epi::staged;
+  constexpr int STAGES = STAGED ? 3 : 4;
   const int ntiles_n = (p.n + BN - 1) / BN;
   const int total = p.tile_offsets[p.groups] * ntiles_n;
   auto tile_of = [&](int t) {
@@ -346,9 +413,15 @@ __global__ void __launch_bounds__(THREADS, 1)
     tile.n0 = n0;
     return tile;
   };
-  auto epilogue = [&](const Tile& tile, const Acc& acc, int wg) {
+  auto epilogue = [&](const Tile& tile, const Acc& acc, int wg, std::uint32_t staging) {
     const int r = wg * 64 + acc_row(0);
-    if constexpr (STORE16) {
+    if constexpr (STAGED) {
+      const int cols = p.n - tile.n0 < BN ? p.n - tile.n0 : BN;
+      const std::uint32_t stage = staging + wg * 64 * STAGING_LD;
+      stage_rows(acc, stage, 1 + wg);
+      copy_staged_rows(stage, p.c + static_cast<std::int64_t>(tile.m0 + wg * 64) * p.ldc + tile.n0, p.ldc,
+                       tile.a_left - wg * 64, static_cast<std::uint32_t>(cols) * 2);
+    } else if constexpr (EPI == Epi::store16) {
       bf16* lo = p.c + static_cast<std::int64_t>(tile.m0 + r) * p.ldc + tile.n0;
       store_rows_bf16x8(acc, lo, lo + 8 * p.ldc, r < tile.a_left, r + 8 < tile.a_left, p.n - tile.n0);
     } else {
@@ -358,14 +431,17 @@ __global__ void __launch_bounds__(THREADS, 1)
     }
   };
   // B (weights) by TMA: four 64 x 64 boxes at (column, k, group), or one 64 k x 256 row box at (k, row,
-  // group); A (possibly gathered rows) by cp.async.
+  // group); A (possibly gathered rows) by cp.async, or (A_TMA) by TMA, one 64 k x 128 row box at (k, row),
+  // when the tile lies wholly inside its group.
   auto prepare = [&](const Tile& tile, int, int tid) {
     return kmajor_rows<BM>(tid, tile.a_rows, tile.a_left);
   };
   auto load = [&](const Tile& tile, int kt, std::uint32_t sa, std::uint32_t full, int tid,
                   const RowIdx<BM / 16>& rows) {
+    const bool a_tma = A_TMA && tile.a_left >= BM;
     if (tid == 0) {
-      tma::arrive_expect_tx(full, B_BYTES);
+      tma::arrive_expect_tx(full, B_BYTES + (a_tma ? A_BYTES : 0));
+      if (a_tma) tma::load_2d(sa, &a_map, kt * BK, tile.m0, full);
       if constexpr (B_KMAJOR) {
         tma::load_3d(sa + A_BYTES, &b_map, kt * BK, tile.n0, tile.g, full);
       } else {
@@ -374,16 +450,19 @@ __global__ void __launch_bounds__(THREADS, 1)
           tma::load_3d(sa + A_BYTES + j * BLOCK64, &b_map, tile.n0 + 64 * j, kt * BK, tile.g, full);
       }
     }
-    load_kmajor<BM>(sa, tid, tile.a, tile.lda, rows, tile.a_left, kt * BK, tile.k);
+    if (!a_tma) load_kmajor<BM>(sa, tid, tile.a, tile.lda, rows, tile.a_left, kt * BK, tile.k);
   };
-  persistent_gemm<true, B_KMAJOR>(total, tile_of, prepare, load, epilogue);
+  persistent_gemm<true, B_KMAJOR, STAGES, STAGED>(total, tile_of, prepare, load, epilogue);
 }
 
 // Weight-gradient GEMM: tile t = (group, m-tile, n-tile) with K = the group's rows; both operands MN-major.
-template <bool FP32_OUT, bool ACCUMULATE>
+// STAGED (bf16 output only): the staged epilogue, with 3 ring stages.
+template <bool FP32_OUT, bool ACCUMULATE, bool STAGED>
 __global__ void __launch_bounds__(THREADS, 1)
     weight_grad_ws_kernel(GroupedGemmWeightGrad p, const __grid_constant__ CUtensorMap a_map,
                           const __grid_constant__ CUtensorMap b_map) {
+  static_assert(!(STAGED && FP32_OUT), "the staged epilogue stores bf16");
+  constexpr int STAGES = STAGED ? 3 : 4;
   using OutT = std::conditional_t<FP32_OUT, float, bf16>;
   const int ntiles_n = (p.nw + BN - 1) / BN, ntiles_m = (p.mw + BM - 1) / BM;
   const int per_group = ntiles_n * ntiles_m;
@@ -407,10 +486,19 @@ __global__ void __launch_bounds__(THREADS, 1)
     tile.n0 = n0;
     return tile;
   };
-  auto epilogue = [&](const Tile& tile, const Acc& acc, int wg) {
-    const int m = tile.m0 + wg * 64 + acc_row(0), c0 = tile.n0 + acc_col(0);
-    OutT* lo = static_cast<OutT*>(p.c) + (static_cast<std::int64_t>(tile.g) * p.mw + m) * p.nw + c0;
-    store_rows<ACCUMULATE>(acc, lo, lo + 8 * p.nw, m < p.mw, m + 8 < p.mw, p.nw - c0);
+  auto epilogue = [&](const Tile& tile, const Acc& acc, int wg, std::uint32_t staging) {
+    if constexpr (STAGED) {
+      const int m0 = tile.m0 + wg * 64, cols = p.nw - tile.n0 < BN ? p.nw - tile.n0 : BN;
+      const std::uint32_t stage = staging + wg * 64 * STAGING_LD;
+      stage_rows(acc, stage, 1 + wg);
+      copy_staged_rows(
+          stage, static_cast<bf16*>(p.c) + (static_cast<std::int64_t>(tile.g) * p.mw + m0) * p.nw + tile.n0,
+          p.nw, p.mw - m0, static_cast<std::uint32_t>(cols) * 2);
+    } else {
+      const int m = tile.m0 + wg * 64 + acc_row(0), c0 = tile.n0 + acc_col(0);
+      OutT* lo = static_cast<OutT*>(p.c) + (static_cast<std::int64_t>(tile.g) * p.mw + m) * p.nw + c0;
+      store_rows<ACCUMULATE>(acc, lo, lo + 8 * p.nw, m < p.mw, m + 8 < p.mw, p.nw - c0);
+    }
   };
   // An operand read in place (no row map) comes by TMA (2-D map [rows][columns], 64 x 64 boxes at (column,
   // row)) in the k-tiles that lie wholly inside the group's rows; gathered operands, and the group's last
@@ -444,7 +532,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     if (!a_tma) load_mnmajor<BM>(sa, tid, tile.a, tile.lda, rows.a, k0, tile.k, tile.a_left);
     if (!b_tma) load_mnmajor<BN>(sa + A_BYTES, tid, tile.b, tile.ldb, rows.b, k0, tile.k, tile.b_left);
   };
-  persistent_gemm<false, false>(p.groups * per_group, tile_of, prepare, load, epilogue);
+  persistent_gemm<false, false, STAGES, STAGED>(p.groups * per_group, tile_of, prepare, load, epilogue);
 }
 
 int sm_count() {
@@ -454,41 +542,85 @@ int sm_count() {
   return sms;
 }
 
-// Launches min(max_tiles, SMs) persistent CTAs (max_tiles: a host-side bound on the tile count).
+// Launches min(max_tiles, SMs) persistent CTAs (max_tiles: a host-side bound on the tile count) with
+// smem_bytes of dynamic shared memory.
 template <class Kernel, class... Args>
-void launch_persistent(Kernel kernel, std::int64_t max_tiles, cudaStream_t stream, const Args&... args) {
+void launch_persistent(Kernel kernel, int smem_bytes, std::int64_t max_tiles, cudaStream_t stream,
+                       const Args&... args) {
   check(max_tiles < (1ll << 31), "grouped GEMM too large: ", max_tiles,
         " tiles (ops/cuda/grouped_gemm_ws.cu)");
   if (max_tiles == 0) return;
-  G4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+  G4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
   const std::int64_t grid = max_tiles < sm_count() ? max_tiles : sm_count();
-  kernel<<<static_cast<unsigned>(grid), THREADS, SMEM_BYTES, stream>>>(args...);
+  kernel<<<static_cast<unsigned>(grid), THREADS, smem_bytes, stream>>>(args...);
   G4_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-void grouped_gemm_rows_ws(const GroupedGemmRows& a, bool store16, cudaStream_t stream) {
+void grouped_gemm_rows_ws(const GroupedGemmRows& a, RowsWsOptions options, cudaStream_t stream) {
   const std::int64_t max_tiles = ((a.max_rows + BM - 1) / BM + a.groups) * ((a.n + BN - 1) / BN);
+  // The staged epilogue's bulk copies and the TMA of A need 16-byte aligned bases (the leading dimensions
+  // are multiples of 8 elements by contract); otherwise the 16-byte-store epilogue and cp.async serve.
+  auto aligned16 = [](const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0; };
+  const bool a_tma = options.a_by_tma && a.a_rows == nullptr && aligned16(a.a);
+  const WsEpilogue epi =
+      options.epilogue == WsEpilogue::staged && !aligned16(a.c) ? WsEpilogue::store16 : options.epilogue;
+  // A read in place: a 2-D map [rows][K] with 64 k x 128 row boxes; its row extent is the largest TMA
+  // coordinate (the row count lives on the device) and the kernel only asks for whole tiles inside the
+  // groups' segments. Unused otherwise (an all-zero map, never read).
+  CUtensorMap a_map{};
+  if (a_tma) {
+    const std::uint64_t dims[2] = {static_cast<std::uint64_t>(a.k), 0x7fffffffull};
+    const std::uint64_t strides[1] = {static_cast<std::uint64_t>(a.lda) * 2};
+    const std::uint32_t box[2] = {64, BM};
+    a_map = tensor_map_bf16(a.a, 2, dims, strides, box);
+  }
   // The weights as a 3-D tensor [groups][K][N] (or [groups][N][K] when transposed), so that the k and n
   // tails of each group read zeros rather than the next group's weights.
   const std::uint64_t k = static_cast<std::uint64_t>(a.k), n = static_cast<std::uint64_t>(a.n);
   const std::uint64_t g = static_cast<std::uint64_t>(a.groups),
                       gs = static_cast<std::uint64_t>(a.b_group_stride) * 2;
+  CUtensorMap b_map;
   if (a.b_transposed) {
     const std::uint64_t dims[3] = {k, n, g}, strides[2] = {k * 2, gs};
     const std::uint32_t box[3] = {64, BN, 1};
-    launch_persistent(store16 ? rows_ws_kernel<true, true> : rows_ws_kernel<true, false>, max_tiles, stream,
-                      a, tensor_map_bf16(a.b, 3, dims, strides, box));
+    b_map = tensor_map_bf16(a.b, 3, dims, strides, box);
   } else {
     const std::uint64_t dims[3] = {n, k, g}, strides[2] = {n * 2, gs};
     const std::uint32_t box[3] = {64, 64, 1};
-    launch_persistent(store16 ? rows_ws_kernel<false, true> : rows_ws_kernel<false, false>, max_tiles, stream,
-                      a, tensor_map_bf16(a.b, 3, dims, strides, box));
+    b_map = tensor_map_bf16(a.b, 3, dims, strides, box);
   }
+  // One kernel per (B layout, epilogue, A by TMA): the compile-time arguments picked from the run-time ones.
+  auto go = [&](auto b_kmajor, auto epilogue, auto by_tma) {
+    constexpr Epi E = decltype(epilogue)::value;
+    constexpr int smem = SmemLayout < E == Epi::staged ? 3 : 4, E == Epi::staged > ::bytes;
+    launch_persistent(rows_ws_kernel<decltype(b_kmajor)::value, E, decltype(by_tma)::value>, smem, max_tiles,
+                      stream, a, a_map, b_map);
+  };
+  auto pick = [&](auto b_kmajor, auto by_tma) {
+    if (epi == WsEpilogue::staged)
+      go(b_kmajor, std::integral_constant<Epi, Epi::staged>{}, by_tma);
+    else if constexpr (decltype(by_tma)::value)  // store4 only in policies 5 and 6 (A by cp.async)
+      go(b_kmajor, std::integral_constant<Epi, Epi::store16>{}, by_tma);
+    else if (epi == WsEpilogue::store4)
+      go(b_kmajor, std::integral_constant<Epi, Epi::store4>{}, by_tma);
+    else
+      go(b_kmajor, std::integral_constant<Epi, Epi::store16>{}, by_tma);
+  };
+  auto with_a = [&](auto b_kmajor) {
+    if (a_tma)
+      pick(b_kmajor, std::true_type{});
+    else
+      pick(b_kmajor, std::false_type{});
+  };
+  if (a.b_transposed)
+    with_a(std::true_type{});
+  else
+    with_a(std::false_type{});
 }
 
-void grouped_gemm_weight_grad_ws(const GroupedGemmWeightGrad& a, cudaStream_t stream) {
+void grouped_gemm_weight_grad_ws(const GroupedGemmWeightGrad& a, bool staged, cudaStream_t stream) {
   const std::int64_t max_tiles =
       static_cast<std::int64_t>(a.groups) * ((a.mw + BM - 1) / BM) * ((a.nw + BN - 1) / BN);
   // Operands read in place get a 2-D map [rows][columns]. The row count lives on the device (offsets), so the
@@ -502,12 +634,16 @@ void grouped_gemm_weight_grad_ws(const GroupedGemmWeightGrad& a, cudaStream_t st
     return tensor_map_bf16(base, 2, dims, strides, box);
   };
   const CUtensorMap am = map(a.a, a.a_rows, a.mw, a.lda), bm = map(a.b, a.b_rows, a.nw, a.ldb);
-  if (!a.c_is_fp32)
-    launch_persistent(weight_grad_ws_kernel<false, false>, max_tiles, stream, a, am, bm);
+  constexpr int SMEM4 = SmemLayout<4, false>::bytes, SMEM_STAGED = SmemLayout<3, true>::bytes;
+  // The staged epilogue stores bf16 only, from a 16-byte aligned base.
+  if (staged && !a.c_is_fp32 && reinterpret_cast<std::uintptr_t>(a.c) % 16 == 0)
+    launch_persistent(weight_grad_ws_kernel<false, false, true>, SMEM_STAGED, max_tiles, stream, a, am, bm);
+  else if (!a.c_is_fp32)
+    launch_persistent(weight_grad_ws_kernel<false, false, false>, SMEM4, max_tiles, stream, a, am, bm);
   else if (a.accumulate)
-    launch_persistent(weight_grad_ws_kernel<true, true>, max_tiles, stream, a, am, bm);
+    launch_persistent(weight_grad_ws_kernel<true, true, false>, SMEM4, max_tiles, stream, a, am, bm);
   else
-    launch_persistent(weight_grad_ws_kernel<true, false>, max_tiles, stream, a, am, bm);
+    launch_persistent(weight_grad_ws_kernel<true, false, false>, SMEM4, max_tiles, stream, a, am, bm);
 }
 
 }  // namespace g4::cuda

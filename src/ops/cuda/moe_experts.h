@@ -51,6 +51,8 @@ class MoeExpertsCuda {
 
   // Device array [E + 1] of segment offsets of the last forward (offsets[E] = live slots).
   const int* expert_offsets() const { return perm_.offsets; }
+  // Device array [tokens * K] of the last forward: the token each permuted row reads (live rows only).
+  const int* row_token() const { return perm_.row_token; }
   // Off: gather x and dy into permuted copies first (version 2); on (default): the GEMMs read the rows in
   // place. The forward's x (and dy) must stay valid until the backward when on.
   void set_fused_gather(bool on) { fused_gather_ = on; }
