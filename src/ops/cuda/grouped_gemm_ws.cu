@@ -23,7 +23,7 @@
 // buffer and hands each valid row to the bulk copy engine (cp.async.bulk, one 512-byte copy a row), so the
 // consumers return to the MMA of their next tile while the stores drain. The staging buffer (66 KiB) leaves
 // room for only 3 ring stages. ptxas reports 72 bytes of spills in the staged weight-gradient kernel only
-// (the measured one; not from the epilogue, which was ruled out by removing it). A
+// (the measured one; cause not found: not the ring depth, not the stmatrix staging). A
 // operands read in place (policy 8 and 9): in the tiles that lie wholly inside their group's rows, A comes by
 // TMA like B (a 2-D map [rows][K]), so that the producer issues two bulk tensor copies a k-tile and no
 // cp.async; the group's partial last tile still comes by cp.async, so no row outside the segments is read.
