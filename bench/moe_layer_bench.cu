@@ -3,7 +3,8 @@
 // next to the measured cuBLAS bf16 dense peak and cuBLAS's grouped GEMM; each grouped GEMM is also timed
 // alone.
 //
-//   g4_bench_moe [--tokens 4096,16384] [--iters 20] [--rounds 3] [--routing-dir DIR] [--json FILE]
+//   g4_bench_moe [--tokens 4096,16384] [--iters 20] [--rounds 3] [--policies NAME,...] [--routing-dir DIR]
+//                [--json FILE]
 // Each timing is the median of --iters runs; the kernel versions are timed in --rounds interleaved rounds and
 // the median over rounds is recorded.
 // With --routing-dir, the routings used are written there (indices int32 [T,8], weights fp32 [T,8]) so that
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -27,6 +29,7 @@
 #include "ops/cuda/cuda_context.h"
 #include "ops/cuda/device_buffer.h"
 #include "ops/cuda/grouped_gemm.h"
+#include "ops/cuda/grouped_gemm_wgmma.h"
 #include "ops/cuda/moe_experts.h"
 #include "ops/cuda/moe_gate.h"
 #include "ops/cuda/moe_permute.h"
@@ -44,9 +47,18 @@ constexpr int H = 2816, I = 704, E = 128, K = 8;
 struct BenchPolicy {
   int policy;
   const char* name;
+  bool fused_gather =
+      true;  // false: the layer materialises the gathers of x and dy (GatherMode; GEMM table: skipped)
 };
-constexpr BenchPolicy kBenchPolicies[] = {
-    {0, "wgmma128"}, {5, "ws256"}, {7, "ws256_st16"}, {8, "ws256_tma"}, {9, "ws256_staged"}};
+constexpr BenchPolicy kAllBenchPolicies[] = {{0, "wgmma128"},
+                                             {5, "ws256"},
+                                             {7, "ws256_st16"},
+                                             {8, "ws256_tma"},
+                                             {9, "ws256_staged"},
+                                             {10, "ws256_pair"},
+                                             {9, "ws256_staged_unfused", false}};
+// The versions this run times (--policies NAME,...; default all).
+std::vector<BenchPolicy> g_bench_policies(std::begin(kAllBenchPolicies), std::end(kAllBenchPolicies));
 
 __device__ float hash_normal(unsigned long long i, unsigned seed) {
   // Two hashed uniforms through Box-Muller: deterministic, cheap, good enough for benchmark data.
@@ -215,16 +227,19 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
       std::ofstream(base + "_w.bin", std::ios::binary)
           .write(reinterpret_cast<char*>(hw.data()), hw.size() * 4);
     }
-    // Kernels (docs/perf-notes.md, kBenchPolicies), all with the gathers fused into the GEMM loads, timed in
-    // `rounds` interleaved rounds (each round times every kernel once); the median over rounds is recorded,
-    // so that drift of the clocks during the run falls on all kernels alike. Keys without a kernel suffix
-    // repeat the numbers of the default policy.
-    constexpr int npol = sizeof(kBenchPolicies) / sizeof(kBenchPolicies[0]);
-    std::vector<double> f_runs[npol], fb_runs[npol];
+    // Kernels (docs/perf-notes.md, g_bench_policies), with the gathers fused into the GEMM loads unless the
+    // entry says otherwise, timed in `rounds` interleaved rounds (each round times every kernel once); the
+    // median over rounds is recorded, so that drift of the clocks during the run falls on all kernels alike.
+    // Keys without a kernel suffix repeat the numbers of the layer's defaults.
+    const int npol = static_cast<int>(g_bench_policies.size());
+    const GatherMode default_mode = experts.gather_mode();
+    const bool default_fused = experts.gathers_fused(T);  // under the layer's default GatherMode
+    std::vector<std::vector<double>> f_runs(npol), fb_runs(npol);
     for (int round = 0; round < rounds; ++round)
       for (int v = 0; v < npol; ++v) {
-        grouped_gemm_set_tile_policy(kBenchPolicies[v].policy);
-        experts.set_fused_gather(true);
+        grouped_gemm_set_tile_policy(g_bench_policies[v].policy);
+        experts.set_gather_mode(g_bench_policies[v].fused_gather ? GatherMode::fused
+                                                                 : GatherMode::materialised);
         auto fwd = [&] {
           experts.forward(T, x.as<bf16>(), w.as<float>(), idx.as<int>(), nullptr, ew, y.as<bf16>());
         };
@@ -236,11 +251,14 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
         fb_runs[v].push_back(timer.median_ms(fwdbwd));
       }
     for (int v = 0; v < npol; ++v) {
-      const BenchPolicy& bp = kBenchPolicies[v];
+      const BenchPolicy& bp = g_bench_policies[v];
       const int policy = bp.policy;
       const double f = median(f_runs[v]), fb = median(fb_runs[v]);
       for (std::string suffix : {std::string("_").append(bp.name), std::string()}) {
-        if (suffix.empty() && policy != grouped_gemm_default_tile_policy) continue;
+        // No suffix: the default kernel with the default gathers, i.e. as the layer runs by default.
+        if (suffix.empty() &&
+            (policy != grouped_gemm_default_tile_policy || bp.fused_gather != default_fused))
+          continue;
         std::string key = std::string(routing) + "_" + tag + suffix;
         record("g4_fwd_ms_" + key, f);
         record("g4_fwd_tflops_" + key, fwd_flops / f / 1e9);
@@ -250,6 +268,7 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
       }
     }
     grouped_gemm_set_tile_policy(grouped_gemm_default_tile_policy);
+    experts.set_gather_mode(default_mode);
   }
 
   // Per-kernel breakdown on the gate routing: rerun the forward, then time each piece alone.
@@ -289,7 +308,8 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
   };
   const double f1 = 2.0 * M * H * 2.0 * I, f2 = 2.0 * M * I * H;
   for (int round = 0; round < rounds; ++round)
-    for (const BenchPolicy& bp : kBenchPolicies) {
+    for (const BenchPolicy& bp : g_bench_policies) {
+      if (!bp.fused_gather) continue;
       grouped_gemm_set_tile_policy(bp.policy);
       const std::string p = "gemm_" + std::string(bp.name);
       gemm_report(p + "_fwd_gate_up", f1, [&] {
@@ -360,7 +380,8 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
     grouped_gemm_set_tile_policy(1);
     dgrad(ref_x.as<bf16>());
     wgrad(ref_w.data());
-    for (const BenchPolicy& bp : kBenchPolicies) {
+    for (const BenchPolicy& bp : g_bench_policies) {
+      if (!bp.fused_gather) continue;
       grouped_gemm_set_tile_policy(bp.policy);
       G4_CUDA_CHECK(cudaMemsetAsync(obuf.data(), 0xff, obuf.bytes(), st));  // NaN: unwritten shows
       G4_CUDA_CHECK(cudaMemsetAsync(gwgu.data(), 0xff, gwgu.bytes(), st));
@@ -430,7 +451,19 @@ int main(int argc, char** argv) {
       iters = std::stoi(argv[i + 1]);
     else if (a == "--rounds")
       rounds = std::stoi(argv[i + 1]);
-    else if (a == "--routing-dir")
+    else if (a == "--policies") {
+      g_bench_policies.clear();
+      std::stringstream names(argv[i + 1]);
+      for (std::string name; std::getline(names, name, ',');) {
+        auto it = std::find_if(std::begin(kAllBenchPolicies), std::end(kAllBenchPolicies),
+                               [&](const BenchPolicy& bp) { return name == bp.name; });
+        if (it == std::end(kAllBenchPolicies)) {
+          std::fprintf(stderr, "g4_bench_moe: error: unknown kernel version %s (--policies)\n", name.c_str());
+          return 2;
+        }
+        g_bench_policies.push_back(*it);
+      }
+    } else if (a == "--routing-dir")
       routing_dir = argv[i + 1];
     else if (a == "--json")
       json = argv[i + 1];
@@ -448,6 +481,8 @@ int main(int argc, char** argv) {
     double peak = dense_peak(ctx, timer);
     record("cublas_dense_bf16_8192_tflops", peak);
     for (int T : tokens) run_tokens(ctx, timer, T, peak, routing_dir, rounds);
+    if (grouped_gemm_ws_pair_cluster_limit() > 0)
+      record("pair_cluster_limit", grouped_gemm_ws_pair_cluster_limit());
     // The peak again after all the work, to show clock drift over the run (percentages use the first).
     record("cublas_dense_bf16_8192_tflops_end", dense_peak(ctx, timer));
     if (!json.empty()) {

@@ -1,6 +1,6 @@
 """Prints the markdown tables of docs/BENCHMARKS.md from one call's g4_bench_moe and moe_peers.py JSON files.
 
-    python3 bench/moe_report.py g4.json peers.json [--variant ""|_wgmma128|_ws256|_ws256_st16|_ws256_tma|_ws256_staged]
+    python3 bench/moe_report.py g4.json peers.json [--variant ""|_wgmma128|_ws256|_ws256_st16|_ws256_tma|_ws256_staged|_ws256_pair|_ws256_staged_unfused]
 Ratios are peer time / g4moe time (> 1: g4moe faster); fractions of peak use the cuBLAS dense peak of the same run.
 """
 import json, sys
@@ -33,8 +33,8 @@ def main():
                 print(f"| {T} | {r} | {ps.replace('fwdbwd', 'fwd+bwd')} | {ms:.2f} | {tf:.0f} | {100 * tf / peak:.0f}% | "
                       f"{f(nm)} | {rt(nm)} | {f(hf)} | {rt(hf)} | {f(he)} |")
     print("\n| GEMM (16384 tokens, real gate) | " + " | ".join(
-        n for n in ("mma128", "wgmma128", "wgmma256", "wgmma128_inflight", "ws256", "ws256_st16", "ws256_tma", "ws256_staged") if f"gemm_{n}_fwd_gate_up_ms_T16384" in g) + " |")
-    names = [n for n in ("mma128", "wgmma128", "wgmma256", "wgmma128_inflight", "ws256", "ws256_st16", "ws256_tma", "ws256_staged") if f"gemm_{n}_fwd_gate_up_ms_T16384" in g]
+        n for n in ("mma128", "wgmma128", "wgmma256", "wgmma128_inflight", "ws256", "ws256_st16", "ws256_tma", "ws256_staged", "ws256_pair") if f"gemm_{n}_fwd_gate_up_ms_T16384" in g) + " |")
+    names = [n for n in ("mma128", "wgmma128", "wgmma256", "wgmma128_inflight", "ws256", "ws256_st16", "ws256_tma", "ws256_staged", "ws256_pair") if f"gemm_{n}_fwd_gate_up_ms_T16384" in g]
     print("| --- |" + " --- |" * len(names))
     for op in ("fwd_gate_up", "fwd_down", "dgrad_down", "dgrad_gate_up", "wgrad_down", "wgrad_gate_up",
                "fwd_gate_up_gathered", "dgrad_down_gathered"):

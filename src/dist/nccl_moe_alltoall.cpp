@@ -50,9 +50,9 @@ NcclMoeAlltoall::NcclMoeAlltoall(cuda::CudaContext& ctx, Communicator& ep, const
   recv_counts_.assign(P, 0);
 }
 
-void NcclMoeAlltoall::set_fused_gather(bool on) {
-  fused_gather_ = on;
-  if (experts_) experts_->set_fused_gather(on);
+void NcclMoeAlltoall::set_gather_mode(cuda::GatherMode mode) {
+  gather_mode_ = mode;
+  if (experts_) experts_->set_gather_mode(mode);
 }
 
 void NcclMoeAlltoall::reserve(std::int64_t send_rows, std::int64_t recv_rows) {
@@ -70,7 +70,7 @@ void NcclMoeAlltoall::reserve(std::int64_t send_rows, std::int64_t recv_rows) {
     experts_ = std::make_unique<cuda::MoeExpertsCuda>(
         ctx_, cuda::ExpertShape{experts_rows_, shape_.hidden, shape_.inter, static_cast<int>(range_.count),
                                 shape_.top_k});
-    experts_->set_fused_gather(fused_gather_);
+    experts_->set_gather_mode(gather_mode_);
   }
 }
 

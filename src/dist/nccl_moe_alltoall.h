@@ -62,7 +62,7 @@ class NcclMoeAlltoall {
   // Rows the last forward sent to / received from each rank.
   const std::vector<std::int64_t>& send_counts() const { return send_counts_; }
   const std::vector<std::int64_t>& recv_counts() const { return recv_counts_; }
-  void set_fused_gather(bool on);
+  void set_gather_mode(cuda::GatherMode mode);  // of the local experts (see cuda::GatherMode)
 
  private:
   void exchange(const void* send, std::size_t send_row_bytes, void* recv, std::size_t recv_row_bytes,
@@ -74,8 +74,8 @@ class NcclMoeAlltoall {
   cuda::ExpertShape shape_;  // experts = global E
   ExpertRange range_;
   int ranks_ = 1;
-  bool fused_gather_ = true;
-  std::int64_t tokens_ = 0;  // of the last forward
+  cuda::GatherMode gather_mode_ = cuda::GatherMode::fused;  // MoeExpertsCuda's default
+  std::int64_t tokens_ = 0;                                 // of the last forward
   std::vector<std::int64_t> send_counts_, recv_counts_;
   std::int64_t send_total_ = 0, recv_total_ = 0;
 

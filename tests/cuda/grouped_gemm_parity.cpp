@@ -208,14 +208,14 @@ TEST_P(GroupedGemmPolicy, ManyTilesPerCtaMatchHostLoops) {
 }
 
 std::string policy_name(const ::testing::TestParamInfo<int>& info) {
-  static const char* const names[] = {"wgmma128",          "mma128",      "mma256",     "wgmma256",
-                                      "wgmma128_inflight", "ws256",       "ws256_rows", "ws256_st16",
-                                      "ws256_tma",         "ws256_staged"};
-  static_assert(sizeof(names) / sizeof(names[0]) == 10, "one name per policy in the suite below");
+  static const char* const names[] = {"wgmma128",          "mma128",       "mma256",     "wgmma256",
+                                      "wgmma128_inflight", "ws256",        "ws256_rows", "ws256_st16",
+                                      "ws256_tma",         "ws256_staged", "ws256_pair"};
+  static_assert(sizeof(names) / sizeof(names[0]) == 11, "one name per policy in the suite below");
   return names[info.param];
 }
 
-INSTANTIATE_TEST_SUITE_P(Kernels, GroupedGemmPolicy, ::testing::Range(0, 10), policy_name);
+INSTANTIATE_TEST_SUITE_P(Kernels, GroupedGemmPolicy, ::testing::Range(0, 11), policy_name);
 
 }  // namespace
 }  // namespace g4::cuda::test

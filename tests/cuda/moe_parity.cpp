@@ -289,7 +289,7 @@ void check_experts(int T, int H, int I, int E, int K, const std::vector<int>& un
 
   CudaContext ctx;
   MoeExpertsCuda experts(ctx, {T + 5, H, I, E, K});
-  experts.set_fused_gather(fused_gather);
+  experts.set_gather_mode(fused_gather ? GatherMode::fused : GatherMode::materialised);
   auto dx_in = to_device_bf16(x), dgu = to_device_bf16(wgu), dd = to_device_bf16(wd),
        ddy = to_device_bf16(dy);
   auto di = to_device(r.indices), dwt = to_device(r.weights), dm = to_device(r.mask);
@@ -349,6 +349,75 @@ TEST(MoeExperts, ForwardBackwardMatchHostLoopsFp32Grads) {
 TEST(MoeExperts, MaterialisedGatherMatchesHostLoops) {
   G4_SKIP_WITHOUT_CUDA();
   check_experts(150, 136, 72, 10, 3, {2, 7}, false, 34, /*fused_gather=*/false);
+}
+
+// GatherMode::automatic's rule (runs without a GPU).
+TEST(GatherMode, AutomaticMaterialisesFromTheThresholdRowCount) {
+  EXPECT_TRUE(gathers_fused(GatherMode::automatic, gather_materialise_rows - 1));
+  EXPECT_FALSE(gathers_fused(GatherMode::automatic, gather_materialise_rows));
+  EXPECT_TRUE(gathers_fused(GatherMode::fused, 1ll << 40));
+  EXPECT_FALSE(gathers_fused(GatherMode::materialised, 1));
+}
+
+// The layer's outputs and gradients (bf16 weight gradients) for one routing, under one gather mode.
+struct LayerOutputs {
+  std::vector<float> y, dx, d_weights, d_gate_up, d_down;
+};
+LayerOutputs run_layer(GatherMode mode, int T, int H, int I, int E, int K, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  auto x = random_bf16_values(static_cast<std::size_t>(T) * H, rng);
+  auto wgu = random_bf16_values(static_cast<std::size_t>(E) * H * 2 * I, rng, 1.0f / std::sqrt(float(H)));
+  auto wd = random_bf16_values(static_cast<std::size_t>(E) * I * H, rng, 1.0f / std::sqrt(float(I)));
+  auto dy = random_bf16_values(static_cast<std::size_t>(T) * H, rng);
+  Routing r = random_routing(T, E, K, rng, {});
+  CudaContext ctx;
+  MoeExpertsCuda experts(ctx, {T, H, I, E, K});
+  experts.set_gather_mode(mode);
+  auto dx_in = to_device_bf16(x), dgu = to_device_bf16(wgu), dd = to_device_bf16(wd),
+       ddy = to_device_bf16(dy);
+  auto di = to_device(r.indices), dwt = to_device(r.weights), dm = to_device(r.mask);
+  const std::size_t th = static_cast<std::size_t>(T) * H, ngu = static_cast<std::size_t>(E) * H * 2 * I,
+                    nd = static_cast<std::size_t>(E) * I * H;
+  DeviceBuffer y(th * 2), dx(th * 2), dweights(static_cast<std::size_t>(T) * K * 4), g_gu(ngu * 2),
+      g_d(nd * 2);
+  for (DeviceBuffer* b : {&y, &dx, &dweights, &g_gu, &g_d}) poison(*b);
+  ExpertWeights w{dgu.as<__nv_bfloat16>(), dd.as<__nv_bfloat16>()};
+  experts.forward(T, dx_in.as<__nv_bfloat16>(), dwt.as<float>(), di.as<int>(), dm.as<std::uint8_t>(), w,
+                  y.as<__nv_bfloat16>());
+  experts.backward(ddy.as<__nv_bfloat16>(), w, {g_gu.data(), g_d.data(), false}, dx.as<__nv_bfloat16>(),
+                   dweights.as<float>());
+  ctx.synchronize();
+  return {from_device_bf16(y, th), from_device_bf16(dx, th),
+          from_device<float>(dweights, static_cast<std::size_t>(T) * K), from_device_bf16(g_gu, ngu),
+          from_device_bf16(g_d, nd)};
+}
+
+// At gather_materialise_rows rows, automatic materialises: the same kernels read the same values (in place
+// instead of through the row map), so every output must equal both explicit modes' bit for bit (and be
+// finite: the buffers start as NaN).
+TEST(MoeExperts, AutomaticGatherModeMatchesFusedAndMaterialised) {
+  G4_SKIP_WITHOUT_CUDA();
+  const int K = 8, T = static_cast<int>(gather_materialise_rows / K), H = 64, I = 32, E = 16;
+  const LayerOutputs fused = run_layer(GatherMode::fused, T, H, I, E, K, 41);
+  const LayerOutputs materialised = run_layer(GatherMode::materialised, T, H, I, E, K, 41);
+  const LayerOutputs automatic = run_layer(GatherMode::automatic, T, H, I, E, K, 41);
+  auto finite = [](const std::vector<float>& v) {
+    return std::all_of(v.begin(), v.end(), [](float f) { return std::isfinite(f); });
+  };
+  for (const LayerOutputs* o : {&fused, &materialised, &automatic}) {
+    EXPECT_TRUE(finite(o->y) && finite(o->dx) && finite(o->d_weights) && finite(o->d_gate_up) &&
+                finite(o->d_down));
+  }
+  EXPECT_EQ(automatic.y, materialised.y);
+  EXPECT_EQ(automatic.dx, materialised.dx);
+  EXPECT_EQ(automatic.d_weights, materialised.d_weights);
+  EXPECT_EQ(automatic.d_gate_up, materialised.d_gate_up);
+  EXPECT_EQ(automatic.d_down, materialised.d_down);
+  EXPECT_EQ(fused.y, materialised.y);
+  EXPECT_EQ(fused.dx, materialised.dx);
+  EXPECT_EQ(fused.d_weights, materialised.d_weights);
+  EXPECT_EQ(fused.d_gate_up, materialised.d_gate_up);
+  EXPECT_EQ(fused.d_down, materialised.d_down);
 }
 
 TEST(MoeExperts, TwentySixBShapesOnFewTokens) {

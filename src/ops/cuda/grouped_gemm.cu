@@ -319,12 +319,13 @@ void grouped_gemm_rows(const GroupedGemmRows& a, cudaStream_t stream) {
   check(a.k % 8 == 0 && a.n % 8 == 0 && a.lda % 8 == 0 && a.ldc % 8 == 0 && a.b_group_stride % 8 == 0,
         "grouped GEMM: K, N and leading dimensions must be multiples of 8 (ops/cuda/grouped_gemm.cu)");
   if (a.max_rows == 0 || a.groups == 0) return;
-  if (g_tile_policy >= 5 && g_tile_policy <= 9) {
+  if (g_tile_policy >= 5 && g_tile_policy <= 10) {
     RowsWsOptions options;
-    options.epilogue = g_tile_policy == 9   ? WsEpilogue::staged
+    options.epilogue = g_tile_policy >= 9   ? WsEpilogue::staged
                        : g_tile_policy >= 7 ? WsEpilogue::store16
                                             : WsEpilogue::store4;
     options.a_by_tma = g_tile_policy >= 8;
+    options.pair = g_tile_policy == 10;
     grouped_gemm_rows_ws(a, options, stream);
     return;
   }
@@ -353,9 +354,9 @@ void grouped_gemm_weight_grad(const GroupedGemmWeightGrad& a, cudaStream_t strea
         "grouped GEMM: accumulation needs an fp32 output (ops/cuda/grouped_gemm.cu)");
   if (a.groups == 0) return;
   // Policy 6: the warp-specialised kernel where its larger operand (B, 256 columns a tile) comes by TMA.
-  if (g_tile_policy == 5 || (g_tile_policy >= 7 && g_tile_policy <= 9) ||
+  if (g_tile_policy == 5 || (g_tile_policy >= 7 && g_tile_policy <= 10) ||
       (g_tile_policy == 6 && a.b_rows == nullptr)) {
-    grouped_gemm_weight_grad_ws(a, g_tile_policy == 9, stream);
+    grouped_gemm_weight_grad_ws(a, g_tile_policy >= 9, stream);
     return;
   }
   if (g_tile_policy != 1 && g_tile_policy != 2) {

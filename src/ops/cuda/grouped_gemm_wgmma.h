@@ -20,11 +20,17 @@ void grouped_gemm_weight_grad_wgmma(const GroupedGemmWeightGrad& args, WgmmaSche
 // 16 bytes at a time after a quad transpose (policies 7, 8); staged, through shared memory and bulk copies
 // (policy 9). a_by_tma: an A read in place comes by TMA in the tiles inside their group (policies 8, 9).
 enum class WsEpilogue { store4, store16, staged };
+// pair: staged kernels in clusters of 2 CTAs, the two m-tiles of one expert sharing each weight tile through
+// TMA multicast (policy 10).
 struct RowsWsOptions {
   WsEpilogue epilogue = WsEpilogue::store16;
   bool a_by_tma = false;
+  bool pair = false;
 };
 void grouped_gemm_rows_ws(const GroupedGemmRows& args, RowsWsOptions options, cudaStream_t stream);
+// The number of 2-CTA clusters that fit on the device at once, as found by the last paired launch (0 before
+// any); the paired kernels run on twice that many CTAs at most. For the benchmark.
+int grouped_gemm_ws_pair_cluster_limit();
 // staged: bf16 outputs through the staged epilogue (policy 9); fp32 ones are stored from registers.
 void grouped_gemm_weight_grad_ws(const GroupedGemmWeightGrad& args, bool staged, cudaStream_t stream);
 

@@ -27,6 +27,8 @@
 // operands read in place (policy 8 and 9): in the tiles that lie wholly inside their group's rows, A comes by
 // TMA like B (a 2-D map [rows][K]), so that the producer issues two bulk tensor copies a k-tile and no
 // cp.async; the group's partial last tile still comes by cp.async, so no row outside the segments is read.
+// Policy 10 pairs CTAs in clusters of 2 that share each weight tile by TMA multicast (see persistent_gemm's
+// PAIR): correct, measured slower than policy 9 (docs/perf-notes.md, v8).
 // Registers: 384 threads at one CTA per SM cap every thread at 168, which holds a consumer's 128 fp32
 // accumulators without spills (ptxas -v), so there is no setmaxnreg: lowering the producer to 56 registers
 // made it spill its addresses, and the consumers need no more. Ring invariant: the i-th k-tile of the CTA's
@@ -37,6 +39,7 @@
 #include <type_traits>
 
 #include "ops/cuda/bulk_store.h"
+#include "ops/cuda/cluster.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/grouped_gemm_wgmma.h"
 #include "ops/cuda/grouped_tiles.h"
@@ -312,8 +315,14 @@ struct Ring {
 // (count 129 in all). epilogue(tile, acc, wg, staging) stores consumer warpgroup wg's 64 rows (staging: the
 // shared address of the staging buffer, when STAGED); a consumer thread's bulk stores have all completed
 // before it exits.
-template <bool A_KMAJOR, bool B_KMAJOR, int STAGES, bool STAGED, class TileOf, class Prepare, class Load,
-          class Epilogue>
+// PAIR (policy 10): the kernel runs in clusters of 2 CTAs that walk the same tile sequence (tile t for
+// cluster blockIdx.x / 2), each CTA its own m-tile, and whose producers fill each stage of both CTAs together
+// (each multicasts half of the shared B tile): so a stage may be refilled only once the consumers of both
+// CTAs have released it, and each "empty" barrier counts 16 arrivals, 8 from each CTA. A tile with no valid
+// rows (tile.a_left <= 0: the partner of an expert's odd last m-tile) issues no wgmma; its consumers only
+// release the stages once they have filled. Both CTAs stay until the cluster's last arrivals have been made.
+template <bool A_KMAJOR, bool B_KMAJOR, int STAGES, bool STAGED, bool PAIR = false, class TileOf,
+          class Prepare, class Load, class Epilogue>
 __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of, const Prepare& prepare,
                                                 const Load& load, const Epilogue& epilogue) {
   using Layout = SmemLayout<STAGES, STAGED>;
@@ -321,17 +330,23 @@ __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of
   const std::uint32_t smem =
       (static_cast<std::uint32_t>(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;
   const std::uint32_t full0 = smem + Layout::barriers, empty0 = full0 + STAGES * 8;
+  const int first = static_cast<int>(PAIR ? blockIdx.x / 2 : blockIdx.x);
+  const int stride = static_cast<int>(PAIR ? gridDim.x / 2 : gridDim.x);
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbar::init(full0 + 8 * s, PRODUCER_THREADS + 1);
-      mbar::init(empty0 + 8 * s, 8);  // lane 0 of each of the 8 consumer warps
+      mbar::init(empty0 + 8 * s, PAIR ? 16 : 8);  // lane 0 of each of the 8 consumer warps (of each CTA)
     }
+    if constexpr (PAIR) cluster::fence_mbarrier_init();
   }
-  __syncthreads();
+  if constexpr (PAIR)
+    cluster::sync();  // the peer's barriers are initialised before anything arrives on them
+  else
+    __syncthreads();
   Ring<STAGES> ring;
   if (threadIdx.x < PRODUCER_THREADS) {
     const int tid = static_cast<int>(threadIdx.x);
-    for (int t = static_cast<int>(blockIdx.x); t < total; t += static_cast<int>(gridDim.x)) {
+    for (int t = first; t < total; t += stride) {
       const Tile tile = tile_of(t);
       const int ktiles = (tile.k + BK - 1) / BK;
       for (int kt = 0; kt < ktiles; ++kt) {
@@ -351,7 +366,13 @@ __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of
   } else {
     const int wg = static_cast<int>(threadIdx.x) / 128 - 1;
     const bool leader = threadIdx.x % 32 == 0;
-    for (int t = static_cast<int>(blockIdx.x); t < total; t += static_cast<int>(gridDim.x)) {
+    const std::uint32_t peer = PAIR ? cluster::rank() ^ 1u : 0u;
+    auto release = [&](int stage) {
+      if (!leader) return;
+      mbar::arrive(empty0 + 8 * stage);
+      if constexpr (PAIR) cluster::arrive_remote(empty0 + 8 * stage, peer);
+    };
+    for (int t = first; t < total; t += stride) {
       const Tile tile = tile_of(t);
       const int ktiles = (tile.k + BK - 1) / BK;
       // Zeroed per tile (the first wgmma overwrites it anyway): without this the compiler sees the previous
@@ -360,7 +381,16 @@ __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of
       Acc acc;
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) acc.d[i] = 0.0f;
-      if (ktiles > 0) {
+      if (PAIR && ktiles > 0 && tile.a_left <= 0) {
+        // Waits for each stage to fill before releasing it, so that the arrivals count towards this use of
+        // the stage and not the previous one.
+#pragma unroll 1
+        for (int kt = 0; kt < ktiles; ++kt) {
+          mbar::wait(full0 + 8 * ring.stage, ring.phase);
+          release(ring.stage);
+          ring.advance();
+        }
+      } else if (ktiles > 0) {
         int prev = -1;
 #pragma unroll 1
         for (int kt = 0; kt < ktiles; ++kt) {
@@ -369,33 +399,76 @@ __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of
                                        // proxy)
           mma_stage<A_KMAJOR, B_KMAJOR>(acc, smem + ring.stage * STAGE_BYTES, wg, kt == 0);
           wgmma::wait<1>();  // the previous batch is done: its stage may be refilled
-          if (prev >= 0 && leader) mbar::arrive(empty0 + 8 * prev);
+          if (prev >= 0) release(prev);
           prev = ring.stage;
           ring.advance();
         }
         wgmma::wait<0>();
-        if (leader) mbar::arrive(empty0 + 8 * prev);
+        release(prev);
       }
       epilogue(tile, acc, wg, smem + Layout::staging);
     }
     if constexpr (STAGED) bulk::wait_all();
   }
+  if constexpr (PAIR) cluster::sync();  // no CTA leaves while its peer may still arrive on its barriers
+}
+
+// Groups a paired rows GEMM (policy 10) handles; more fall back to policy 9.
+constexpr int PAIR_MAX_GROUPS = 1024;
+
+// pairs[g] (g <= groups) = sum over groups h < g of ceil(m-tiles of h / 2): the prefix sums of each group's
+// m-tile pairs, from tile_offsets. Run by the whole CTA; pairs is shared memory.
+__device__ __forceinline__ void pair_offsets(const int* tile_offsets, int groups, int* pairs) {
+  for (int g = static_cast<int>(threadIdx.x); g < groups; g += static_cast<int>(blockDim.x))
+    pairs[g + 1] = (tile_offsets[g + 1] - tile_offsets[g] + 1) / 2;
+  if (threadIdx.x == 0) pairs[0] = 0;
+  __syncthreads();
+  if (threadIdx.x < 32) {  // inclusive scan of pairs[1 .. groups], 32 at a time
+    const int lane = static_cast<int>(threadIdx.x);
+    int carry = 0;
+    for (int base = 1; base <= groups; base += 32) {
+      const int i = base + lane;
+      int v = i <= groups ? pairs[i] : 0;
+#pragma unroll
+      for (int d = 1; d < 32; d <<= 1) {
+        const int u = __shfl_up_sync(0xffffffffu, v, d);
+        if (lane >= d) v += u;
+      }
+      if (i <= groups) pairs[i] = v + carry;
+      carry += __shfl_sync(0xffffffffu, v, 31);
+    }
+  }
+  __syncthreads();
 }
 
 // Rows GEMM (forward and input gradients): tile t = (m-tile, n-tile), m-tiles mapped to groups through
-// tile_offsets. A_TMA: A is read in place (no a_rows) and a_map maps it.
-template <bool B_KMAJOR, Epi EPI, bool A_TMA>
+// tile_offsets. A_TMA: A is read in place (no a_rows) and a_map maps it. PAIR (policy 10; launched in
+// clusters of 2): tile t = (m-tile pair, n-tile), pairs mapped to groups through their prefix sums (an odd
+// last m-tile's partner has no rows); cluster rank r takes m-tile 2 q + r of its group's pair q and loads
+// half of the weight tile (columns r * 128 ..) into both CTAs by TMA multicast.
+template <bool B_KMAJOR, Epi EPI, bool A_TMA, bool PAIR = false>
 __global__ void __launch_bounds__(THREADS, 1)
     rows_ws_kernel(GroupedGemmRows p, const __grid_constant__ CUtensorMap a_map,
                    const __grid_constant__ CUtensorMap b_map) {
   constexpr bool STAGED = EPI == Epi::staged;
   constexpr int STAGES = STAGED ? 3 : 4;
+  static_assert(!PAIR || STAGED, "the paired kernel is built with the staged epilogue only");
+  __shared__ int pairs[PAIR ? PAIR_MAX_GROUPS + 1 : 1];
+  // The prefix sums that map tile units (m-tiles, or m-tile pairs) to groups.
+  const int* unit_offsets = p.tile_offsets;
+  int rank = 0;
+  if constexpr (PAIR) {
+    pair_offsets(p.tile_offsets, p.groups, pairs);
+    unit_offsets = pairs;
+    rank = static_cast<int>(cluster::rank());
+  }
   const int ntiles_n = (p.n + BN - 1) / BN;
-  const int total = p.tile_offsets[p.groups] * ntiles_n;
+  const int total = unit_offsets[p.groups] * ntiles_n;
   auto tile_of = [&](int t) {
-    const int mt = t / ntiles_n, tn = t % ntiles_n;
-    const int g = group_of_tile(p.tile_offsets, p.groups, mt);
-    const int row0 = p.offsets[g] + (mt - p.tile_offsets[g]) * BM;
+    const int unit = t / ntiles_n, tn = t % ntiles_n;
+    const int g = group_of_tile(unit_offsets, p.groups, unit);
+    const int mt = PAIR ? 2 * (unit - unit_offsets[g]) + rank : unit - unit_offsets[g];  // m-tile in group
+    const int row0 = p.offsets[g] + mt * BM;
     const int n0 = tn * BN;
     const bf16* bg = p.b + g * p.b_group_stride;
     Tile tile;
@@ -442,7 +515,18 @@ __global__ void __launch_bounds__(THREADS, 1)
     if (tid == 0) {
       tma::arrive_expect_tx(full, B_BYTES + (a_tma ? A_BYTES : 0));
       if (a_tma) tma::load_2d(sa, &a_map, kt * BK, tile.m0, full);
-      if constexpr (B_KMAJOR) {
+      if constexpr (PAIR) {
+        // Both CTAs' stages receive the whole B tile: this CTA's half from here, the other from the peer.
+        const std::uint32_t half = sa + A_BYTES + rank * (B_BYTES / 2);
+        if constexpr (B_KMAJOR) {
+          tma::load_3d_multicast(half, &b_map, kt * BK, tile.n0 + rank * (BN / 2), tile.g, full, 0x3);
+        } else {
+#pragma unroll
+          for (int j = 0; j < BN / 128; ++j)
+            tma::load_3d_multicast(half + j * BLOCK64, &b_map, tile.n0 + rank * (BN / 2) + 64 * j, kt * BK,
+                                   tile.g, full, 0x3);
+        }
+      } else if constexpr (B_KMAJOR) {
         tma::load_3d(sa + A_BYTES, &b_map, kt * BK, tile.n0, tile.g, full);
       } else {
 #pragma unroll
@@ -450,9 +534,10 @@ __global__ void __launch_bounds__(THREADS, 1)
           tma::load_3d(sa + A_BYTES + j * BLOCK64, &b_map, tile.n0 + 64 * j, kt * BK, tile.g, full);
       }
     }
-    if (!a_tma) load_kmajor<BM>(sa, tid, tile.a, tile.lda, rows, tile.a_left, kt * BK, tile.k);
+    if (!a_tma && tile.a_left > 0)
+      load_kmajor<BM>(sa, tid, tile.a, tile.lda, rows, tile.a_left, kt * BK, tile.k);
   };
-  persistent_gemm<true, B_KMAJOR, STAGES, STAGED>(total, tile_of, prepare, load, epilogue);
+  persistent_gemm<true, B_KMAJOR, STAGES, STAGED, PAIR>(total, tile_of, prepare, load, epilogue);
 }
 
 // Weight-gradient GEMM: tile t = (group, m-tile, n-tile) with K = the group's rows; both operands MN-major.
@@ -556,7 +641,44 @@ void launch_persistent(Kernel kernel, int smem_bytes, std::int64_t max_tiles, cu
   G4_CUDA_CHECK_LAUNCH();
 }
 
+int g_pair_cluster_limit = 0;  // see grouped_gemm_ws_pair_cluster_limit
+
+// Launches persistent clusters of 2 CTAs (the paired kernels): as many clusters as fit on the device at once
+// (cudaOccupancyMaxActiveClusters), at most one per pair of tiles in max_tiles.
+template <class Kernel, class... Args>
+void launch_pairs(Kernel kernel, int smem_bytes, std::int64_t max_tiles, cudaStream_t stream,
+                  const Args&... args) {
+  check(max_tiles < (1ll << 31), "grouped GEMM too large: ", max_tiles,
+        " tiles (ops/cuda/grouped_gemm_ws.cu)");
+  if (max_tiles == 0) return;
+  G4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = 2;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(2 * ((sm_count() + 1) / 2)));
+  config.blockDim = dim3(THREADS);
+  config.dynamicSmemBytes = static_cast<std::size_t>(smem_bytes);
+  config.stream = stream;
+  config.attrs = &attr;
+  config.numAttrs = 1;
+  int clusters = 0;
+  G4_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &config));
+  check(clusters > 0, "grouped GEMM: no cluster of 2 CTAs fits on this device (ops/cuda/grouped_gemm_ws.cu)");
+  const std::int64_t wanted = (max_tiles + 1) / 2;
+  config.gridDim = dim3(static_cast<unsigned>(2 * (wanted < clusters ? wanted : clusters)));
+  g_pair_cluster_limit = clusters;
+  G4_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, args...));
+  G4_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
+
+int grouped_gemm_ws_pair_cluster_limit() {
+  return g_pair_cluster_limit;
+}
 
 void grouped_gemm_rows_ws(const GroupedGemmRows& a, RowsWsOptions options, cudaStream_t stream) {
   const std::int64_t max_tiles = ((a.max_rows + BM - 1) / BM + a.groups) * ((a.n + BN - 1) / BN);
@@ -581,10 +703,12 @@ void grouped_gemm_rows_ws(const GroupedGemmRows& a, RowsWsOptions options, cudaS
   const std::uint64_t k = static_cast<std::uint64_t>(a.k), n = static_cast<std::uint64_t>(a.n);
   const std::uint64_t g = static_cast<std::uint64_t>(a.groups),
                       gs = static_cast<std::uint64_t>(a.b_group_stride) * 2;
+  // Paired CTAs (policy 10) each load half of the weight tile: 128 transposed rows instead of 256.
+  const bool pair = options.pair && epi == WsEpilogue::staged && a.groups <= PAIR_MAX_GROUPS;
   CUtensorMap b_map;
   if (a.b_transposed) {
     const std::uint64_t dims[3] = {k, n, g}, strides[2] = {k * 2, gs};
-    const std::uint32_t box[3] = {64, BN, 1};
+    const std::uint32_t box[3] = {64, static_cast<std::uint32_t>(pair ? BN / 2 : BN), 1};
     b_map = tensor_map_bf16(a.b, 3, dims, strides, box);
   } else {
     const std::uint64_t dims[3] = {n, k, g}, strides[2] = {n * 2, gs};
@@ -594,12 +718,16 @@ void grouped_gemm_rows_ws(const GroupedGemmRows& a, RowsWsOptions options, cudaS
   // One kernel per (B layout, epilogue, A by TMA): the compile-time arguments picked from the run-time ones.
   auto go = [&](auto b_kmajor, auto epilogue, auto by_tma) {
     constexpr Epi E = decltype(epilogue)::value;
-    constexpr int smem = SmemLayout < E == Epi::staged ? 3 : 4, E == Epi::staged > ::bytes;
+    constexpr bool staged = E == Epi::staged;
+    constexpr int smem = SmemLayout < staged ? 3 : 4, staged > ::bytes;
     launch_persistent(rows_ws_kernel<decltype(b_kmajor)::value, E, decltype(by_tma)::value>, smem, max_tiles,
                       stream, a, a_map, b_map);
   };
   auto pick = [&](auto b_kmajor, auto by_tma) {
-    if (epi == WsEpilogue::staged)
+    if (pair)
+      launch_pairs(rows_ws_kernel<decltype(b_kmajor)::value, Epi::staged, decltype(by_tma)::value, true>,
+                   SmemLayout<3, true>::bytes, max_tiles, stream, a, a_map, b_map);
+    else if (epi == WsEpilogue::staged)
       go(b_kmajor, std::integral_constant<Epi, Epi::staged>{}, by_tma);
     else if constexpr (decltype(by_tma)::value)  // store4 only in policies 5 and 6 (A by cp.async)
       go(b_kmajor, std::integral_constant<Epi, Epi::store16>{}, by_tma);

@@ -47,6 +47,7 @@ void MoeExpertsCuda::forward(std::int64_t tokens, const __nv_bfloat16* x, const 
   check(tokens >= 0 && tokens <= shape_.tokens, "MoeExpertsCuda::forward: ", tokens, " tokens, planned for ",
         shape_.tokens);
   tokens_ = tokens;
+  fused_gather_ = gathers_fused(tokens);
   const int H = shape_.hidden, I = shape_.inter, E = shape_.experts, K = shape_.top_k;
   const std::int64_t max_rows = tokens * K;
   cudaStream_t st = ctx_.stream();

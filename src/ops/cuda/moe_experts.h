@@ -37,6 +37,21 @@ struct ExpertGrads {
   bool fp32_accumulate;  // false: bf16, overwritten; true: fp32, added into
 };
 
+// Where the rows of x (forward) and dy (backward) are put in expert order. fused: inside the grouped GEMMs'
+// loads (no copy; the GEMMs then read those rows by cp.async). materialised: by a gather kernel into a copy
+// first (tokens * K * H bf16 more device memory, the copy of x kept from the forward to the backward; the
+// GEMMs then read every operand in place, by TMA). automatic: materialised from gather_materialise_rows rows
+// (tokens * K) up, fused below. Measured on the H200 (docs/BENCHMARKS.md, "Gathers"): at 16384 tokens
+// materialising was faster in all four measurements (2-8%), at 4096 tokens 3-5% slower with the real gate's
+// routing. The default is still fused: automatic has not yet run on a GPU (its test,
+// MoeExperts.AutomaticGatherModeMatchesFusedAndMaterialised, is waiting for a device).
+enum class GatherMode { automatic, fused, materialised };
+inline constexpr std::int64_t gather_materialise_rows = 65536;
+// Whether a layer of `rows` rows (tokens * K) fuses its gathers under `mode`.
+inline bool gathers_fused(GatherMode mode, std::int64_t rows) {
+  return mode == GatherMode::fused || (mode == GatherMode::automatic && rows < gather_materialise_rows);
+}
+
 class MoeExpertsCuda {
  public:
   MoeExpertsCuda(CudaContext& ctx, const ExpertShape& shape);
@@ -53,9 +68,14 @@ class MoeExpertsCuda {
   const int* expert_offsets() const { return perm_.offsets; }
   // Device array [tokens * K] of the last forward: the token each permuted row reads (live rows only).
   const int* row_token() const { return perm_.row_token; }
-  // Off: gather x and dy into permuted copies first (version 2); on (default): the GEMMs read the rows in
-  // place. The forward's x (and dy) must stay valid until the backward when on.
-  void set_fused_gather(bool on) { fused_gather_ = on; }
+  // See GatherMode. When the gathers are fused, the forward's x must stay valid until the backward (it must
+  // anyway: see the invariants above).
+  void set_gather_mode(GatherMode mode) { gather_mode_ = mode; }
+  GatherMode gather_mode() const { return gather_mode_; }
+  // Whether a forward of `tokens` tokens fuses its gathers under the mode in force.
+  bool gathers_fused(std::int64_t tokens) const {
+    return ::g4::cuda::gathers_fused(gather_mode_, tokens * shape_.top_k);
+  }
   // Bytes of device memory this object holds.
   std::size_t device_bytes() const { return arena_.capacity() + x_perm_buffer_.bytes(); }
 
@@ -64,7 +84,8 @@ class MoeExpertsCuda {
   ExpertShape shape_;
   DeviceArena arena_;
   std::int64_t tokens_ = 0;
-  bool fused_gather_ = true;
+  GatherMode gather_mode_ = GatherMode::fused;
+  bool fused_gather_ = true;          // the choice of the last forward (its backward follows it)
   const __nv_bfloat16* x_ = nullptr;  // the forward's X operand (x or x_perm_) and its row map
   const int* x_rows_ = nullptr;
   int* scratch_ = nullptr;

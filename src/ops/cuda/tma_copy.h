@@ -37,4 +37,16 @@ __device__ __forceinline__ void load_2d(std::uint32_t dst, const CUtensorMap* ma
       : "memory");
 }
 
+// load_3d into the same shared address of every CTA of the cluster named in cta_mask (bit i: rank i), each
+// copy completing on the barrier at address bar of its own CTA.
+__device__ __forceinline__ void load_3d_multicast(std::uint32_t dst, const CUtensorMap* map, int c0, int c1,
+                                                  int c2, std::uint32_t bar, std::uint16_t cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster "
+      "[%0], "
+      "[%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(dst),
+      "l"(reinterpret_cast<std::uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "h"(cta_mask)
+      : "memory");
+}
+
 }  // namespace g4::cuda::tma
