@@ -22,8 +22,9 @@
 // (staged, also for bf16 weight gradients) writes the tile through stmatrix into a padded shared staging
 // buffer and hands each valid row to the bulk copy engine (cp.async.bulk, one 512-byte copy a row), so the
 // consumers return to the MMA of their next tile while the stores drain. The staging buffer (66 KiB) leaves
-// room for only 3 ring stages. ptxas reports 72 bytes of spills in the staged weight-gradient kernel only
-// (the measured one; cause not found: not the ring depth, not the stmatrix staging). A
+// room for only 3 ring stages. ptxas reports spills in the staged weight-gradient kernel only (72 bytes of
+// stores in the build measured in call 4, 60 since policy 10's changes to persistent_gemm; cause not found:
+// not the ring depth, not the stmatrix staging). A
 // operands read in place (policy 8 and 9): in the tiles that lie wholly inside their group's rows, A comes by
 // TMA like B (a 2-D map [rows][K]), so that the producer issues two bulk tensor copies a k-tile and no
 // cp.async; the group's partial last tile still comes by cp.async, so no row outside the segments is read.
@@ -60,8 +61,6 @@ constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE_BYTES = A_BYTE
 // 16 bytes apart modulo 128 and fall in distinct banks.
 constexpr int STAGING_LD = BN * 2 + 16;
 constexpr int STAGING_BYTES = BM * STAGING_LD;
-
-enum class Epi { store4, store16, staged };
 
 // Dynamic shared memory: the ring's stages (1024-byte aligned, as 128-byte swizzling needs), then the staging
 // buffer when the epilogue is staged, then the ring's barriers; plus slack for aligning the base.
@@ -446,11 +445,11 @@ __device__ __forceinline__ void pair_offsets(const int* tile_offsets, int groups
 // clusters of 2): tile t = (m-tile pair, n-tile), pairs mapped to groups through their prefix sums (an odd
 // last m-tile's partner has no rows); cluster rank r takes m-tile 2 q + r of its group's pair q and loads
 // half of the weight tile (columns r * 128 ..) into both CTAs by TMA multicast.
-template <bool B_KMAJOR, Epi EPI, bool A_TMA, bool PAIR = false>
+template <bool B_KMAJOR, WsEpilogue EPI, bool A_TMA, bool PAIR = false>
 __global__ void __launch_bounds__(THREADS, 1)
     rows_ws_kernel(GroupedGemmRows p, const __grid_constant__ CUtensorMap a_map,
                    const __grid_constant__ CUtensorMap b_map) {
-  constexpr bool STAGED = EPI == Epi::staged;
+  constexpr bool STAGED = EPI == WsEpilogue::staged;
   constexpr int STAGES = STAGED ? 3 : 4;
   static_assert(!PAIR || STAGED, "the paired kernel is built with the staged epilogue only");
   __shared__ int pairs[PAIR ? PAIR_MAX_GROUPS + 1 : 1];
@@ -494,7 +493,7 @@ __global__ void __launch_bounds__(THREADS, 1)
       stage_rows(acc, stage, 1 + wg);
       copy_staged_rows(stage, p.c + static_cast<std::int64_t>(tile.m0 + wg * 64) * p.ldc + tile.n0, p.ldc,
                        tile.a_left - wg * 64, static_cast<std::uint32_t>(cols) * 2);
-    } else if constexpr (EPI == Epi::store16) {
+    } else if constexpr (EPI == WsEpilogue::store16) {
       bf16* lo = p.c + static_cast<std::int64_t>(tile.m0 + r) * p.ldc + tile.n0;
       store_rows_bf16x8(acc, lo, lo + 8 * p.ldc, r < tile.a_left, r + 8 < tile.a_left, p.n - tile.n0);
     } else {
@@ -627,15 +626,23 @@ int sm_count() {
   return sms;
 }
 
+// The launchers' common start: checks the tile bound, gives the kernel smem_bytes of dynamic shared memory;
+// false when there is nothing to launch.
+template <class Kernel>
+bool prepare_launch(Kernel kernel, int smem_bytes, std::int64_t max_tiles) {
+  check(max_tiles < (1ll << 31), "grouped GEMM too large: ", max_tiles,
+        " tiles (ops/cuda/grouped_gemm_ws.cu)");
+  if (max_tiles == 0) return false;
+  G4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
+  return true;
+}
+
 // Launches min(max_tiles, SMs) persistent CTAs (max_tiles: a host-side bound on the tile count) with
 // smem_bytes of dynamic shared memory.
 template <class Kernel, class... Args>
 void launch_persistent(Kernel kernel, int smem_bytes, std::int64_t max_tiles, cudaStream_t stream,
                        const Args&... args) {
-  check(max_tiles < (1ll << 31), "grouped GEMM too large: ", max_tiles,
-        " tiles (ops/cuda/grouped_gemm_ws.cu)");
-  if (max_tiles == 0) return;
-  G4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
+  if (!prepare_launch(kernel, smem_bytes, max_tiles)) return;
   const std::int64_t grid = max_tiles < sm_count() ? max_tiles : sm_count();
   kernel<<<static_cast<unsigned>(grid), THREADS, smem_bytes, stream>>>(args...);
   G4_CUDA_CHECK_LAUNCH();
@@ -648,10 +655,7 @@ int g_pair_cluster_limit = 0;  // see grouped_gemm_ws_pair_cluster_limit
 template <class Kernel, class... Args>
 void launch_pairs(Kernel kernel, int smem_bytes, std::int64_t max_tiles, cudaStream_t stream,
                   const Args&... args) {
-  check(max_tiles < (1ll << 31), "grouped GEMM too large: ", max_tiles,
-        " tiles (ops/cuda/grouped_gemm_ws.cu)");
-  if (max_tiles == 0) return;
-  G4_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
+  if (!prepare_launch(kernel, smem_bytes, max_tiles)) return;
   cudaLaunchAttribute attr;
   attr.id = cudaLaunchAttributeClusterDimension;
   attr.val.clusterDim.x = 2;
@@ -717,24 +721,25 @@ void grouped_gemm_rows_ws(const GroupedGemmRows& a, RowsWsOptions options, cudaS
   }
   // One kernel per (B layout, epilogue, A by TMA): the compile-time arguments picked from the run-time ones.
   auto go = [&](auto b_kmajor, auto epilogue, auto by_tma) {
-    constexpr Epi E = decltype(epilogue)::value;
-    constexpr bool staged = E == Epi::staged;
+    constexpr WsEpilogue E = decltype(epilogue)::value;
+    constexpr bool staged = E == WsEpilogue::staged;
     constexpr int smem = SmemLayout < staged ? 3 : 4, staged > ::bytes;
     launch_persistent(rows_ws_kernel<decltype(b_kmajor)::value, E, decltype(by_tma)::value>, smem, max_tiles,
                       stream, a, a_map, b_map);
   };
   auto pick = [&](auto b_kmajor, auto by_tma) {
     if (pair)
-      launch_pairs(rows_ws_kernel<decltype(b_kmajor)::value, Epi::staged, decltype(by_tma)::value, true>,
-                   SmemLayout<3, true>::bytes, max_tiles, stream, a, a_map, b_map);
+      launch_pairs(
+          rows_ws_kernel<decltype(b_kmajor)::value, WsEpilogue::staged, decltype(by_tma)::value, true>,
+          SmemLayout<3, true>::bytes, max_tiles, stream, a, a_map, b_map);
     else if (epi == WsEpilogue::staged)
-      go(b_kmajor, std::integral_constant<Epi, Epi::staged>{}, by_tma);
+      go(b_kmajor, std::integral_constant<WsEpilogue, WsEpilogue::staged>{}, by_tma);
     else if constexpr (decltype(by_tma)::value)  // store4 only in policies 5 and 6 (A by cp.async)
-      go(b_kmajor, std::integral_constant<Epi, Epi::store16>{}, by_tma);
+      go(b_kmajor, std::integral_constant<WsEpilogue, WsEpilogue::store16>{}, by_tma);
     else if (epi == WsEpilogue::store4)
-      go(b_kmajor, std::integral_constant<Epi, Epi::store4>{}, by_tma);
+      go(b_kmajor, std::integral_constant<WsEpilogue, WsEpilogue::store4>{}, by_tma);
     else
-      go(b_kmajor, std::integral_constant<Epi, Epi::store16>{}, by_tma);
+      go(b_kmajor, std::integral_constant<WsEpilogue, WsEpilogue::store16>{}, by_tma);
   };
   auto with_a = [&](auto b_kmajor) {
     if (a_tma)
