@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer, with ASan + UBSan) of every parser of outside input: safetensors headers,
-# config.json, score input, YAML recipes, JSONL training data, tokenizer.json. Each target runs for
+# config.json, score input, YAML recipes, JSONL training data, tokenizer.json, and a training checkpoint's
+# resume files (trainer_state.json, optimizer.safetensors). Each target runs for
 # FUZZ_SECONDS (default 20) from seeds taken from the repository's own files; a finding (crash, sanitizer report,
 # an exception other than a one-line g4::Error) fails the script and leaves the input in build-fuzz/findings/.
-# Usage: bash scripts/fuzz.sh [target ...]      (targets: safetensors config score_input recipe dataset tokenizer)
+# Usage: bash scripts/fuzz.sh [target ...]      (targets: safetensors config score_input recipe dataset tokenizer trainer_state
+# optimizer_state)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 seconds=${FUZZ_SECONDS:-20}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors config score_input recipe dataset tokenizer)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors config score_input recipe dataset tokenizer trainer_state optimizer_state)
 
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DG4MOE_CUDA=OFF \
   -DG4MOE_TESTS=OFF -DG4MOE_FUZZ=ON >/dev/null
@@ -17,7 +19,7 @@ cmake --build build-fuzz --parallel "$(nproc)" --target g4_fuzzers
 
 # Seeds: valid inputs of each kind (the fuzzer mutates from there).
 corpus=build-fuzz/corpus
-rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,config,score_input,recipe,dataset,tokenizer} build-fuzz/findings
+rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,config,score_input,recipe,dataset,tokenizer,trainer_state,optimizer_state} build-fuzz/findings
 python3 - "$corpus/safetensors/tiny.safetensors" <<'PY'
 import json, struct, sys
 header = {"a.weight": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]},
@@ -37,6 +39,24 @@ printf '%s\n' '{"input_ids": [5, 6, 7, 8]}' \
   '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}' \
   >"$corpus/dataset/ids_and_chat.jsonl"
 cp tests/data/tokenizer/tokenizer.json "$corpus/tokenizer/"
+printf '%s' '{"step": 6, "data_cursor": 48, "tokens_seen": 6144.0, "optimizer_steps": 6, "model_seed": 1234,
+ "data_seed": 0, "recipe": {"data.seq_len": 128, "train.batch_size": 8}}' >"$corpus/trainer_state/state.json"
+python3 - "$corpus/optimizer_state" <<'PY'
+import json, struct, sys
+def image(names):
+    header, blobs, offset = {}, b"", 0
+    for name, shape in names:
+        n = 4 * (shape[0] * (shape[1] if len(shape) > 1 else 1))
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + n]}
+        blobs += struct.pack("<%df" % (n // 4), *[0.5] * (n // 4))
+        offset += n
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + blobs
+moments = [(k + "." + p, s) for p, s in (("a", [2, 3]), ("b", [4])) for k in ("exp_avg", "exp_avg_sq")]
+open(sys.argv[1] + "/fp32.safetensors", "wb").write(image(moments))
+open(sys.argv[1] + "/bf16.safetensors", "wb").write(image(moments + [("master.a", [2, 3]), ("master.b", [4])]))
+PY
 
 for t in "${targets[@]}"; do
   echo "== fuzz_$t for ${seconds}s"

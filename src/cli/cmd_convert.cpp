@@ -15,8 +15,10 @@
 
 #include "cli/cli_common.h"
 #include "core/error.h"
+#include "core/finite.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
+#include "io/output_paths.h"
 #include "io/safetensors_writer.h"
 #include "moe/state_dict_adapter.h"
 
@@ -71,8 +73,17 @@ bool is_weight_file(const fs::path& p) {
          (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0);
 }
 
+// A NaN or infinite weight is refused (a converted checkpoint that cannot produce a finite loss is no use)
+// unless the user passed --allow-non-finite.
+void refuse_non_finite(const void* data, const TensorDecl& decl, const std::string& name,
+                       const Checkpoint& ckpt) {
+  const std::int64_t at = first_non_finite(data, decl.dtype, shape_numel(decl.shape));
+  check(at < 0, "tensor ", name, " holds a non-finite value (element ", at, ") in ", ckpt.dir(),
+        "; nothing was written (pass --allow-non-finite to convert it anyway)");
+}
+
 int run_convert(const std::string& to_name, const std::string& in, const std::string& out,
-                std::uint64_t max_shard_bytes) {
+                std::uint64_t max_shard_bytes, bool allow_non_finite) {
   check(to_name == "native" || to_name == "hf", "--to must be native or hf, not \"", to_name, "\"");
   const Layout to = to_name == "native" ? Layout::native : Layout::hf;
   check(fs::is_directory(in), "not a checkpoint directory: ", in);
@@ -95,10 +106,7 @@ int run_convert(const std::string& to_name, const std::string& in, const std::st
   opts.log = [](const std::string& line) { std::fprintf(stderr, "g4moe: note: %s\n", line.c_str()); };
   const std::vector<ConversionStep> steps = plan_conversion(metas, to, opts, in);
 
-  TempDirGuard tmp{out_path.parent_path() /
-                   ("." + out_path.filename().string() + ".tmp-" + std::to_string(getpid()))};
-  fs::remove_all(tmp.path, ec);
-  fs::create_directories(tmp.path);
+  TempDirGuard tmp{create_temporary_directory(out_path.string())};
 
   std::vector<TensorDecl> decls;
   double total_bytes = 0;
@@ -118,12 +126,15 @@ int run_convert(const std::string& to_name, const std::string& in, const std::st
     double done_bytes = 0;
     for (std::size_t i = 0; i < steps.size(); ++i) {
       if (steps[i].op == ConversionStep::Op::copy) {
-        writer.write(steps[i].out_name, read(steps[i].source).data);
+        const TensorSource src = read(steps[i].source);
+        if (!allow_non_finite) refuse_non_finite(src.data, decls[i], steps[i].source, ckpt);
+        writer.write(steps[i].out_name, src.data);
       } else {
         const Tensor t = run_conversion_step(steps[i], read);
         check(t.dtype() == decls[i].dtype && t.shape() == decls[i].shape, "internal: tensor ",
               steps[i].out_name, " came out as ", shape_str(t.shape()), " instead of ",
               shape_str(decls[i].shape));
+        if (!allow_non_finite) refuse_non_finite(t.bytes(), decls[i], steps[i].out_name, ckpt);
         writer.write(steps[i].out_name, t.bytes());
       }
       done_bytes += static_cast<double>(decls[i].nbytes());
@@ -155,11 +166,14 @@ Action register_convert(CLI::App& app) {
   auto in = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto max_shard = std::make_shared<std::uint64_t>(5'000'000'000ull);
+  auto allow_non_finite = std::make_shared<bool>(false);
   cmd->add_option("--to", *to, "target layout: native or hf")->required();
   cmd->add_option("IN", *in, "input checkpoint directory")->required();
   cmd->add_option("OUT", *out, "output directory (must not exist, or be empty)")->required();
   cmd->add_option("--max-shard-size", *max_shard, "largest shard in bytes (default 5000000000)");
-  return [=] { return run_convert(*to, *in, *out, *max_shard); };
+  cmd->add_flag("--allow-non-finite", *allow_non_finite,
+                "write the checkpoint even if a weight is NaN or infinite (by default that is an error)");
+  return [=] { return run_convert(*to, *in, *out, *max_shard, *allow_non_finite); };
 }
 
 }  // namespace g4::cli

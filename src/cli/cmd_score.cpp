@@ -7,13 +7,16 @@
 // blocks of the rows (all rows when N == E). Loss sums, logits and gradients are summed / gathered over the
 // DP group, expert gradients then gathered over the EP group; world rank 0 alone prints and writes.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "cli/cli_common.h"
 #include "core/error.h"
 #include "data/score_input.h"
 #include "dist/communicator.h"
+#include "io/output_paths.h"
 #include "io/safetensors_writer.h"
 #include "model/batch_rows.h"
 #include "model/checkpoint_gradients.h"
@@ -28,7 +31,7 @@ namespace {
 
 struct ScoreOptions {
   std::string model, input, output;
-  bool grads = false;
+  bool grads = false, overwrite = false;
   int ep = 1;
   std::string dispatcher = "alltoall";
 };
@@ -45,13 +48,32 @@ Tensor gather_logits(Communicator& dp, const Tensor& local, std::int64_t batch_s
   return full;
 }
 
+// --output may replace an existing file only with --overwrite, and never a file of the model directory (its
+// weights, config or tokenizer).
+void check_output_path(const ScoreOptions& o) {
+  if (o.output.empty()) return;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path out = fs::weakly_canonical(o.output, ec);
+  for (auto it = fs::directory_iterator(o.model, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::error_code ignored;
+    check(fs::weakly_canonical(it->path(), ignored) != out, "--output ", o.output, " is ",
+          it->path().string(), " of the model itself; nothing was written");
+  }
+  refuse_existing_output(o.output, o.overwrite, "choose another --output, or pass --overwrite to replace it");
+}
+
 int run_score(const ScoreOptions& o) {
   check(!o.grads || !o.output.empty(), "--grads needs --output FILE.safetensors to write the gradients to");
+  check_output_path(o);
   Communicator& world = world_communicator();
   const TextConfig text = load_config(o.model).text;
   const ParallelSetup par = make_parallel_setup(world, text.enable_moe_block ? text.num_experts : 0, o.ep,
                                                 dispatcher_from_name(o.dispatcher));
   Gemma4Model model = load_gemma4_model(o.model, par.experts);
+  const std::string bad = non_finite_weight(model);
+  check(bad.empty(), "weight ", bad, " of ", o.model, " is NaN or infinite: no loss is computed");
   model.moe_parallel = par.moe_parallel();
   const Batch full = read_score_input(o.input, model.config.text.vocab_size);
   Communicator& dp = *par.groups.dp;
@@ -88,9 +110,11 @@ int run_score(const ScoreOptions& o) {
       for (auto& [name, g] : gradients_in_checkpoint_layout(model.config, grads, Checkpoint::open(o.model)))
         tensors.emplace_back("grad." + name, g);
   }
+  const double mean = loss.num_tokens ? loss.loss_sum / static_cast<double>(loss.num_tokens) : 0.0;
+  check(std::isfinite(mean), "the loss is ", mean, " although every weight of ", o.model,
+        " is finite (an overflow in the forward pass); nothing was written");
   if (world.rank() != 0) return 0;
   if (!o.output.empty()) write_safetensors(o.output, tensors);
-  const double mean = loss.num_tokens ? loss.loss_sum / static_cast<double>(loss.num_tokens) : 0.0;
   Json line = {{"loss", loss.num_tokens ? Json(mean) : Json(nullptr)}, {"num_tokens", loss.num_tokens}};
   std::printf("%s\n", line.dump().c_str());
   return 0;
@@ -102,8 +126,9 @@ Action register_score(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "score",
       "Run the model on a batch and print {\"loss\": <mean causal-LM loss>, \"num_tokens\": <tokens "
-      "counted>} "
-      "as one JSON line. The checkpoint may be in either Hugging Face layout; no conversion is needed.");
+      "counted>} as one JSON line (loss null when no label counts). NaN or Inf weights, or a non-finite "
+      "loss, "
+      "are an error (exit 2). The checkpoint may be in either Hugging Face layout; no conversion is needed.");
   auto o = std::make_shared<ScoreOptions>();
   cmd->add_option("--model", o->model, "checkpoint directory (config.json + safetensors)")->required();
   cmd->add_option(
@@ -113,6 +138,7 @@ Action register_score(CLI::App& app) {
       ->required();
   cmd->add_option("--output", o->output,
                   "write the logits (F32 [B, S, V]) to this .safetensors file (atomically)");
+  cmd->add_flag("--overwrite", o->overwrite, "replace an existing --output file (never one of the model's)");
   cmd->add_flag("--grads", o->grads,
                 "also write grad.<name> for every trainable tensor (needs the backward pass)");
   cmd->add_option(

@@ -13,6 +13,7 @@ namespace {
 struct TrainOptions {
   std::string config, resume;
   std::vector<std::string> overrides;
+  bool overwrite = false, allow_recipe_change = false;
 };
 
 }  // namespace
@@ -22,7 +23,11 @@ Action register_train(CLI::App& app) {
       "train",
       "Train or fine-tune a Gemma 4 model on the CPU from a YAML recipe. Writes <output.dir>/metrics.jsonl, "
       "loss.png and checkpoint-<step>/ (Hugging Face format, plus optimizer and trainer state for --resume). "
-      "Ctrl-C saves a checkpoint and exits with code 130. Under mpirun (parallel.ep, parallel.zero), every "
+      "Ctrl-C or SIGTERM saves a checkpoint and exits with code 130. An output.dir that holds an earlier run "
+      "is "
+      "refused unless --overwrite or --resume; a NaN/Inf loss or gradient stops the run before the update "
+      "and "
+      "names the last checkpoint whose own loss was finite. Under mpirun (parallel.ep, parallel.zero), every "
       "rank "
       "stops after the same step and they save together: on Ctrl-C within OpenMPI's grace time "
       "(OMPI_MCA_odls_base_sigkill_timeout, default 1 s; mpirun then exits 1), or with no deadline on "
@@ -32,10 +37,20 @@ Action register_train(CLI::App& app) {
   cmd->add_option("--config", o->config, "YAML recipe");
   cmd->add_option("--resume", o->resume,
                   "continue from this checkpoint directory (bit-exact on the same machine)");
+  cmd->add_flag("--overwrite", o->overwrite,
+                "start a new run in an output.dir that holds an earlier run's files (same as "
+                "output.overwrite=true): its metrics.jsonl and loss.png are replaced, and checkpoints of the "
+                "same step as they are written");
+  cmd->add_flag(
+      "--allow-recipe-change", o->allow_recipe_change,
+      "with --resume: continue although the recipe changed keys that should stay fixed within a run "
+      "(model, data, data.seq_len, batch shape)");
   cmd->add_option("overrides", o->overrides, "key=value overrides of the recipe, e.g. train.steps=50");
   return [o] {
-    const Recipe recipe = load_recipe(o->config, o->overrides);
-    const TrainOutcome outcome = run_training(recipe, o->resume);
+    std::vector<std::string> overrides = o->overrides;
+    if (o->overwrite) overrides.push_back("output.overwrite=true");
+    const Recipe recipe = load_recipe(o->config, overrides);
+    const TrainOutcome outcome = run_training(recipe, o->resume, o->allow_recipe_change);
     if (world_communicator().rank() == 0)  // under mpirun, rank 0 speaks for the job
       std::printf("{\"steps\": %lld, \"final_loss\": %.6f}\n", static_cast<long long>(outcome.steps_done),
                   outcome.last_loss);

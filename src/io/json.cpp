@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "io/output_paths.h"
 
 namespace g4 {
 
@@ -111,8 +112,8 @@ std::string require_utf8(std::string text, const std::string& where) {
 }
 
 void write_text_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const std::string tmp = temporary_sibling(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
   check(fd >= 0, "cannot create ", tmp, ": ", std::strerror(errno));
   std::size_t done = 0;
   while (done < text.size()) {

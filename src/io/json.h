@@ -27,7 +27,7 @@ std::string json_excerpt(const Json& value);
 // `text` unchanged if it is valid UTF-8, else a g4::Error naming `where` (JSON output cannot carry it).
 std::string require_utf8(std::string text, const std::string& where);
 
-// Atomically replaces `path` with `text`: writes `path.tmp`, fsyncs, renames.
+// Atomically replaces `path` with `text`: writes a fresh hidden sibling (io/output_paths.h), fsyncs, renames.
 void write_text_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace g4

@@ -9,12 +9,13 @@
 
 #include "core/error.h"
 #include "io/json.h"
+#include "io/output_paths.h"
 
 namespace g4 {
 
 SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorDecl> tensors,
                                      std::map<std::string, std::string> metadata)
-    : path_(std::move(path)), tmp_path_(path_ + ".tmp"), tensors_(std::move(tensors)) {
+    : path_(std::move(path)), tmp_path_(temporary_sibling(path_)), tensors_(std::move(tensors)) {
   Json header = Json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t offset = 0;
@@ -27,7 +28,7 @@ SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorDecl> t
   }
   std::string text = header.dump();
   while ((text.size() + 8) % 8 != 0) text.push_back(' ');  // align the data section to 8 bytes
-  out_ = std::fopen(tmp_path_.c_str(), "wb");
+  out_ = std::fopen(tmp_path_.c_str(), "wbx");  // exclusive: never truncates a file that is not ours
   check(out_ != nullptr, "cannot create ", tmp_path_, ": ", std::strerror(errno));
   unsigned char length[8];
   std::uint64_t n = text.size();

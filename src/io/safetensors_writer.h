@@ -1,8 +1,9 @@
 // safetensors_writer.h: writes .safetensors files and sharded checkpoints, atomically and in a stream.
 //
 // Invariants: nothing appears under a final name until it is complete and fsynced (each file is written as
-// `<name>.tmp` and renamed); tensors are written in the order they were declared, so a converter can
-// produce one tensor at a time and never hold the whole model; a failed write leaves no partial file.
+// a fresh hidden sibling name, io/output_paths.h, and renamed); tensors are written in the order they were
+// declared, so a converter can produce one tensor at a time and never hold the whole model; a failed write
+// leaves no partial file.
 #pragma once
 
 #include <cstdint>

@@ -1,8 +1,10 @@
 #include "model/gemma4_model.h"
 
 #include <cmath>
+#include <optional>
 
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/profile.h"
 #include "model/decoder_layer.h"
 #include "model/forward_context.h"
@@ -17,7 +19,30 @@ Gemma4Model load_gemma4_model(const std::string& dir, ExpertRange experts) {
   m.config = load_config(dir);
   const Checkpoint ckpt = Checkpoint::open(dir);
   m.weights = load_gemma4_weights(m.config, ckpt, nullptr, experts);
+  std::optional<DType> shared;
+  bool mixed = false;
+  for (const std::string& name : ckpt.names()) {
+    const DType d = ckpt.info(name).dtype;
+    if (!dtype_is_float(d)) continue;
+    mixed = mixed || (shared && *shared != d);
+    shared = d;
+  }
+  m.storage_dtype = shared && !mixed ? *shared : DType::f32;
   return m;
+}
+
+std::string non_finite_weight(const Gemma4Model& model) {
+  std::string found;
+  Gemma4Weights& weights = const_cast<Gemma4Weights&>(model.weights);  // visited read-only
+  for_each_parameter(model.config, weights, [&](const std::string& name, Tensor& t) {
+    if (!found.empty()) return;
+    const std::int64_t at = first_non_finite(t.bytes(), t.dtype(), t.numel());
+    if (at >= 0) found = name + " (element " + std::to_string(at) + ")";
+  });
+  for (const LayerSpec& s : model.config.text.layers)
+    if (found.empty() && !std::isfinite(model.weights.layers[s.index].layer_scalar))
+      found = model.config.text_prefix + "layers." + std::to_string(s.index) + ".layer_scalar";
+  return found;
 }
 
 float embedding_scale(const TextConfig& c) {

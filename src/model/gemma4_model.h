@@ -18,7 +18,10 @@ struct MoeParallel;  // moe/token_dispatcher.h
 
 struct Gemma4Model {
   ModelConfig config;
-  Gemma4Weights weights;
+  Gemma4Weights weights;  // fp32, whatever the checkpoint's dtype
+  // The dtype the weights were stored in (the checkpoint's float dtype when all its weights share one, else
+  // f32): checkpoints written from this model use it again, so a bf16 model stays a bf16 checkpoint.
+  DType storage_dtype = DType::f32;
   // Expert parallelism (not owned): the weights hold only this rank's experts and the MoE blocks dispatch
   // tokens through it; nullptr: every expert is here.
   const MoeParallel* moe_parallel = nullptr;
@@ -27,6 +30,9 @@ struct Gemma4Model {
 // Reads config.json and the weights of a checkpoint directory (either layout); with a non-empty `experts`
 // range only those experts of every MoE layer are kept.
 Gemma4Model load_gemma4_model(const std::string& dir, ExpertRange experts = {});
+
+// The first weight holding NaN or Inf, as "<name> (element <i>)", or "" when every weight is finite.
+std::string non_finite_weight(const Gemma4Model& model);
 
 struct ForwardResult {
   Tensor logits;  // [B, S, V], after the soft-cap

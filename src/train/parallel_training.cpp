@@ -127,4 +127,16 @@ void shard_optimizer(const TrainParallel& par, AdamW& optimizer) {
   }
 }
 
+Shape full_parameter_shape(const TrainParallel& par, const ModelConfig& config, const std::string& name,
+                           const Shape& local) {
+  Shape full = local;
+  if (par.setup.experts.count > 0 && is_expert(name) && !full.empty()) full[0] = num_experts(config);
+  return full;
+}
+
+Tensor local_part(const TrainParallel& par, const std::string& name, const Tensor& full) {
+  if (par.setup.experts.count == 0 || !is_expert(name)) return full;
+  return slice_experts(full, par.setup.experts);
+}
+
 }  // namespace g4

@@ -57,5 +57,10 @@ void with_gathered(const TrainParallel& par, Gemma4Model& model, AdamW& optimize
 
 // After resuming from a full checkpoint: keeps this rank's slice of every expert moment.
 void shard_optimizer(const TrainParallel& par, AdamW& optimizer);
+// The full (all experts) shape of parameter `name` whose local tensor has shape `local`.
+Shape full_parameter_shape(const TrainParallel& par, const ModelConfig& config, const std::string& name,
+                           const Shape& local);
+// This rank's part of the full tensor of parameter `name` (its experts' rows for an expert tensor).
+Tensor local_part(const TrainParallel& par, const std::string& name, const Tensor& full);
 
 }  // namespace g4

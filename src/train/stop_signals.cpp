@@ -25,7 +25,7 @@ StopSignals::StopSignals(bool under_mpirun) {
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;  // blocking calls (MPI's polling, file writes) carry on; the loop checks the flag
   for (int i = 0; i < kCount; ++i) {
-    g_installed[i] = kSignals[i] == SIGINT || under_mpirun;
+    g_installed[i] = kSignals[i] != SIGUSR1 || under_mpirun;
     if (g_installed[i]) sigaction(kSignals[i], &sa, &g_previous[i]);
   }
 }

@@ -3,7 +3,8 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "io/safetensors.h"
+#include "core/finite.h"
+#include "io/output_paths.h"
 #include "io/safetensors_writer.h"
 #include "moe/state_dict_adapter.h"
 
@@ -13,11 +14,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The model's weights in the HF layout and names, in a stable order.
+// The model's weights in the HF layout and names, in a stable order, in the model's storage dtype.
 std::vector<std::pair<std::string, Tensor>> hf_tensors(Gemma4Model& model) {
   std::vector<std::pair<std::string, Tensor>> out;
   StateDict native_moe;
   for_each_parameter(model.config, model.weights, [&](const std::string& name, Tensor& t) {
+    const std::int64_t at = first_non_finite(t.bytes(), t.dtype(), t.numel());
+    check(at < 0, "weight ", name, " holds a non-finite value (element ", at, "): no checkpoint is written");
     if (name.find(".moe.") != std::string::npos) {
       native_moe[name] = t;
     } else {
@@ -32,6 +35,8 @@ std::vector<std::pair<std::string, Tensor>> hf_tensors(Gemma4Model& model) {
   for (const LayerSpec& s : model.config.text.layers)
     out.emplace_back(model.config.text_prefix + "layers." + std::to_string(s.index) + ".layer_scalar",
                      Tensor::from_floats({1}, {model.weights.layers[s.index].layer_scalar}));
+  if (model.storage_dtype != DType::f32)
+    for (auto& [name, t] : out) t = t.to_dtype(model.storage_dtype);
   return out;
 }
 
@@ -44,67 +49,77 @@ void write_tensors_sharded(const std::string& dir,
   writer.finish();
 }
 
-}  // namespace
-
-void save_hf_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc) {
-  AdamW none;
-  save_train_checkpoint(dir, model, config_doc, none, Json::object(), false);
-  fs::remove(dir + "/optimizer.safetensors");
-  fs::remove(dir + "/trainer_state.json");
+// The optimizer file: both moments of every trained parameter and, when the weights are stored narrower than
+// fp32, the fp32 master copy the next steps must continue from.
+std::vector<std::pair<std::string, Tensor>> optimizer_tensors(Gemma4Model& model, AdamW& optimizer) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [name, m] : optimizer.state()) {
+    out.emplace_back("exp_avg." + name, m.first);
+    out.emplace_back("exp_avg_sq." + name, m.second);
+  }
+  if (model.storage_dtype != DType::f32)
+    for_each_parameter(model.config, model.weights, [&](const std::string& name, Tensor& t) {
+      if (optimizer.state().count(name)) out.emplace_back("master." + name, t);
+    });
+  return out;
 }
 
-void save_train_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc,
-                           AdamW& optimizer, const Json& trainer_state, bool byte_tokenizer,
-                           const std::string& tokenizer_dir) {
-  const std::string tmp = dir + ".tmp";
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+// Writes into a fresh temporary directory with `fill`, then puts it in place of `dir`.
+template <class Fill>
+void write_checkpoint_dir(const std::string& dir, const CheckpointOptions& options, Fill fill) {
+  refuse_existing_output(dir, options.replace_existing,
+                         "choose another output directory, or pass --overwrite to replace it");
+  const std::string tmp = create_temporary_directory(dir);
   try {
-    write_text_file_atomic(tmp + "/config.json", config_doc.dump(2) + "\n");
-    write_tensors_sharded(tmp, hf_tensors(model));
-    std::vector<std::pair<std::string, Tensor>> moments;
-    for (auto& [name, m] : optimizer.state()) {
-      moments.emplace_back("exp_avg." + name, m.first);
-      moments.emplace_back("exp_avg_sq." + name, m.second);
-    }
-    write_safetensors(tmp + "/optimizer.safetensors", moments);
-    Json state = trainer_state;
-    state["optimizer_steps"] = optimizer.steps();
-    write_text_file_atomic(tmp + "/trainer_state.json", state.dump(2) + "\n");
-    if (byte_tokenizer)
+    fill(tmp);
+    if (options.byte_tokenizer)
       write_text_file_atomic(
           tmp + "/g4moe_tokenizer.json",
           Json{{"type", "byte"}, {"offset", 3}, {"pad_id", 0}, {"eos_id", 1}, {"bos_id", 2}}.dump(2) + "\n");
-    if (!tokenizer_dir.empty())
+    if (!options.tokenizer_dir.empty())
       for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                             "tokenizer.model", "chat_template.jinja", "g4moe_tokenizer.json"})
-        if (fs::exists(fs::path(tokenizer_dir) / f))
-          fs::copy_file(fs::path(tokenizer_dir) / f, fs::path(tmp) / f);
+        if (fs::exists(fs::path(options.tokenizer_dir) / f))
+          fs::copy_file(fs::path(options.tokenizer_dir) / f, fs::path(tmp) / f);
+    replace_directory(tmp, dir);
   } catch (...) {
-    fs::remove_all(tmp);
+    std::error_code ec;
+    fs::remove_all(tmp, ec);  // ours: created above
     throw;
   }
-  // Swap into place: the old checkpoint goes only once the new one is complete.
-  const std::string old = dir + ".old";
-  fs::remove_all(old);
-  if (fs::exists(dir)) fs::rename(dir, old);
-  fs::rename(tmp, dir);
-  fs::remove_all(old);
 }
 
-Json load_train_state(const std::string& dir, AdamW& optimizer) {
+}  // namespace
+
+void save_hf_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc,
+                        const CheckpointOptions& options) {
+  write_checkpoint_dir(dir, options, [&](const std::string& tmp) {
+    write_text_file_atomic(tmp + "/config.json", config_doc.dump(2) + "\n");
+    write_tensors_sharded(tmp, hf_tensors(model));
+  });
+}
+
+void save_train_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc,
+                           AdamW& optimizer, const Json& trainer_state, const CheckpointOptions& options) {
+  write_checkpoint_dir(dir, options, [&](const std::string& tmp) {
+    write_text_file_atomic(tmp + "/config.json", config_doc.dump(2) + "\n");
+    write_tensors_sharded(tmp, hf_tensors(model));
+    write_safetensors(tmp + "/optimizer.safetensors", optimizer_tensors(model, optimizer));
+    Json state = trainer_state;
+    state["optimizer_steps"] = optimizer.steps();
+    write_text_file_atomic(tmp + "/trainer_state.json", state.dump(2) + "\n");
+  });
+}
+
+TrainerState load_train_state(const std::string& dir, const std::map<std::string, Shape>& trainable,
+                              AdamW& optimizer, std::map<std::string, Tensor>* masters) {
   const std::string state_path = dir + "/trainer_state.json";
   check(fs::exists(state_path), "not a g4moe training checkpoint (no trainer_state.json): ", dir);
-  Json state = read_json_file(state_path);
-  const auto moments = SafetensorsFile::open(dir + "/optimizer.safetensors");
-  for (const TensorInfo& info : moments->tensors()) {
-    const bool first = info.name.rfind("exp_avg.", 0) == 0;
-    const std::string name = info.name.substr(first ? 8 : 11);
-    auto& slot = optimizer.state()[name];
-    (first ? slot.first : slot.second) = moments->read(info).to_f32();
-  }
-  optimizer.set_steps(
-      json_int(json_require(state, "optimizer_steps", state_path), "optimizer_steps", state_path));
+  const TrainerState state = parse_trainer_state(read_json_file(state_path), state_path);
+  OptimizerFile file = read_optimizer_file(dir + "/optimizer.safetensors", trainable, masters != nullptr);
+  optimizer.state() = std::move(file.moments);
+  optimizer.set_steps(state.optimizer_steps);
+  if (masters) *masters = std::move(file.masters);
   return state;
 }
 

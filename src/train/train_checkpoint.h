@@ -1,11 +1,16 @@
 // train_checkpoint.h: training checkpoints as Hugging Face checkpoint directories, plus what resuming needs.
 //
 // A checkpoint directory holds config.json and model.safetensors (shards + index when large) in the HF layout
-// (MoE weights converted back by the state-dict adapter, per_expert_scale written as ones), so transformers
-// loads it; g4moe_tokenizer.json (the byte tokenizer) when the run used one; and, for `--resume`,
-// optimizer.safetensors (AdamW moments by native parameter name) and trainer_state.json (step, data cursor,
-// seeds, the recipe). Invariant: the directory appears complete or not at all: it is written as `<dir>.tmp`
-// and renamed into place; a failure (a full disk, say) leaves any previous checkpoint untouched.
+// (MoE weights converted back by the state-dict adapter, per_expert_scale written as ones) and in the model's
+// storage dtype (a bf16 checkpoint stays bf16), so transformers loads it; g4moe_tokenizer.json (the byte
+// tokenizer) when the run used one; and, for `--resume`, optimizer.safetensors and trainer_state.json
+// (train/train_state.h: AdamW moments, fp32 master weights when the storage dtype is narrower, step, data
+// cursor, the recipe).
+//
+// Invariants: the directory appears complete or not at all (written under a fresh temporary sibling name and
+// renamed into place; a failure, a full disk say, leaves any previous checkpoint untouched); an existing
+// directory is replaced only when `replace_existing` says the caller may; non-finite weights are never
+// written (g4::Error naming the tensor).
 #pragma once
 
 #include <string>
@@ -13,19 +18,27 @@
 #include "io/json.h"
 #include "model/gemma4_model.h"
 #include "train/adamw.h"
+#include "train/train_state.h"
 
 namespace g4 {
 
-// The HF checkpoint alone (config.json + weights), written atomically the same way.
-void save_hf_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc);
+struct CheckpointOptions {
+  bool replace_existing = false;  // else an existing non-empty `dir` is an error
+  bool byte_tokenizer = false;    // write g4moe_tokenizer.json
+  std::string tokenizer_dir;      // copy its tokenizer files in (tokenizer.json, tokenizer_config.json, ...)
+};
 
-// `tokenizer_dir`: a directory whose tokenizer files (tokenizer.json, tokenizer_config.json,
-// special_tokens_map.json, tokenizer.model, chat_template.jinja) are copied in; empty with `byte_tokenizer`.
+// The HF checkpoint alone (config.json + weights).
+void save_hf_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc,
+                        const CheckpointOptions& options);
+
 void save_train_checkpoint(const std::string& dir, Gemma4Model& model, const Json& config_doc,
-                           AdamW& optimizer, const Json& trainer_state, bool byte_tokenizer,
-                           const std::string& tokenizer_dir = "");
+                           AdamW& optimizer, const Json& trainer_state, const CheckpointOptions& options);
 
-// Restores the optimizer moments and step count; returns trainer_state.json.
-Json load_train_state(const std::string& dir, AdamW& optimizer);
+// Reads and validates trainer_state.json and optimizer.safetensors of `dir` against the trainable
+// parameters (name -> full shape); restores the moments and step count into `optimizer` and returns the
+// state. With `masters` (a model stored in a narrower dtype), the fp32 master weights by name land there.
+TrainerState load_train_state(const std::string& dir, const std::map<std::string, Shape>& trainable,
+                              AdamW& optimizer, std::map<std::string, Tensor>* masters);
 
 }  // namespace g4

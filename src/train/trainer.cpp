@@ -4,12 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include "core/regex.h"
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/regex.h"
 #include "data/packed_dataset.h"
 #include "data/text_codec.h"
 #include "generate/greedy.h"
@@ -20,6 +19,7 @@
 #include "train/lr_schedule.h"
 #include "train/parallel_training.h"
 #include "train/parameter_refs.h"
+#include "train/run_directory.h"
 #include "train/stop_signals.h"
 #include "train/train_checkpoint.h"
 #include "train/zero_optimizer.h"
@@ -41,7 +41,10 @@ ModelSource load_model(const Recipe& r, const std::string& resume_dir, TrainPara
   const std::string dir = !resume_dir.empty() ? resume_dir : r.model_path;
   if (!dir.empty()) {
     par = make_train_parallel(load_config(dir), static_cast<int>(r.ep), r.dispatcher);
-    return {load_gemma4_model(dir, par.setup.experts), read_json_file(dir + "/config.json")};
+    ModelSource src{load_gemma4_model(dir, par.setup.experts), read_json_file(dir + "/config.json")};
+    const std::string bad = non_finite_weight(src.model);
+    check(bad.empty(), "weight ", bad, " of ", dir, " is NaN or infinite: nothing to train from");
+    return src;
   }
   Json doc = preset_config(r.model_preset);
   ModelSource src{init_gemma4_model(doc, r.model_seed), doc};
@@ -70,15 +73,83 @@ std::int64_t count_labels(const Batch& b) {
   return n;
 }
 
-void append_line(const std::string& path, const Json& line) {
-  std::ofstream out(path, std::ios::app);
-  out << line.dump() << "\n";
-  check(out.good(), "cannot write ", path);
+// The parameters train.freeze leaves trainable. A pattern that matches no parameter is an error: it is
+// almost always a typo, and training everything instead would be a silent surprise.
+std::vector<std::size_t> trainable_indices(const std::vector<ParamRef>& every,
+                                           const std::vector<std::string>& patterns) {
+  std::vector<std::regex> frozen;
+  for (const std::string& pattern : patterns) {
+    try {
+      frozen.emplace_back(pattern);
+    } catch (const std::regex_error&) {
+      fail("train.freeze pattern \"", pattern, "\" is not a valid regular expression");
+    }
+  }
+  std::vector<bool> used(frozen.size(), false);
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < every.size(); ++i) {
+    bool is_frozen = false;
+    for (std::size_t k = 0; k < frozen.size(); ++k)
+      if (std::regex_search(every[i].name, frozen[k])) is_frozen = used[k] = true;
+    if (!is_frozen) out.push_back(i);
+  }
+  for (std::size_t k = 0; k < frozen.size(); ++k)
+    check(used[k], "train.freeze pattern \"", patterns[k], "\" matches no parameter (names look like \"",
+          every.front().name, "\"; see g4moe inspect)");
+  check(!out.empty(), "every parameter is frozen by train.freeze");
+  return out;
 }
+
+// Restores a checkpoint's optimizer state (and fp32 master weights) for `params`, after checking that it
+// belongs to this model and recipe.
+TrainerState resume_from(const std::string& dir, const Recipe& r, bool allow_recipe_change,
+                         const TrainParallel& par, Gemma4Model& model, const std::vector<ParamRef>& params,
+                         AdamW& adamw) {
+  std::map<std::string, Shape> shapes;
+  for (const ParamRef& p : params)
+    shapes[p.name] = full_parameter_shape(par, model.config, p.name, p.param->shape());
+  std::map<std::string, Tensor> masters;
+  const TrainerState state =
+      load_train_state(dir, shapes, adamw, model.storage_dtype != DType::f32 ? &masters : nullptr);
+  for (const ParamRef& p : params)
+    if (masters.count(p.name)) *p.param = local_part(par, p.name, masters.at(p.name)).clone();
+  shard_optimizer(par, adamw);
+  const std::vector<std::string> changed = resume_conflicts(state.recipe, r);
+  if (!changed.empty() && !allow_recipe_change) {
+    std::string keys;
+    for (const std::string& k : changed) keys += (keys.empty() ? "" : ", ") + k;
+    fail("the recipe changed what cannot change in the middle of a run (", keys, ") since ", dir,
+         " was written; restore it, or pass --allow-recipe-change to continue anyway");
+  }
+  check(state.step < r.steps, "checkpoint ", dir, " is at step ", state.step, " and train.steps is ", r.steps,
+        ": nothing is left to train (raise train.steps to continue)");
+  return state;
+}
+
+// Which checkpoint of this run a divergence falls back to: the newest one whose own weights gave a finite
+// loss (a checkpoint's weights are the ones the next step's forward uses).
+class CheckpointHealth {
+ public:
+  explicit CheckpointHealth(std::string resumed) : pending_(std::move(resumed)) {}
+  void saved(const std::string& dir) { pending_ = dir; }
+  void finite_loss() {
+    if (!pending_.empty()) verified_ = pending_;
+    pending_.clear();
+  }
+  std::string advice() const {
+    std::string out;
+    if (!pending_.empty()) out = pending_ + " gives this loss already; ";
+    return out + (verified_.empty() ? "no checkpoint of this run gave a finite loss"
+                                    : "the last checkpoint whose own loss was finite is " + verified_);
+  }
+
+ private:
+  std::string pending_, verified_;
+};
 
 }  // namespace
 
-TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
+TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool allow_recipe_change) {
   // Under mpirun (parallel.ep): this rank's experts, rows and groups; one process: the plain path.
   TrainParallel par;
   ModelSource src = load_model(r, resume_dir, par);
@@ -92,45 +163,34 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
   check(c.vocab_size >= codec.vocab_size, "the model's vocab_size ", c.vocab_size,
         " is smaller than its tokenizer's (", codec.vocab_size, ")");
 
-  DatasetOptions data_options{r.seq_len, c.vocab_size, r.eval_fraction, r.truncate, r.data_seed, codec};
-  const PackedDataset data = load_packed_dataset(r.data_path, data_options);
-
-  AdamW adamw(AdamWConfig{r.beta1, r.beta2, r.eps, r.weight_decay});
-  std::int64_t step = 0, cursor = 0;
-  double tokens_seen = 0;
-  if (!resume_dir.empty()) {
-    const Json state = load_train_state(resume_dir, adamw);
-    shard_optimizer(par, adamw);
-    step = json_int(state.at("step"), "step", resume_dir);
-    cursor = json_int(state.at("data_cursor"), "data_cursor", resume_dir);
-    tokens_seen = json_number(state.at("tokens_seen"), "tokens_seen", resume_dir);
-  }
-  fs::create_directories(r.output_dir);
-  const std::string metrics_path = r.output_dir + "/metrics.jsonl";
-  if (resume_dir.empty() && par.root()) std::ofstream(metrics_path, std::ios::trunc);
-
   // Parameters: all but the frozen ones (names matched against the recipe's regexes).
-  std::vector<std::regex> frozen;
-  for (const std::string& pattern : r.freeze) {
-    try {
-      frozen.emplace_back(pattern);
-    } catch (const std::regex_error&) {
-      fail("train.freeze pattern \"", pattern, "\" is not a valid regular expression");
-    }
-  }
   Gemma4Weights grads = zeros_like(model.config, model.weights);
   const std::vector<Tensor*> all_grads = gradient_tensors(model.config, grads);
+  const std::vector<ParamRef> every = parameter_refs(model.config, model.weights, grads);
   std::vector<ParamRef> params;
   std::vector<Tensor*> trainable_grads;
-  const std::vector<ParamRef> every = parameter_refs(model.config, model.weights, grads);
-  for (std::size_t i = 0; i < every.size(); ++i) {
-    bool is_frozen = false;
-    for (const std::regex& re : frozen) is_frozen = is_frozen || std::regex_search(every[i].name, re);
-    if (is_frozen) continue;
+  for (std::size_t i : trainable_indices(every, r.freeze)) {
     params.push_back(every[i]);
     trainable_grads.push_back(all_grads[i]);
   }
-  check(!params.empty(), "every parameter is frozen by train.freeze");
+
+  AdamW adamw(AdamWConfig{r.beta1, r.beta2, r.eps, r.weight_decay});
+  TrainerState resumed;
+  if (!resume_dir.empty())
+    resumed = resume_from(resume_dir, r, allow_recipe_change, par, model, params, adamw);
+  std::int64_t step = resumed.step, cursor = resumed.data_cursor;
+  double tokens_seen = resumed.tokens_seen;
+
+  DatasetOptions data_options{r.seq_len, c.vocab_size, r.eval_fraction, r.truncate, r.data_seed, codec};
+  data_options.eval_path = r.eval_data_path;
+  const PackedDataset data = load_packed_dataset(r.data_path, data_options);
+  check(cursor < data.train.rows(), "data_cursor ", cursor, " of ", resume_dir, " is past the ",
+        data.train.rows(), " training rows of ", r.data_path);
+
+  // Every rank checks output.dir before rank 0 writes to it.
+  RunDirectory run(r.output_dir, r.overwrite, resume_dir.empty() ? -1 : step);
+  any_rank(par, false);
+  if (par.root()) run.prepare();
 
   // parallel.zero = 1: the moments live sharded in `zero` (resumed ones are handed over from `adamw`).
   std::unique_ptr<ZeroOptimizer> zero;
@@ -147,18 +207,6 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
                    8e-6 * static_cast<double>(all));
   }
 
-  std::vector<std::pair<double, double>> train_curve, eval_curve;
-  if (!resume_dir.empty()) {  // the plot covers the whole run
-    std::ifstream in(metrics_path);
-    for (std::string line; std::getline(in, line);) {
-      const Json j = Json::parse(line, nullptr, false);
-      if (j.is_discarded()) continue;
-      if (j.contains("loss")) train_curve.emplace_back(j["step"].get<double>(), j["loss"].get<double>());
-      if (j.contains("eval_loss"))
-        eval_curve.emplace_back(j["step"].get<double>(), j["eval_loss"].get<double>());
-    }
-  }
-
   auto trainer_state = [&] {
     return Json{{"step", step},
                 {"data_cursor", cursor},
@@ -167,26 +215,42 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
                 {"data_seed", r.data_seed},
                 {"recipe", r.to_json()}};
   };
+  CheckpointHealth health(resume_dir);
   auto save = [&] {  // every rank takes part (experts are gathered); rank 0 writes
     AdamW zero_moments = zero ? zero->gathered(params) : AdamW();  // over the DP group
+    const std::string dir = run.checkpoint_path(step);
+    CheckpointOptions options;
+    options.replace_existing = run.may_replace_checkpoint(step);
+    options.byte_tokenizer = byte_tokenizer;
+    options.tokenizer_dir = byte_tokenizer ? "" : model_dir;
     with_gathered(par, model, zero ? zero_moments : adamw, [&](Gemma4Model& full, AdamW& optimizer) {
-      save_train_checkpoint(r.output_dir + "/checkpoint-" + std::to_string(step), full, src.config_doc,
-                            optimizer, trainer_state(), byte_tokenizer, byte_tokenizer ? "" : model_dir);
+      save_train_checkpoint(dir, full, src.config_doc, optimizer, trainer_state(), options);
+      for (const std::string& removed : run.checkpoint_written(step, r.save_total_limit))
+        std::fprintf(stderr, "g4moe train: removed %s (output.save_total_limit %lld)\n", removed.c_str(),
+                     static_cast<long long>(r.save_total_limit));
     });
+    health.saved(dir);
   };
 
-  // SIGINT (and under mpirun SIGTERM / SIGUSR1, see stop_signals.h) stops after the current step.
+  // SIGINT and SIGTERM (and under mpirun SIGUSR1, see stop_signals.h) stop after the current step.
   const StopSignals stop(launched_by_mpi());
-  if (par.root())
+  if (par.root()) {
     std::fprintf(stderr,
                  "g4moe train: %lld documents (%lld truncated), %lld train rows and %lld eval rows of %lld "
                  "tokens; %zu trainable tensors\n",
                  static_cast<long long>(data.documents), static_cast<long long>(data.truncated),
                  static_cast<long long>(data.train.rows()), static_cast<long long>(data.eval.rows()),
                  static_cast<long long>(r.seq_len), params.size());
+    if (data.untrained_documents > 0)
+      std::fprintf(stderr,
+                   "g4moe train: warning: %lld documents have no token that counts in the loss (e.g. "
+                   "conversations without a model turn); they are packed but teach nothing\n",
+                   static_cast<long long>(data.untrained_documents));
+  }
   ProgressBar progress("train", r.steps, 5.0);
   progress.set_first(step);
   TrainOutcome outcome;
+  bool warned_zero_norm = false;
   const auto start = std::chrono::steady_clock::now();
   const double tokens_at_start = tokens_seen;
   while (step < r.steps) {
@@ -211,12 +275,24 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
       sum_gradients(par, all_grads);
     const double loss = loss_sum / static_cast<double>(std::max<std::int64_t>(1, label_tokens));
     ++step;
-    if (!std::isfinite(loss)) {
-      fail("loss is ", loss, " at step ", step, ": training stopped; the last good checkpoint in ",
-           r.output_dir, " is kept (lower train.lr or raise train.warmup_steps)");
-    }
+    if (!std::isfinite(loss))
+      fail("loss is ", loss, " at step ", step, ": training stopped before updating the weights; ",
+           health.advice(), " (lower train.lr or raise train.warmup_steps)");
+    health.finite_loss();
     const double grad_norm = zero ? zero->clip_grad_norm(params, r.max_grad_norm, par.setup.groups.ep.get())
                                   : clip_grad_norm_parallel(par, params, r.max_grad_norm);
+    if (!std::isfinite(grad_norm))
+      fail("gradient norm is ", grad_norm, " at step ", step, " (loss ", loss,
+           "): training stopped before updating the weights; ", health.advice(),
+           " (lower train.lr or set train.max_grad_norm)");
+    if (grad_norm == 0 && !warned_zero_norm && par.root()) {
+      std::fprintf(stderr,
+                   "\ng4moe train: warning: the gradient norm is 0 at step %lld: no trainable parameter "
+                   "receives a gradient from this batch (is everything that matters frozen, or is no "
+                   "token a training target?)\n",
+                   static_cast<long long>(step));
+      warned_zero_norm = true;
+    }
     const double lr = learning_rate(r.schedule, r.lr, step, r.steps, r.warmup_steps, r.min_lr_ratio);
     if (zero)
       zero->step(params, lr);
@@ -225,19 +301,17 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
     for (const Batch& b : micro) tokens_seen += static_cast<double>(b.tokens());
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double tokens_per_s = (tokens_seen - tokens_at_start) / std::max(elapsed, 1e-9);
-    train_curve.emplace_back(static_cast<double>(step), loss);
     if (par.root() && (step % std::max<std::int64_t>(1, r.log_every) == 0 || step == r.steps))
-      append_line(metrics_path, Json{{"step", step},
-                                     {"loss", loss},
-                                     {"lr", lr},
-                                     {"grad_norm", grad_norm},
-                                     {"tokens", tokens_seen},
-                                     {"tokens_per_s", tokens_per_s},
-                                     {"elapsed_s", elapsed}});
+      run.append_metrics(Json{{"step", step},
+                              {"loss", loss},
+                              {"lr", lr},
+                              {"grad_norm", grad_norm},
+                              {"tokens", tokens_seen},
+                              {"tokens_per_s", tokens_per_s},
+                              {"elapsed_s", elapsed}});
     if (r.eval_every > 0 && data.eval.rows() > 0 && (step % r.eval_every == 0 || step == r.steps)) {
       const double ev = eval_loss(model, data.eval, r.batch_size);
-      eval_curve.emplace_back(static_cast<double>(step), ev);
-      if (par.root()) append_line(metrics_path, Json{{"step", step}, {"eval_loss", ev}});
+      if (par.root()) run.append_metrics(Json{{"step", step}, {"eval_loss", ev}});
     }
     char figures[160];
     std::snprintf(figures, sizeof figures, "loss %.4f lr %.2e gnorm %.3f | %.0f tok/s", loss, lr, grad_norm,
@@ -250,11 +324,9 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
       progress.finish();
       save();
       if (par.root())
-        std::fprintf(stderr,
-                     "g4moe train: interrupted%s%s at step %lld; saved %s/checkpoint-%lld (resume with "
-                     "--resume)\n",
+        std::fprintf(stderr, "g4moe train: interrupted%s%s at step %lld; saved %s (resume with --resume)\n",
                      *stop.signal_name() ? " by " : "", stop.signal_name(), static_cast<long long>(step),
-                     r.output_dir.c_str(), static_cast<long long>(step));
+                     run.checkpoint_path(step).c_str());
       outcome.exit_code = 130;
       break;
     }
@@ -262,7 +334,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
   progress.finish();
   outcome.steps_done = step;
   if (outcome.exit_code == 0) save();
-  if (par.root()) write_loss_plot(r.output_dir + "/loss.png", train_curve, eval_curve);
+  if (par.root()) write_loss_plot(r.output_dir + "/loss.png", run.curves());
   if (outcome.exit_code == 0 && r.sample_tokens > 0) {
     std::vector<std::int64_t> prompt{codec.bos};
     const auto body = codec.encode(r.sample_prompt);

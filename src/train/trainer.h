@@ -1,7 +1,15 @@
 // trainer.h: the training loop behind `g4moe train`: data, gradient accumulation with global-token
 // normalisation, clipping, AdamW with a schedule, freezing, eval loss, metrics (JSONL + PNG), checkpoints in
-// HF format, exact resume, and a clean stop on SIGINT (under mpirun also SIGTERM / SIGUSR1; it saves, then
+// HF format, exact resume, and a clean stop on SIGINT or SIGTERM (under mpirun also SIGUSR1; it saves, then
 // exits 130; train/stop_signals.h).
+//
+// What it refuses (one g4::Error line each): an output.dir holding an earlier run without output.overwrite
+// (train/run_directory.h); resume files that do not fit the model (train/train_state.h); a resumed recipe
+// that changed what cannot change mid-run (data, sequence length, batch shape, model) unless
+// `allow_recipe_change`; a train.freeze pattern that matches nothing. Non-finite values: NaN or Inf weights
+// in the model it starts from are an error; at the first non-finite loss or gradient norm it stops before
+// the update and names the newest checkpoint whose own weights gave a finite loss; a gradient norm of 0 is a
+// warning.
 //
 // Determinism: with the same recipe, thread count and build, a run resumed from a checkpoint reproduces the
 // uninterrupted run's losses bit for bit (no randomness after the seeded data shuffle; the data cursor,
@@ -20,6 +28,7 @@ struct TrainOutcome {
   double last_loss = 0;
 };
 
-TrainOutcome run_training(const Recipe& recipe, const std::string& resume_dir);
+TrainOutcome run_training(const Recipe& recipe, const std::string& resume_dir,
+                          bool allow_recipe_change = false);
 
 }  // namespace g4

@@ -70,7 +70,7 @@ expect_final_error "diverging loss stops" "training stopped" \
   "$g4moe" train "${small[@]}" train.steps=30 train.lr=1e30 train.max_grad_norm=0 output.save_every=1 \
   output.dir="$scratch/nan"
 ls -d "$scratch"/nan/checkpoint-* >/dev/null 2>&1 && pass "last good checkpoint kept" || bad "last good checkpoint kept"
-ls -d "$scratch"/nan/*.tmp >/dev/null 2>&1 && bad "no half-written checkpoint" || pass "no half-written checkpoint"
+ls -d "$scratch"/nan/.*tmp-* >/dev/null 2>&1 && bad "no half-written checkpoint" || pass "no half-written checkpoint"
 
 # 4. A full disk while saving (simulated with a file-size limit: writes past it fail with EFBIG, SIGXFSZ ignored):
 # one clear line, exit 2, no half-written checkpoint, and the earlier checkpoint still resumes.
@@ -80,7 +80,7 @@ expect_final_error "a failed save (disk full) is one clear line" "File too large
   bash -c 'trap "" XFSZ; ulimit -f 1000; exec "$@"' _ "$g4moe" train "${small[@]}" train.steps=4 \
   output.dir="$scratch/disk" --resume "$scratch/disk/checkpoint-2"
 [ -d "$scratch/disk/checkpoint-4" ] && bad "no checkpoint from the failed save" || pass "no checkpoint from the failed save"
-ls -d "$scratch"/disk/*.tmp >/dev/null 2>&1 && bad "no half-written checkpoint after a full disk" \
+ls -d "$scratch"/disk/.*tmp-* >/dev/null 2>&1 && bad "no half-written checkpoint after a full disk" \
   || pass "no half-written checkpoint after a full disk"
 OMP_NUM_THREADS=2 "$g4moe" train "${small[@]}" train.steps=4 output.dir="$scratch/disk" \
   --resume "$scratch/disk/checkpoint-2" >/dev/null 2>&1 && [ -f "$scratch/disk/checkpoint-4/model.safetensors" ] \
