@@ -37,7 +37,8 @@ cp recipes/tiny_moe.yaml "$corpus/recipe/"
 head -n 5 data/tiny_corpus.jsonl >"$corpus/dataset/text.jsonl"
 printf '%s\n' '{"input_ids": [5, 6, 7, 8]}' \
   '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}' \
-  >"$corpus/dataset/ids_and_chat.jsonl"
+  '{"prompt": "2 + 2 =", "completion": " 4"}' >"$corpus/dataset/ids_chat_prompt.jsonl"
+printf 'a first paragraph\nof two lines\n\n  \nthe second one\n' >"$corpus/dataset/paragraphs.txt"
 cp tests/data/tokenizer/tokenizer.json "$corpus/tokenizer/"
 printf '%s' '{"step": 6, "data_cursor": 48, "tokens_seen": 6144.0, "optimizer_steps": 6, "model_seed": 1234,
  "data_seed": 0, "recipe": {"data.seq_len": 128, "train.batch_size": 8}}' >"$corpus/trainer_state/state.json"

@@ -1,13 +1,20 @@
-// packed_dataset.h: JSONL training data, tokenised and packed into fixed-length rows.
+// packed_dataset.h: training data (documents.h: JSONL lines of "text", "input_ids", chat "messages" or
+// "prompt"/"completion"; .txt files or a directory of them, split at blank lines), tokenised and packed into
+// fixed-length rows.
 //
-// Each line is an object with "text", "input_ids" (a list of ids), or chat "messages" ([{"role": "user" |
-// "system" | "model" | "assistant", "content": "..."}], Gemma 4's template: <|turn>{role}\n{content}<turn|>\n
-// per message, "assistant" written as "model"; only model turns count in the loss). Text goes through the
-// run's tokenizer (text_codec.h). A document becomes [BOS] + ids + [EOS]. Documents are shuffled with the
-// seed, split into train and eval sets, and packed greedily into rows of `seq_len` tokens; position ids
-// restart at 0 at each document start (so attention stays inside a document, as transformers does for packed
-// sequences), and the label of each document's first token is -100 (nothing before it should predict it). A
-// document longer than seq_len is truncated or rejected, by option. Errors name the file and the line.
+// Chat "messages" are [{"role": "user" | "system" | "model" | "assistant", "content": "..."}] in Gemma 4's
+// template: <|turn>{role}\n{content}<turn|>\n per message, "assistant" written as "model"; only model turns
+// count in the loss. A prompt/completion line is the prompt then the completion, and only the completion (and
+// the EOS) counts (TRL's completion-only loss). Text goes through the run's tokenizer (text_codec.h). A
+// document becomes [BOS] + ids + [EOS]. Documents are shuffled with the seed, split into train and eval sets
+// (eval_fraction of the documents, or, when eval_path is set, all of `path` trains and eval_path's documents
+// are the eval set), and packed greedily into rows of `seq_len` tokens; position ids restart at 0 at each
+// document start (so attention stays inside a document, as transformers does for packed sequences), and the
+// label of each document's first token is -100 (nothing before it should predict it). A document longer than
+// seq_len is truncated or rejected, by option. Errors name the file and the line.
+//
+// Invariant: the train rows hold at least one label that is not -100 (else an error naming the file: nothing
+// would be trained); so do the eval rows when they come from eval_path.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +33,7 @@ struct DatasetOptions {
   bool truncate = true;         // else a document longer than seq_len is an error
   std::uint64_t seed = 0;
   TextCodec codec = byte_codec();
+  std::string eval_path;  // a separate eval source (same formats); when set, eval_fraction is not used
 };
 
 struct PackedRows {
@@ -38,9 +46,11 @@ struct PackedRows {
 
 struct PackedDataset {
   PackedRows train, eval;
-  std::int64_t documents = 0, truncated = 0;
+  std::int64_t documents = 0, truncated = 0;  // over train and eval
+  std::int64_t untrained_documents = 0;       // documents none of whose tokens count in the loss
 };
 
+// `path`: the training data (a JSONL file, a .txt file, or a directory of .txt files).
 PackedDataset load_packed_dataset(const std::string& path, const DatasetOptions& options);
 
 }  // namespace g4

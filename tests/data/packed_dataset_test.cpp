@@ -1,7 +1,9 @@
 // Packing and labels: documents never split across rows, positions restart per document, the first token of a
-// document is never a label, and in chat data only the model's turns count.
+// document is never a label, in chat data only the model's turns count and in prompt/completion data only the
+// completion; plain text files split at blank lines; a separate eval file; data with nothing to train on.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "core/error.h"
@@ -16,6 +18,43 @@ std::string write_lines(const std::string& name, const std::vector<std::string>&
   std::ofstream out(path);
   for (const auto& l : lines) out << l << "\n";
   return path;
+}
+
+std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir + "/" + name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+// The message of the g4::Error `f` throws ("" if it throws none).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The documents of packed rows, each as its tokens after BOS up to EOS (pads dropped), sorted.
+std::vector<std::vector<std::int64_t>> documents_of(const PackedRows& rows, const TextCodec& codec) {
+  std::vector<std::vector<std::int64_t>> docs;
+  for (std::size_t i = 0; i < rows.input_ids.size(); ++i) {
+    if (rows.position_ids[i] == 0 && rows.input_ids[i] == codec.bos)
+      docs.emplace_back();
+    else if (!docs.empty() && rows.input_ids[i] != codec.eos && rows.input_ids[i] != codec.pad)
+      docs.back().push_back(rows.input_ids[i]);
+  }
+  std::sort(docs.begin(), docs.end());
+  return docs;
+}
+
+DatasetOptions byte_options(std::int64_t seq_len) {
+  DatasetOptions o;
+  o.seq_len = seq_len;
+  o.vocab_size = 264;
+  return o;
 }
 
 TEST(PackedDataset, DocumentsPackWithRestartingPositions) {
@@ -70,6 +109,127 @@ TEST(PackedDataset, BadLinesNameTheLine) {
       EXPECT_NE(std::string(e.what()).find("data.jsonl:2"), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(PackedDataset, PromptCompletionCountsOnlyTheCompletionAndEos) {
+  const DatasetOptions o = byte_options(16);
+  const auto data =
+      load_packed_dataset(write_lines("prompt", {R"({"prompt": "ab", "completion": "cd"})"}), o);
+  const Batch b = data.train.batch(0, 1);
+  const auto id = [&](char c) { return o.codec.encode(std::string(1, c)).at(0); };
+  // bos a b c d eos: the prompt (a, b) is context; c, d and the eos are targets.
+  const std::vector<std::int64_t> ids = {o.codec.bos, id('a'), id('b'), id('c'), id('d'), o.codec.eos};
+  const std::vector<std::int64_t> labels = {-100, -100, -100, id('c'), id('d'), o.codec.eos};
+  EXPECT_EQ(std::vector<std::int64_t>(b.input_ids.begin(), b.input_ids.begin() + 6), ids);
+  EXPECT_EQ(std::vector<std::int64_t>(b.labels.begin(), b.labels.begin() + 6), labels);
+  EXPECT_EQ(data.untrained_documents, 0);
+}
+
+TEST(PackedDataset, PromptCompletionTypesAreCheckedWithTheLine) {
+  const DatasetOptions o = byte_options(16);
+  for (const std::string bad :
+       {R"({"prompt": 1, "completion": "x"})", R"({"prompt": "x", "completion": ["y"]})",
+        R"({"prompt": "x"})", R"({"completion": "x"})"}) {
+    const std::string msg = error_of([&] {
+      load_packed_dataset(write_lines("prompt_bad", {R"({"text": "ok"})", bad}), o);
+    });
+    EXPECT_NE(msg.find("data.jsonl:2"), std::string::npos) << bad << ": " << msg;
+    EXPECT_TRUE(msg.find("\"prompt\"") != std::string::npos ||
+                msg.find("\"completion\"") != std::string::npos)
+        << bad << ": " << msg;
+  }
+}
+
+TEST(PackedDataset, TextFilesSplitIntoDocumentsAtBlankLines) {
+  const DatasetOptions o = byte_options(32);
+  const std::string dir = test::scratch_dir("data_text");
+  const std::string path = write_file(dir, "book.txt", "\nab\r\ncd\n\n \t\n\nef\n\n");
+  const auto data = load_packed_dataset(path, o);
+  EXPECT_EQ(data.documents, 2);
+  EXPECT_EQ(documents_of(data.train, o.codec),
+            (std::vector<std::vector<std::int64_t>>{o.codec.encode("ab\ncd"), o.codec.encode("ef")}));
+  // Text counts in the loss: every token but the first of each document is a label.
+  const auto labelled = std::count_if(data.train.labels.begin(), data.train.labels.end(),
+                                      [](std::int64_t l) { return l != -100; });
+  EXPECT_EQ(labelled, (1 + 5 + 1) + (1 + 2 + 1) - 2);
+}
+
+TEST(PackedDataset, ADirectoryReadsItsTextFilesSortedByName) {
+  const DatasetOptions o = byte_options(32);
+  const std::string dir = test::scratch_dir("data_text_dir");
+  write_file(dir, "b.txt", "bb\n\nbbb\n");
+  write_file(dir, "a.txt", "aa");  // no final newline
+  write_file(dir, "empty.txt", "");
+  write_file(dir, "notes.md", "not data\n");
+  const auto data = load_packed_dataset(dir, o);
+  EXPECT_EQ(data.documents, 3);
+  EXPECT_EQ(documents_of(data.train, o.codec),
+            (std::vector<std::vector<std::int64_t>>{o.codec.encode("aa"), o.codec.encode("bb"),
+                                                    o.codec.encode("bbb")}));
+
+  const std::string none = test::scratch_dir("data_text_none");
+  write_file(none, "notes.md", "x\n");
+  std::string msg = error_of([&] { load_packed_dataset(none, o); });
+  EXPECT_NE(msg.find("no .txt files"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(none), std::string::npos) << msg;
+  const std::string blank = test::scratch_dir("data_text_blank");
+  write_file(blank, "empty.txt", "\n \n");
+  msg = error_of([&] { load_packed_dataset(blank, o); });
+  EXPECT_NE(msg.find("no documents in " + blank), std::string::npos) << msg;
+}
+
+TEST(PackedDataset, TextErrorsNameTheFileAndLine) {
+  DatasetOptions o = byte_options(8);
+  o.truncate = false;
+  const std::string dir = test::scratch_dir("data_text_bad");
+  const std::string path = write_file(dir, "long.txt", "ok\n\nthis document is too long\n");
+  std::string msg = error_of([&] { load_packed_dataset(path, o); });
+  EXPECT_NE(msg.find(path + ":3"), std::string::npos) << msg;
+  const std::string latin1 = write_file(dir, "latin1.txt", "caf\xe9\n");
+  msg = error_of([&] { load_packed_dataset(latin1, o); });
+  EXPECT_NE(msg.find("not valid UTF-8"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(latin1 + ":1"), std::string::npos) << msg;
+}
+
+TEST(PackedDataset, AnEvalFileReplacesTheEvalFraction) {
+  DatasetOptions o = byte_options(32);
+  o.eval_fraction = 0.5;  // not used
+  const std::string train =
+      write_lines("eval_train", {R"({"text": "t1"})", R"({"text": "t2"})", R"({"text": "t3"})"});
+  const std::string dir = test::scratch_dir("data_eval_file");
+  o.eval_path = write_file(dir, "eval.txt", "e1\n\ne2\n");
+  const auto data = load_packed_dataset(train, o);
+  EXPECT_EQ(data.documents, 5);
+  EXPECT_EQ(documents_of(data.train, o.codec),
+            (std::vector<std::vector<std::int64_t>>{o.codec.encode("t1"), o.codec.encode("t2"),
+                                                    o.codec.encode("t3")}));
+  EXPECT_EQ(documents_of(data.eval, o.codec),
+            (std::vector<std::vector<std::int64_t>>{o.codec.encode("e1"), o.codec.encode("e2")}));
+
+  o.eval_path = write_file(dir, "empty.jsonl", "\n");
+  const std::string msg = error_of([&] { load_packed_dataset(train, o); });
+  EXPECT_NE(msg.find("no documents in eval data " + o.eval_path), std::string::npos) << msg;
+}
+
+TEST(PackedDataset, DataWithNoTargetIsAnErrorNamingTheFile) {
+  const DatasetOptions o = byte_options(64);
+  const std::string user_only = R"({"messages": [{"role": "user", "content": "hi"}]})";
+  const std::string path = write_lines("no_target", {user_only, user_only});
+  const std::string msg = error_of([&] { load_packed_dataset(path, o); });
+  EXPECT_NE(msg.find("no token of " + path + " counts in the loss"), std::string::npos) << msg;
+
+  // One trainable document is enough; the others are counted for a warning.
+  const auto data = load_packed_dataset(
+      write_lines("some_target", {user_only, R"({"text": "x"})", R"({"prompt": "p", "completion": ""})"}), o);
+  EXPECT_EQ(data.documents, 3);
+  EXPECT_EQ(data.untrained_documents, 1);  // the empty completion still trains its eos
+
+  DatasetOptions with_eval = o;
+  with_eval.eval_path = write_lines("no_target_eval", {user_only});
+  const std::string eval_msg =
+      error_of([&] { load_packed_dataset(write_lines("target_train", {R"({"text": "x"})"}), with_eval); });
+  EXPECT_NE(eval_msg.find("no token of " + with_eval.eval_path + " counts in the loss"), std::string::npos)
+      << eval_msg;
 }
 
 }  // namespace
