@@ -181,7 +181,13 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   std::int64_t step = resumed.step, cursor = resumed.data_cursor;
   double tokens_seen = resumed.tokens_seen;
 
-  DatasetOptions data_options{r.seq_len, c.vocab_size, r.eval_fraction, r.truncate, r.data_seed, codec};
+  DatasetOptions data_options;
+  data_options.seq_len = r.seq_len;
+  data_options.vocab_size = c.vocab_size;
+  data_options.eval_fraction = r.eval_fraction;
+  data_options.truncate = r.truncate;
+  data_options.seed = r.data_seed;
+  data_options.codec = codec;
   data_options.eval_path = r.eval_data_path;
   const PackedDataset data = load_packed_dataset(r.data_path, data_options);
   check(cursor < data.train.rows(), "data_cursor ", cursor, " of ", resume_dir, " is past the ",
