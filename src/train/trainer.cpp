@@ -262,7 +262,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir) {
   progress.finish();
   outcome.steps_done = step;
   if (outcome.exit_code == 0) save();
-  if (par.root()) write_loss_plot(r.output_dir + "/loss.png", train_curve, eval_curve);
+  if (par.root()) write_loss_plot(r.output_dir + "/loss.png", LossCurves{train_curve, eval_curve, {}});
   if (outcome.exit_code == 0 && r.sample_tokens > 0) {
     std::vector<std::int64_t> prompt{codec.bos};
     const auto body = codec.encode(r.sample_prompt);
