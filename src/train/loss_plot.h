@@ -1,5 +1,12 @@
-// loss_plot.h: a PNG line plot of training (and eval) loss against the step, with no image library: an
-// 8-bit RGB image, zlib "stored" deflate blocks, CRC-32 and Adler-32 written by hand. Written atomically.
+// loss_plot.h: the training run's loss.png, drawn with cairo: a 960x600 RGB plot on white with the step on x,
+// the loss on the left y axis (train loss as a line, eval loss as a line with markers) and the learning rate
+// on a right-hand y axis (thin dashed line, tick labels in scientific notation); ticks on round numbers, axis
+// titles and a legend above the plot (series without points are left out of it).
+//
+// Robustness: points with a non-finite (or |v| > 1e300) coordinate are skipped and break their line there;
+// one point, all-equal values or no points at all still give sane axes. Text uses cairo's toy font API with
+// "sans-serif" (DejaVu Sans through fontconfig on Debian, whose fontconfig-config depends on a font; with no
+// font at all cairo falls back to its built-in stroked font, still legible).
 #pragma once
 
 #include <string>
@@ -8,7 +15,14 @@
 
 namespace g4 {
 
-void write_loss_plot(const std::string& path, const std::vector<std::pair<double, double>>& train,
-                     const std::vector<std::pair<double, double>>& eval);
+struct LossCurves {
+  std::vector<std::pair<double, double>> train;  // (step, loss)
+  std::vector<std::pair<double, double>> eval;   // (step, eval loss)
+  std::vector<std::pair<double, double>> lr;     // (step, learning rate)
+};
+
+// Writes a PNG (atomically: temporary name in the same directory, then rename; a failure leaves no file and
+// throws g4::Error naming the path).
+void write_loss_plot(const std::string& path, const LossCurves& curves);
 
 }  // namespace g4
