@@ -114,7 +114,7 @@ std::string require_utf8(std::string text, const std::string& where) {
 void write_text_file_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = temporary_sibling(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-  check(fd >= 0, "cannot create ", tmp, ": ", std::strerror(errno));
+  check(fd >= 0, "cannot write ", path, " (creating ", tmp, "): ", std::strerror(errno));
   std::size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
@@ -122,7 +122,7 @@ void write_text_file_atomic(const std::string& path, const std::string& text) {
       const int err = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
-      fail("cannot write ", tmp, ": ", std::strerror(err));
+      fail("cannot write ", path, " (", tmp, "): ", std::strerror(err));
     }
     done += static_cast<std::size_t>(n);
   }

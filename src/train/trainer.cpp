@@ -223,6 +223,10 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   };
   CheckpointHealth health(resume_dir);
   auto save = [&] {  // every rank takes part (experts are gathered); rank 0 writes
+    const std::string bad = non_finite_weight(model);
+    if (any_rank(par, !bad.empty()))  // every rank stops, also those whose own shard is finite
+      fail("a weight became NaN or infinite", bad.empty() ? "" : " (" + bad + ")", " after step ", step,
+           ": no checkpoint is written; ", health.advice(), " (lower train.lr or set train.max_grad_norm)");
     AdamW zero_moments = zero ? zero->gathered(params) : AdamW();  // over the DP group
     const std::string dir = run.checkpoint_path(step);
     CheckpointOptions options;

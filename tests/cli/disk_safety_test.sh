@@ -138,16 +138,20 @@ expect_error "convert refuses NaN weights" "holds a non-finite value" \
   pass "convert --allow-non-finite" || bad "convert --allow-non-finite"
 expect_final_error "train refuses NaN weights" "is NaN or infinite: nothing to train from" \
   "$g4moe" train "${small[@]}" model.path="$scratch/nanmodel" output.dir="$scratch/nantrain"
-expect_final_error "a diverging run names the last checkpoint whose loss was finite" \
-  "the last checkpoint whose own loss was finite is .*checkpoint-" \
+expect_final_error "a diverging run from scratch says no checkpoint had a finite loss" \
+  "no checkpoint of this run gave a finite loss" \
   "$g4moe" train "${small[@]}" train.steps=30 train.lr=1e30 train.max_grad_norm=0 output.save_every=1 \
   output.dir="$scratch/diverge"
+expect_final_error "a diverging resumed run names the last checkpoint whose own loss was finite" \
+  "the last checkpoint whose own loss was finite is $scratch/run/checkpoint-3" \
+  "$g4moe" train "${small[@]}" train.steps=30 train.lr=1e30 train.max_grad_norm=0 output.save_every=1 \
+  output.dir="$scratch/diverge2" --resume "$scratch/run/checkpoint-3"
 
 # 8. save_total_limit rotates this run's checkpoints only.
-mkdir -p "$scratch/keep/checkpoint-1" && echo "older run" >"$scratch/keep/checkpoint-1/notes.txt"
+mkdir -p "$scratch/keep/checkpoint-100" && echo "older run" >"$scratch/keep/checkpoint-100/notes.txt"
 "$g4moe" train "${small[@]}" train.steps=5 output.save_every=1 output.save_total_limit=2 output.dir="$scratch/keep" \
-  >/dev/null 2>&1 || bad "save_total_limit run"
-[ "$(cd "$scratch/keep" && ls -d checkpoint-* | sort | tr '\n' ' ')" = "checkpoint-4 checkpoint-5 " ] &&
+  --overwrite >/dev/null 2>&1 || bad "save_total_limit run"
+[ "$(cd "$scratch/keep" && ls -d checkpoint-* | sort | tr '\n' ' ')" = "checkpoint-100 checkpoint-4 checkpoint-5 " ] &&
   pass "save_total_limit keeps the newest" || bad "save_total_limit: $(ls "$scratch/keep")"
 
 # 9. A bf16 model stays bf16: checkpoints in BF16 with fp32 master weights, resumed bit for bit.
