@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli/cli_common.h"
+#include "core/checked_math.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
@@ -115,10 +116,13 @@ TensorCheck check_tensors(const ModelConfig& m, const Checkpoint& ckpt) {
   std::set<std::string> seen;
   for (const std::string& name : ckpt.names()) {
     const TensorInfo& info = ckpt.info(name);
+    // Header sizes are outside input: the reader checked each tensor, the sums are checked here.
     auto& b = r.bytes_by_dtype[std::string(dtype_name(info.dtype))];
-    b.first += static_cast<std::int64_t>(info.end - info.begin);
+    b.first = checked_add(b.first, static_cast<std::int64_t>(info.end - info.begin), "bytes of ",
+                          dtype_name(info.dtype), " tensors (", ckpt.dir(), ")");
     b.second += 1;
-    r.checkpoint_params += shape_numel(info.shape);
+    r.checkpoint_params =
+        checked_add(r.checkpoint_params, shape_numel(info.shape), "parameter count (", ckpt.dir(), ")");
     ++r.tensors;
     auto it = expected.find(name);
     if (it != expected.end()) {
@@ -129,7 +133,8 @@ TensorCheck check_tensors(const ModelConfig& m, const Checkpoint& ckpt) {
       continue;
     }
     if (is_other_modality(name)) {
-      r.other_modality_params += shape_numel(info.shape);
+      r.other_modality_params = checked_add(r.other_modality_params, shape_numel(info.shape),
+                                            "vision/audio parameter count (", ckpt.dir(), ")");
       if (m.nested) continue;
     }
     const bool tied_head = name == "lm_head.weight" && m.text.tie_word_embeddings;

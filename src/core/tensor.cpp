@@ -1,21 +1,34 @@
 #include "core/tensor.h"
 
+#include <unistd.h>
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <sstream>
 
+#include "core/checked_math.h"
 #include "core/error.h"
+#include "core/host_memory.h"
 
 namespace g4 {
 
 namespace {
 
-std::shared_ptr<std::byte[]> allocate_zeroed(std::size_t bytes) {
+std::shared_ptr<std::byte[]> allocate_zeroed(std::uint64_t bytes, const Shape& shape, DType dtype) {
   if (bytes == 0) return nullptr;
-  const std::size_t rounded = (bytes + 63) / 64 * 64;
-  void* memory = std::aligned_alloc(64, rounded);
-  if (!memory) fail("out of memory allocating ", bytes, " bytes");
+  // Every byte is zeroed below, so a tensor larger than physical memory cannot work: say so rather than
+  // let an overcommitted allocation end in the OOM killer or a bad_alloc.
+  const std::uint64_t memory_bytes = physical_memory_bytes();
+  check(memory_bytes == 0 || bytes <= memory_bytes, "a ", dtype_name(dtype), " tensor of shape ",
+        shape_str(shape), " needs ", bytes, " bytes, more than this machine's memory (", memory_bytes,
+        " bytes)");
+  const std::uint64_t rounded =
+      checked_add(bytes, std::uint64_t{63}, "tensor of shape ", shape_str(shape)) / 64 * 64;
+  check(rounded <= std::numeric_limits<std::size_t>::max(), "a tensor of shape ", shape_str(shape), " needs ",
+        bytes, " bytes, more than this machine can address");
+  void* memory = std::aligned_alloc(64, static_cast<std::size_t>(rounded));
+  if (!memory) fail("out of memory allocating ", bytes, " bytes for a tensor of shape ", shape_str(shape));
   // Zero in parallel chunks: a serial memset of a large activation is a visible share of a step on 16 cores.
   const std::int64_t chunks = static_cast<std::int64_t>((rounded + (1u << 20) - 1) >> 20);
 #pragma omp parallel for schedule(static) if (chunks > 4)
@@ -28,13 +41,20 @@ std::shared_ptr<std::byte[]> allocate_zeroed(std::size_t bytes) {
 
 }  // namespace
 
+std::uint64_t physical_memory_bytes() {
+  static const std::uint64_t bytes = [] {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return std::uint64_t{0};
+    std::uint64_t out = 0;
+    if (__builtin_mul_overflow(static_cast<std::uint64_t>(pages), static_cast<std::uint64_t>(page), &out))
+      return std::numeric_limits<std::uint64_t>::max();
+    return out;
+  }();
+  return bytes;
+}
+
 std::int64_t shape_numel(const Shape& shape) {
-  std::int64_t n = 1;
-  for (std::int64_t d : shape) {
-    check(d >= 0, "negative dimension in shape ", shape_str(shape));
-    n *= d;
-  }
-  return n;
+  return checked_numel(shape);
 }
 
 std::string shape_str(const Shape& shape) {
@@ -46,8 +66,10 @@ std::string shape_str(const Shape& shape) {
 }
 
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
-  numel_ = shape_numel(shape_);
-  buffer_ = allocate_zeroed(nbytes());
+  numel_ = shape_numel(shape_);  // checked: a g4::Error naming the shape when the count leaves int64
+  // Checked here once, so nbytes() cannot overflow for any constructed tensor.
+  buffer_ = allocate_zeroed(checked_nbytes(numel_, dtype_size(dtype_), "tensor of shape ", shape_str(shape_)),
+                            shape_, dtype_);
 }
 
 Tensor Tensor::from_bytes(DType dtype, Shape shape, const void* bytes) {

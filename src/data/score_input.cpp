@@ -1,6 +1,8 @@
 #include "data/score_input.h"
 
+#include "core/checked_math.h"
 #include "core/error.h"
+#include "core/host_memory.h"
 
 namespace g4 {
 
@@ -43,6 +45,16 @@ Batch parse_score_input(const Json& doc, std::int64_t vocab_size, const std::str
   Batch b;
   b.input_ids =
       read_matrix(json_require(doc, "input_ids", where), "input_ids", where, b.batch_size, b.seq_len);
+  // The model holds F32 logits [B, S, vocab_size] for the input: refuse an input whose logits cannot fit in
+  // this machine's memory with a clear error, rather than a bad_alloc or the OOM killer later.
+  const std::int64_t tokens = checked_mul(b.batch_size, b.seq_len, "input_ids (", where, ")");
+  const std::uint64_t logit_bytes =
+      checked_nbytes(checked_mul(tokens, vocab_size, "logits of input_ids (", where, ")"), sizeof(float),
+                     "logits of input_ids (", where, ")");
+  const std::uint64_t memory = physical_memory_bytes();
+  check(memory == 0 || logit_bytes <= memory, "input_ids has ", b.batch_size, " x ", b.seq_len,
+        " tokens, whose F32 logits (vocab_size ", vocab_size, ") need ", logit_bytes,
+        " bytes, more than this machine's memory (", memory, " bytes) (", where, ")");
   for (std::int64_t i = 0; i < b.tokens(); ++i) {
     const std::int64_t id = b.input_ids[i];
     check(id >= 0 && id < vocab_size, "token id ", id, " at input_ids[", i / b.seq_len, "][", i % b.seq_len,

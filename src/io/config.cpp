@@ -1,8 +1,10 @@
 #include "io/config.h"
 
 #include <filesystem>
+#include <initializer_list>
 #include <map>
 
+#include "core/checked_math.h"
 #include "core/error.h"
 
 namespace g4 {
@@ -13,11 +15,28 @@ std::string_view attention_kind_name(AttentionKind kind) {
 
 namespace {
 
+// Bounds on what a config may ask for. Every integer field is a dimension, a count or a token id; above
+// 2^31 - 1 none is plausible (the released models have vocabularies of 262144), and the bound keeps each one
+// in an int and every product of two in an int64. The parameter total bound (2^53, about 9e15) keeps counts
+// exact in a double and byte sizes far from 2^64.
+constexpr std::int64_t kMaxDimension = 2147483647;  // 2^31 - 1
+constexpr std::int64_t kMaxParameters = std::int64_t{1} << 53;
+
+// An integer field's value, refused when it is out of the range any field may take (which also rules out a
+// silent truncation into an int field).
+std::int64_t int_field(const Json& value, const char* key, const std::string& where) {
+  const std::int64_t v = json_int(value, key, where);
+  check(v <= kMaxDimension, key, " ", v, " is larger than 2^31 - 1: not a plausible Gemma 4 config (", where,
+        ")");
+  check(v >= -kMaxDimension, key, " ", v, " is out of range (", where, ")");
+  return v;
+}
+
 // Reads an optional integer field into `out`; null counts as absent (HF writes nulls for unset fields).
 template <class Int>
 void read_int(const Json& obj, const char* key, Int& out, const std::string& where) {
   auto it = obj.find(key);
-  if (it != obj.end() && !it->is_null()) out = static_cast<Int>(json_int(*it, key, where));
+  if (it != obj.end() && !it->is_null()) out = static_cast<Int>(int_field(*it, key, where));
 }
 
 void read_double(const Json& obj, const char* key, double& out, const std::string& where) {
@@ -129,9 +148,9 @@ std::map<int, std::pair<int, int>> resolve_overrides(const Json& t, const TextCo
       std::pair<int, int> v{c.head_dim, c.num_key_value_heads};
       for (auto f = it->begin(); f != it->end(); ++f) {
         if (f.key() == "head_dim") {
-          v.first = static_cast<int>(json_int(*f, "head_dim", at));
+          v.first = static_cast<int>(int_field(*f, "head_dim", at));
         } else if (f.key() == "num_key_value_heads") {
-          v.second = static_cast<int>(json_int(*f, "num_key_value_heads", at));
+          v.second = static_cast<int>(int_field(*f, "num_key_value_heads", at));
         } else {
           fail("unsupported per-layer override \"", f.key(), "\" (", at, ")");
         }
@@ -144,7 +163,7 @@ std::map<int, std::pair<int, int>> resolve_overrides(const Json& t, const TextCo
   read_int(t, "global_head_dim", global_head_dim, where);
   std::optional<int> global_kv;
   if (auto it = t.find("num_global_key_value_heads"); it != t.end() && !it->is_null())
-    global_kv = static_cast<int>(json_int(*it, "num_global_key_value_heads", where));
+    global_kv = static_cast<int>(int_field(*it, "num_global_key_value_heads", where));
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     if (c.layer_types[i] != AttentionKind::full) continue;
     const int kv = (c.attention_k_eq_v && global_kv) ? *global_kv : c.num_key_value_heads;
@@ -185,8 +204,13 @@ void resolve_layers(const Json& t, TextConfig& c, const std::string& where) {
     s.window = s.attention == AttentionKind::sliding ? c.sliding_window : 0;
     s.rope = rope[s.attention];
     const bool shared = i >= first_shared;
-    s.mlp_width = static_cast<int>(c.intermediate_size *
-                                   ((c.use_double_wide_mlp && shared && first_shared > 0) ? 2 : 1));
+    const std::int64_t mlp_width =
+        c.intermediate_size * ((c.use_double_wide_mlp && shared && first_shared > 0) ? 2 : 1);
+    check(mlp_width <= kMaxDimension, "layer ", i, ": MLP width ", mlp_width,
+          " (intermediate_size, doubled by use_double_wide_mlp) is larger than 2^31 - 1: not a plausible "
+          "Gemma 4 config (",
+          where, ")");
+    s.mlp_width = static_cast<int>(mlp_width);
     s.moe = c.enable_moe_block;
     s.ple_width = c.hidden_size_per_layer_input;
     if (shared) {
@@ -218,6 +242,60 @@ void resolve_layers(const Json& t, TextConfig& c, const std::string& where) {
                                  : dim / 2;
     }
   }
+}
+
+// Every parameter tensor's element count must fit in an int64 and their total must be plausible, so that the
+// shapes weight_layout.cpp derives, the parameter counts and the byte sizes of the weights (8 bytes an
+// element at most) cannot overflow. The tensors mirror expected_text_tensors (model/weight_layout.cpp); the
+// total is an upper bound of what it lists (it counts the layer scalars and the K/V tensors of shared
+// layers).
+void check_parameter_sizes(const TextConfig& c, const std::string& where) {
+  std::int64_t total = 0;
+  auto tensor = [&](const char* name, std::initializer_list<std::int64_t> dims, std::int64_t copies = 1) {
+    const std::int64_t numel = checked_numel(dims, name, " (", where, ")");
+    total = checked_add(total, checked_mul(numel, copies, name, " (", where, ")"), "parameter count (", where,
+                        ")");
+  };
+  const std::int64_t V = c.vocab_size, H = c.hidden_size, P = c.hidden_size_per_layer_input;
+  const std::int64_t LP = checked_mul(std::int64_t{c.num_hidden_layers}, P,
+                                      "num_hidden_layers x hidden_size_per_layer_input (", where, ")");
+  tensor("embed_tokens [vocab_size, hidden_size]", {V, H});
+  if (!c.tie_word_embeddings) tensor("lm_head [vocab_size, hidden_size]", {V, H});
+  if (P > 0) {
+    tensor(
+        "embed_tokens_per_layer [vocab_size_per_layer_input, num_hidden_layers x "
+        "hidden_size_per_layer_input]",
+        {c.vocab_size_per_layer_input, LP});
+    tensor("per_layer_model_projection [num_hidden_layers x hidden_size_per_layer_input, hidden_size]",
+           {LP, H});
+  }
+  tensor("norms [hidden_size + hidden_size_per_layer_input]", {checked_add(H, P, "norms (", where, ")")});
+  for (const LayerSpec& s : c.layers) {
+    const std::int64_t D = s.head_dim;
+    const std::int64_t q =
+        checked_mul(std::int64_t{s.num_q_heads}, D, "num_attention_heads x head_dim (", where, ")");
+    const std::int64_t kv =
+        checked_mul(std::int64_t{s.num_kv_heads}, D, "num_key_value_heads x head_dim (", where, ")");
+    tensor("q_proj and o_proj [num_attention_heads x head_dim, hidden_size]", {q, H}, 2);
+    tensor("k_proj and v_proj [num_key_value_heads x head_dim, hidden_size]", {kv, H}, 2);
+    tensor("layer norms [hidden_size]", {H}, 8);
+    tensor("q_norm and k_norm [head_dim]", {D}, 2);
+    tensor("MLP projections [intermediate_size, hidden_size]", {s.mlp_width, H}, 3);
+    if (s.moe) {
+      const std::int64_t E = c.num_experts, I = c.moe_intermediate_size;
+      tensor("router [num_experts, hidden_size]", {E, H});
+      tensor("router scales [num_experts + hidden_size]", {checked_add(E, H, "router scales (", where, ")")});
+      tensor("experts.gate_up_proj [num_experts, 2 x moe_intermediate_size, hidden_size]", {E, 2 * I, H});
+      tensor("experts.down_proj [num_experts, hidden_size, moe_intermediate_size]", {E, H, I});
+    }
+    if (s.ple_width > 0)
+      tensor("per-layer input projections [hidden_size_per_layer_input, hidden_size]", {s.ple_width, H}, 2);
+    tensor("layer_scalar", {1});
+  }
+  check(total <= kMaxParameters, "the text model would have ", total,
+        " parameters, more than 2^53: not a plausible Gemma 4 config (", where, ")");
+  // With total <= 2^53 no byte size of the weights can overflow; checked all the same, at 8 bytes an element.
+  checked_nbytes(total, 8, "byte size of the weights (", where, ")");
 }
 
 }  // namespace
@@ -262,6 +340,15 @@ void validate_text_config(const TextConfig& c, const std::string& where) {
     check(s.num_q_heads % s.num_kv_heads == 0, "layer ", s.index, ": num_attention_heads (", s.num_q_heads,
           ") is not divisible by its key/value heads (", s.num_kv_heads, ") (", where, ")");
   }
+  // A TextConfig built by hand has not been through int_field: bound its 64-bit fields here too.
+  for (auto [name, v] : {std::pair<const char*, std::int64_t>{"vocab_size", c.vocab_size},
+                         {"hidden_size", c.hidden_size},
+                         {"intermediate_size", c.intermediate_size},
+                         {"moe_intermediate_size", c.moe_intermediate_size},
+                         {"vocab_size_per_layer_input", c.vocab_size_per_layer_input}})
+    check(v <= kMaxDimension, name, " ", v, " is larger than 2^31 - 1: not a plausible Gemma 4 config (",
+          where, ")");
+  check_parameter_sizes(c, where);
 }
 
 ModelConfig parse_config(const Json& doc, const std::string& where) {

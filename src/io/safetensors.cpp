@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <limits>
 
+#include "core/checked_math.h"
 #include "core/error.h"
 #include "io/json.h"
 
@@ -33,16 +33,14 @@ TensorInfo parse_entry(const std::string& name, const Json& entry, std::uint64_t
   const Json& shape = json_require(entry, "shape", at);
   check(shape.is_array(), "\"shape\" must be an array (", at, ")");
   check(shape.size() <= 8, "shape has ", shape.size(), " dimensions, at most 8 are supported (", at, ")");
-  std::uint64_t numel = 1;
   for (const Json& d : shape) {
     const std::int64_t dim = json_int(d, "shape", at);
     check(dim >= 0, "negative dimension ", dim, " (", at, ")");
-    check(
-        dim == 0 || numel <= std::numeric_limits<std::uint64_t>::max() / 16 / static_cast<std::uint64_t>(dim),
-        "shape too large (", at, ")");
-    numel *= static_cast<std::uint64_t>(dim);
     info.shape.push_back(dim);
   }
+  // Checked: a header may declare any shape; the product must fit before it is compared with the offsets.
+  const std::uint64_t expected = checked_nbytes(checked_numel(info.shape, "shape too large (", at, ")"),
+                                                dtype_size(info.dtype), "shape too large (", at, ")");
   const Json& offsets = json_require(entry, "data_offsets", at);
   check(offsets.is_array() && offsets.size() == 2, "\"data_offsets\" must be [begin, end] (", at, ")");
   const std::int64_t begin = json_int(offsets[0], "data_offsets", at);
@@ -52,7 +50,6 @@ TensorInfo parse_entry(const std::string& name, const Json& entry, std::uint64_t
         "] run past the end of the data section (", data_bytes, " bytes; file truncated?) (", at, ")");
   info.begin = static_cast<std::uint64_t>(begin);
   info.end = static_cast<std::uint64_t>(end);
-  const std::uint64_t expected = numel * dtype_size(info.dtype);
   check(info.end - info.begin == expected, "data offsets hold ", info.end - info.begin, " bytes but shape ",
         shape_str(info.shape), " x ", dtype_text, " needs ", expected, " (", at, ")");
   return info;
@@ -150,9 +147,11 @@ Tensor SafetensorsFile::read(const TensorInfo& info) const {
 }
 
 Tensor SafetensorsFile::read_rows(const TensorInfo& info, std::int64_t start, std::int64_t count) const {
-  check(!info.shape.empty() && start >= 0 && count >= 0 && start + count <= info.shape[0], "rows [", start,
-        ", ", start + count, ") are outside tensor ", info.name, " of shape ", shape_str(info.shape), " (",
-        path_, ")");
+  // Written so that no sum can overflow: start <= rows, then count <= rows - start.
+  check(!info.shape.empty() && start >= 0 && count >= 0 && start <= info.shape[0] &&
+            count <= info.shape[0] - start,
+        "rows [", start, ", +", count, ") are outside tensor ", info.name, " of shape ",
+        shape_str(info.shape), " (", path_, ")");
   Shape shape = info.shape;
   shape[0] = count;
   // The header check guarantees end - begin == numel * dtype size, so a row is an exact share of it.

@@ -21,10 +21,11 @@ SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorDecl> t
   std::uint64_t offset = 0;
   for (const TensorDecl& t : tensors_) {
     check(!header.contains(t.name), "tensor ", t.name, " declared twice (", path_, ")");
-    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + t.nbytes()}}};
-    offset += t.nbytes();
+    const std::uint64_t end =
+        checked_add(offset, t.nbytes(), "data offsets of tensor ", t.name, " (", path_, ")");
+    header[t.name] = {
+        {"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {offset, end}}};
+    offset = end;
   }
   std::string text = header.dump();
   while ((text.size() + 8) % 8 != 0) text.push_back(' ');  // align the data section to 8 bytes
@@ -91,11 +92,11 @@ ShardedWriter::ShardedWriter(std::string dir, std::vector<TensorDecl> tensors, s
   std::size_t shard = 0;
   for (std::size_t i = 0; i < tensors_.size(); ++i) {
     const std::uint64_t bytes = tensors_[i].nbytes();
-    if (in_shard > 0 && in_shard + bytes > max_shard_bytes) {
+    if (in_shard > 0 && (bytes > max_shard_bytes || in_shard > max_shard_bytes - bytes)) {
       ++shard;
       in_shard = 0;
     }
-    in_shard += bytes;
+    in_shard = checked_add(in_shard, bytes, "shard of tensor ", tensors_[i].name, " (", dir_, ")");
     shard_of_.push_back(shard);
   }
   const std::size_t count = tensors_.empty() ? 1 : shard + 1;
@@ -137,7 +138,7 @@ void ShardedWriter::finish() {
     std::uint64_t total = 0;
     Json map = Json::object();
     for (std::size_t i = 0; i < tensors_.size(); ++i) {
-      total += tensors_[i].nbytes();
+      total = checked_add(total, tensors_[i].nbytes(), "total size (", dir_, ")");
       map[tensors_[i].name] = shard_names_[shard_of_[i]];
     }
     Json index = {{"metadata", {{"total_size", total}}}, {"weight_map", map}};

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/checked_math.h"
 #include "core/tensor.h"
 
 namespace g4 {
@@ -20,7 +21,9 @@ struct TensorDecl {
   std::string name;
   DType dtype = DType::f32;
   Shape shape;
-  std::uint64_t nbytes() const { return static_cast<std::uint64_t>(shape_numel(shape)) * dtype_size(dtype); }
+  std::uint64_t nbytes() const {
+    return checked_nbytes(checked_numel(shape, "tensor ", name), dtype_size(dtype), "tensor ", name);
+  }
 };
 
 // Writes one safetensors file: declare every tensor up front, then write() each in declaration order.

@@ -1,5 +1,6 @@
 #include "model/weight_layout.h"
 
+#include "core/checked_math.h"
 #include "core/regex.h"
 
 namespace g4 {
@@ -107,11 +108,13 @@ bool ignored_when_unexpected(const TextConfig& c, const std::string& name) {
 namespace g4 {
 
 ParameterCounts count_parameters(const TextConfig& c) {
+  // parse_config bounds the total of a parsed config (2^53); checked all the same, for a TextConfig built by
+  // hand.
   ParameterCounts n;
   for (const ExpectedTensor& t : expected_text_tensors(c)) {
     if (!t.trainable) continue;
-    const std::int64_t numel = shape_numel(t.shape);
-    n.total += numel;
+    const std::int64_t numel = checked_numel(t.shape, "parameter count of ", t.name);
+    n.total = checked_add(n.total, numel, "parameter count of the text model");
     if (t.group == WeightGroup::experts) n.experts += numel;
     if (t.group == WeightGroup::embedding || t.group == WeightGroup::head) n.embeddings += numel;
     if (t.name == "embed_tokens_per_layer.weight") n.per_layer_embeddings += numel;

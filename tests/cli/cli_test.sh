@@ -50,6 +50,21 @@ c = json.load(open(sys.argv[1])); c["num_key_value_heads"] = 3; json.dump(c, ope
 PY
 expect_error "heads not divisible" "not divisible" "$g4moe" inspect "$scratch/heads"
 
+# Sizes that leave 64 bits are one-line errors, not wrapped counts (a vocabulary of 2^57 printed a negative
+# parameter count; 2^62 made init write a zero-byte embedding and exit 0), and init writes nothing.
+for e in 57 62; do
+  python3 - "$saved/config.json" "$scratch/vocab$e.json" "$e" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["vocab_size"] = 2 ** int(sys.argv[3]); json.dump(c, open(sys.argv[2], "w"))
+PY
+done
+expect_error "inspect vocab 2^57" "vocab_size 144115188075855872 is larger than 2^31 - 1: not a plausible" \
+  "$g4moe" inspect "$scratch/vocab57.json"
+expect_error "init vocab 2^62" "vocab_size 4611686018427387904 is larger than 2^31 - 1: not a plausible" \
+  "$g4moe" init --config "$scratch/vocab62.json" --out "$scratch/init62"
+[ -z "$(find "$scratch" -maxdepth 1 -name 'init62*')" ] && pass "init vocab 2^62 writes nothing" ||
+  bad "init vocab 2^62 wrote $(find "$scratch" -maxdepth 1 -name 'init62*')"
+
 # Tensors that do not match the config: all listed, exit 2.
 cp -r "$saved" "$scratch/mismatch"
 python3 - "$scratch/mismatch/config.json" <<'PY'

@@ -166,6 +166,78 @@ TEST(Config, ContradictionsAreClearErrors) {
   EXPECT_NE(error_of(moe).find("top_k_experts (8) is larger than num_experts (4)"), std::string::npos);
 }
 
+// Sizes from config.json that overflow 64 bits, would be truncated into an int, or are not plausible: each
+// a one-line error naming the key (or the tensor) and the file. A vocabulary of 2^57 used to give a negative
+// parameter count, one of 2^62 a zero-byte embedding.
+TEST(Config, OversizedSizesAreClearErrors) {
+  struct Case {
+    const char* name;
+    Json patch;
+    const char* message;
+  };
+  const std::int64_t big = std::int64_t{1} << 30;
+  const std::vector<Case> cases = {
+      {"vocab 2^57",
+       {{"vocab_size", std::int64_t{1} << 57}},
+       "vocab_size 144115188075855872 is larger than 2^31 - 1"},
+      {"vocab 2^62", {{"vocab_size", std::int64_t{1} << 62}}, "vocab_size 4611686018427387904 is larger"},
+      {"hidden 2^40", {{"hidden_size", std::int64_t{1} << 40}}, "hidden_size 1099511627776 is larger"},
+      {"intermediate 2^31",
+       {{"intermediate_size", std::int64_t{1} << 31}},
+       "intermediate_size 2147483648 is larger"},
+      // int fields: 2^32 + 8 experts used to be truncated to 8.
+      {"experts 2^32 + 8",
+       {{"num_experts", (std::int64_t{1} << 32) + 8}},
+       "num_experts 4294967304 is larger"},
+      {"layers -2^32",
+       {{"num_hidden_layers", -(std::int64_t{1} << 32)}},
+       "num_hidden_layers -4294967296 is out of range"},
+      {"per-layer head_dim",
+       {{"per_layer_config", {{"3", {{"head_dim", std::int64_t{1} << 40}}}}}},
+       "head_dim 1099511627776 is larger"},
+      {"global head_dim",
+       {{"global_head_dim", std::int64_t{1} << 33}},
+       "global_head_dim 8589934592 is larger"},
+      // Every dimension is in range, but num_experts x 2 x moe_intermediate_size x hidden_size is 2^91.
+      {"experts overflow",
+       {{"enable_moe_block", true},
+        {"num_experts", big},
+        {"top_k_experts", 2},
+        {"moe_intermediate_size", big},
+        {"hidden_size", big}},
+       "experts.gate_up_proj [num_experts, 2 x moe_intermediate_size, hidden_size] (cfg.json): element count "
+       "overflows"},
+      // Fits in 64 bits (2^62 parameters) but is not a plausible model.
+      {"implausible total",
+       {{"vocab_size", (std::int64_t{1} << 31) - 1}, {"hidden_size", (std::int64_t{1} << 31) - 1}},
+       "parameters, more than 2^53: not a plausible Gemma 4 config"},
+      // The doubled MLP width of KV-shared layers leaves an int.
+      {"double-wide MLP",
+       {{"intermediate_size", (std::int64_t{1} << 31) - 1},
+        {"num_kv_shared_layers", 2},
+        {"use_double_wide_mlp", true}},
+       "MLP width 4294967294"},
+  };
+  for (const Case& c : cases) {
+    Json doc = tiny_text();
+    doc.update(c.patch);
+    const std::string message = error_of(doc);
+    EXPECT_NE(message.find(c.message), std::string::npos) << c.name << ": " << message;
+    EXPECT_NE(message.find("cfg.json"), std::string::npos) << c.name << ": " << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << c.name;
+  }
+  // The nested layout names text_config.
+  Json nested = {{"model_type", "gemma4"}, {"text_config", tiny_text()}};
+  nested["text_config"]["vocab_size"] = std::int64_t{1} << 57;
+  EXPECT_NE(error_of(nested).find("vocab_size 144115188075855872 is larger than 2^31 - 1: not a plausible "
+                                  "Gemma 4 config (cfg.json, text_config)"),
+            std::string::npos)
+      << error_of(nested);
+  // The largest released configurations stay far inside the bounds.
+  for (const char* name : {"gemma-4-26b-a4b.json", "gemma-4-31b.json", "gemma-4-e2b.json"})
+    EXPECT_NO_THROW(load_config(test::source_path(std::string("tests/data/configs/") + name))) << name;
+}
+
 TEST(Config, InvalidJsonNamesTheFile) {
   try {
     parse_json_strict("{\"a\": [1, 2", "x/config.json");
