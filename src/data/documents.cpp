@@ -179,9 +179,11 @@ DocumentSource read_documents(const std::string& path, const DatasetOptions& o) 
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
     std::vector<std::string> files;
-    for (const auto& entry : fs::directory_iterator(path, ec))
-      if (is_text_file(entry.path().filename().string()) && entry.is_regular_file(ec))
-        files.push_back(entry.path().string());
+    // increment(ec) rather than a range-for, whose ++ throws std::filesystem_error.
+    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec))
+      if (std::error_code file_ec;
+          is_text_file(it->path().filename().string()) && it->is_regular_file(file_ec))
+        files.push_back(it->path().string());
     check(!ec, "cannot list data directory ", path, ": ", ec.message());
     check(!files.empty(), "no .txt files in data directory ", path);
     std::sort(files.begin(), files.end());
