@@ -66,6 +66,36 @@ expect_final_error "empty dataset" "empty dataset" "$g4moe" train "${small[@]}" 
 expect_final_error "too long without truncation" "more than data.seq_len" \
   "$g4moe" train "${small[@]}" data.truncate=false data.seq_len=16 output.dir="$scratch/x"
 expect_final_error "unknown recipe key" 'unknown recipe key "train.stpes"' "$g4moe" train "${small[@]}" train.stpes=3
+# Recipes that used to be silent surprises: each is one line, exit 2, before any work.
+printf 'train: 5\n' >"$scratch/scalar.yaml"
+expect_final_error "a section given a scalar" '"train" must be a mapping' \
+  "$g4moe" train --config "$scratch/scalar.yaml" "data.path=$scratch/corpus.jsonl" output.dir="$scratch/x"
+printf -- '- 1\n- 2\n' >"$scratch/list.yaml"
+expect_final_error "a top-level list" "must be a mapping of sections" \
+  "$g4moe" train --config "$scratch/list.yaml" output.dir="$scratch/x"
+expect_final_error "beta1 outside [0, 1)" "train.beta1" "$g4moe" train "${small[@]}" train.beta1=1.5 output.dir="$scratch/x"
+expect_final_error "a negative eps" "train.eps" "$g4moe" train "${small[@]}" train.eps=-1e-8 output.dir="$scratch/x"
+expect_final_error "a negative max_grad_norm" "train.max_grad_norm" \
+  "$g4moe" train "${small[@]}" train.max_grad_norm=-1 output.dir="$scratch/x"
+expect_final_error "a freeze pattern that matches nothing" 'train.freeze pattern "embed_tokenz" matches no parameter' \
+  "$g4moe" train "${small[@]}" 'train.freeze=["embed_tokenz"]' output.dir="$scratch/x"
+printf '%s\n' '{"messages": [{"role": "user", "content": "hello there"}]}' \
+  '{"messages": [{"role": "user", "content": "anyone?"}]}' >"$scratch/user_only.jsonl"
+expect_final_error "data with no training target" "counts in the loss" \
+  "$g4moe" train "${small[@]}" "data.path=$scratch/user_only.jsonl" data.eval_fraction=0 output.dir="$scratch/x"
+python3 -c "
+print('a0: &a0 [x, x, x, x, x, x, x, x, x, x]')
+for i in range(1, 10): print(f'a{i}: &a{i} [' + ', '.join([f'*a{i-1}'] * 10) + ']')
+" >"$scratch/bomb.yaml"
+expect_final_error "a YAML alias bomb is bounded" "nodes" \
+  "$g4moe" train --config "$scratch/bomb.yaml" output.dir="$scratch/x"
+expect_final_error "an unknown key suggests the right one" 'did you mean "data.seq_len"' \
+  "$g4moe" train "${small[@]}" train.seq_len=32 output.dir="$scratch/x"
+[ -e "$scratch/x" ] && bad "refused recipes wrote nothing" || pass "refused recipes wrote nothing"
+OMP_NUM_THREADS=2 "$g4moe" train "${small[@]}" train.max_steps=2 train.learning_rate=1e-3 \
+  train.gradient_accumulation_steps=1 train.warmup_steps=0 train.warmup_ratio=0.5 output.dir="$scratch/alias" >/dev/null 2>&1 &&
+  [ "$(grep -c '"loss"' "$scratch/alias/metrics.jsonl")" -eq 2 ] && pass "HF Trainer key names work as aliases" ||
+  bad "HF Trainer key names"
 expect_final_error "diverging loss stops" "training stopped" \
   "$g4moe" train "${small[@]}" train.steps=30 train.lr=1e30 train.max_grad_norm=0 output.save_every=1 \
   output.dir="$scratch/nan"
