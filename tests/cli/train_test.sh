@@ -88,7 +88,7 @@ print('a0: &a0 [x, x, x, x, x, x, x, x, x, x]')
 for i in range(1, 10): print(f'a{i}: &a{i} [' + ', '.join([f'*a{i-1}'] * 10) + ']')
 " >"$scratch/bomb.yaml"
 expect_final_error "a YAML alias bomb is bounded" "nodes" \
-  "$g4moe" train --config "$scratch/bomb.yaml" output.dir="$scratch/x"
+  timeout 60 "$g4moe" train --config "$scratch/bomb.yaml" output.dir="$scratch/x"
 expect_final_error "an unknown key suggests the right one" 'did you mean "data.seq_len"' \
   "$g4moe" train "${small[@]}" train.seq_len=32 output.dir="$scratch/x"
 [ -e "$scratch/x" ] && bad "refused recipes wrote nothing" || pass "refused recipes wrote nothing"
