@@ -9,7 +9,7 @@
 #include <functional>
 #include <vector>
 
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 
 namespace g4::cuda::bench {
 

@@ -18,11 +18,11 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda/cuda_check.h"
 #include "cuda_timer.h"
 #include "dist/communicator.h"
 #include "dist/nccl_communicator.h"
-#include "dist/nccl_moe_alltoall.h"
-#include "ops/cuda/cuda_check.h"
+#include "moe/nccl_alltoall_dispatcher.h"
 #include "ops/cuda/cuda_context.h"
 #include "ops/cuda/device_buffer.h"
 #include "ops/cuda/moe_experts.h"

@@ -24,8 +24,8 @@
 
 #include <cuda_bf16.h>
 
+#include "core/cuda/cuda_check.h"
 #include "cuda_timer.h"
-#include "ops/cuda/cuda_check.h"
 #include "ops/cuda/cuda_context.h"
 #include "ops/cuda/device_buffer.h"
 #include "ops/cuda/grouped_gemm.h"

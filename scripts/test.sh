@@ -14,6 +14,9 @@ else
   echo "not a git checkout: formatting check skipped"
 fi
 
+echo "== layering (scripts/check_layers.py: no include points up the layer order of docs/design.md)"
+python3 scripts/check_layers.py
+
 echo "== release build and tests"
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure --parallel "$jobs"

@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "core/batch.h"
 #include "data/text_codec.h"
-#include "model/batch.h"
 
 namespace g4 {
 

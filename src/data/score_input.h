@@ -7,8 +7,8 @@
 
 #include <string>
 
+#include "core/batch.h"
 #include "io/json.h"
-#include "model/batch.h"
 
 namespace g4 {
 

@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda/cuda_check.h"
 #include "core/error.h"
 #include "dist/nccl_wait.h"
 #include "dist/watchdog.h"
-#include "ops/cuda/cuda_check.h"
 
 namespace g4 {
 

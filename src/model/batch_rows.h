@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "model/batch.h"
+#include "core/batch.h"
 
 namespace g4 {
 

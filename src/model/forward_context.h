@@ -5,9 +5,9 @@
 #include <map>
 #include <vector>
 
+#include "core/batch.h"
 #include "core/tensor.h"
 #include "io/config.h"
-#include "model/batch.h"
 #include "ops/cpu/rope.h"
 
 namespace g4 {

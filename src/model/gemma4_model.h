@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "core/batch.h"
 #include "core/tensor.h"
 #include "io/config.h"
-#include "model/batch.h"
 #include "model/gemma4_weights.h"
 
 namespace g4 {

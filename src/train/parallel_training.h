@@ -13,7 +13,7 @@
 #include <functional>
 #include <vector>
 
-#include "model/batch.h"
+#include "core/batch.h"
 #include "model/gemma4_model.h"
 #include "moe/parallel_setup.h"
 #include "train/adamw.h"

@@ -11,7 +11,6 @@
 #include "core/regex.h"
 #include "data/packed_dataset.h"
 #include "data/text_codec.h"
-#include "generate/greedy.h"
 #include "model/gemma4_training.h"
 #include "model/presets.h"
 #include "ops/cpu/cross_entropy.h"
@@ -149,7 +148,8 @@ class CheckpointHealth {
 
 }  // namespace
 
-TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool allow_recipe_change) {
+TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool allow_recipe_change,
+                          const AfterTraining& after) {
   // Under mpirun (parallel.ep): this rank's experts, rows and groups; one process: the plain path.
   TrainParallel par;
   ModelSource src = load_model(r, resume_dir, par);
@@ -345,13 +345,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   outcome.steps_done = step;
   if (outcome.exit_code == 0) save();
   if (par.root()) write_loss_plot(r.output_dir + "/loss.png", run.curves());
-  if (outcome.exit_code == 0 && r.sample_tokens > 0) {
-    std::vector<std::int64_t> prompt{codec.bos};
-    const auto body = codec.encode(r.sample_prompt);
-    prompt.insert(prompt.end(), body.begin(), body.end());
-    const auto out = greedy_generate(model, prompt, r.sample_tokens, codec.eos);
-    if (par.root()) std::printf("sample: %s%s\n", r.sample_prompt.c_str(), codec.decode(out).c_str());
-  }
+  if (outcome.exit_code == 0 && after) after(model, codec, par.root());
   return outcome;
 }
 

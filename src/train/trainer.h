@@ -16,8 +16,11 @@
 // optimizer moments and step are restored; every parallel reduction has a fixed order).
 #pragma once
 
+#include <functional>
 #include <string>
 
+#include "data/text_codec.h"
+#include "model/gemma4_model.h"
 #include "train/recipe.h"
 
 namespace g4 {
@@ -28,7 +31,11 @@ struct TrainOutcome {
   double last_loss = 0;
 };
 
+// Called on every rank with the trained model and the run's tokenizer when a run ends normally (`root`: this
+// rank speaks for the job); the CLI prints its sample here.
+using AfterTraining = std::function<void(const Gemma4Model& model, const TextCodec& codec, bool root)>;
+
 TrainOutcome run_training(const Recipe& recipe, const std::string& resume_dir,
-                          bool allow_recipe_change = false);
+                          bool allow_recipe_change = false, const AfterTraining& after = {});
 
 }  // namespace g4

@@ -1,22 +1,13 @@
 #!/usr/bin/env python3
 """compare_safetensors.py A B RTOL: every tensor of B exists in A with the same shape and dtype F32, and
 max|a - b| <= RTOL * max|b| per tensor (NaN or Inf anywhere fails). Prints the worst tensor; exit 1 on failure."""
-import array, json, math, struct, sys
+import math, sys
+
+from safetensors_file import read_tensors
 
 
 def read(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", (name, info["dtype"])
-        b, e = info["data_offsets"]
-        out[name] = (info["shape"], array.array("f", data[b:e]))
-    return out
+    return read_tensors(path, dtypes=("F32",))
 
 
 a, b, rtol = read(sys.argv[1]), read(sys.argv[2]), float(sys.argv[3])

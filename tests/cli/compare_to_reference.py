@@ -7,22 +7,13 @@ bounds: logits relative Frobenius error <= 1e-5 (forward_fixture_test), every gr
 This is the bound for runs whose fp32 reduction order differs from one process (data-parallel splits sum each
 weight gradient over other token subsets): any fp32 evaluation order must stay as close to the exact result as
 the one-process engine is required to be."""
-import math, struct, json, sys, array
+import math, sys
+
+from safetensors_file import read_tensors
 
 
 def read(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        code = {"F32": "f", "F64": "d"}[info["dtype"]]
-        b, e = info["data_offsets"]
-        out[name] = array.array(code, data[b:e])
-    return out
+    return {name: values for name, (shape, values) in read_tensors(path).items()}
 
 
 def rel(a, e):

@@ -115,13 +115,7 @@ PY
 
 # 6. SIGTERM (Slurm, Kubernetes) in one process: saves and exits 130 like Ctrl-C.
 "$g4moe" train "${small[@]}" train.steps=400 output.dir="$scratch/term" >"$scratch/term.out" 2>&1 &
-pid=$!
-for _ in $(seq 1 300); do
-  [ -s "$scratch/term/metrics.jsonl" ] && [ "$(wc -l <"$scratch/term/metrics.jsonl")" -ge 2 ] && break
-  sleep 0.05
-done
-kill -TERM "$pid"
-wait "$pid"
+stop_after_lines $! "$scratch/term/metrics.jsonl" 2 TERM
 rc=$?
 [ "$rc" -eq 130 ] && ls -d "$scratch"/term/checkpoint-* >/dev/null 2>&1 && pass "SIGTERM saves and exits 130" ||
   bad "SIGTERM (rc=$rc)"

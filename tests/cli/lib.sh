@@ -41,3 +41,15 @@ expect_final_error() {
     bad "$name (rc=$rc, stderr: $(tail -c 400 "$scratch/err"))"
   fi
 }
+
+# stop_after_lines PID FILE LINES SIGNAL: once FILE has LINES lines (at most ~10 s), sends SIGNAL to PID and
+# waits for it; the exit status is PID's.
+stop_after_lines() {
+  local pid="$1" file="$2" lines="$3" signal="$4"
+  for _ in $(seq 1 500); do
+    [ -s "$file" ] && [ "$(wc -l <"$file")" -ge "$lines" ] && break
+    sleep 0.02
+  done
+  kill -"$signal" "$pid"
+  wait "$pid"
+}

@@ -33,13 +33,7 @@ echo '{"input_ids": [[2, 119, 107, 104, 35, 118, 112, 100, 111, 111]]}' >"$scrat
 
 # 2. Interrupt a run with SIGINT: it saves and exits 130; resuming gives the same losses bit for bit.
 OMP_NUM_THREADS=2 "$g4moe" train "${small[@]}" train.steps=120 output.dir="$scratch/cut" >"$scratch/cut.out" 2>&1 &
-pid=$!
-for _ in $(seq 1 200); do
-  [ -s "$scratch/cut/metrics.jsonl" ] && [ "$(wc -l <"$scratch/cut/metrics.jsonl")" -ge 6 ] && break
-  sleep 0.02
-done
-kill -INT "$pid"
-wait "$pid"
+stop_after_lines $! "$scratch/cut/metrics.jsonl" 6 INT
 rc=$?
 resume=$(ls -d "$scratch"/cut/checkpoint-* 2>/dev/null | head -1)
 if [ "$rc" -eq 130 ] && [ -n "$resume" ]; then pass "SIGINT saves and exits 130"; else bad "SIGINT (rc=$rc)"; fi

@@ -13,8 +13,8 @@
 
 #include <cuda_bf16.h>
 
+#include "core/cuda/cuda_check.h"
 #include "core/dtype.h"
-#include "ops/cuda/cuda_check.h"
 #include "ops/cuda/cuda_context.h"
 #include "ops/cuda/device_buffer.h"
 

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "data/packed_dataset.h"
+#include "test_errors.h"
 #include "test_paths.h"
 
 namespace g4 {
@@ -24,17 +25,6 @@ std::string write_file(const std::string& dir, const std::string& name, const st
   const std::string path = dir + "/" + name;
   std::ofstream(path, std::ios::binary) << text;
   return path;
-}
-
-// The message of the g4::Error `f` throws ("" if it throws none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // The documents of packed rows, each as its tokens after BOS up to EOS (pads dropped), sorted.
@@ -130,7 +120,7 @@ TEST(PackedDataset, PromptCompletionTypesAreCheckedWithTheLine) {
   for (const std::string bad :
        {R"({"prompt": 1, "completion": "x"})", R"({"prompt": "x", "completion": ["y"]})",
         R"({"prompt": "x"})", R"({"completion": "x"})"}) {
-    const std::string msg = error_of([&] {
+    const std::string msg = test::error_of([&] {
       load_packed_dataset(write_lines("prompt_bad", {R"({"text": "ok"})", bad}), o);
     });
     EXPECT_NE(msg.find("data.jsonl:2"), std::string::npos) << bad << ": " << msg;
@@ -169,12 +159,12 @@ TEST(PackedDataset, ADirectoryReadsItsTextFilesSortedByName) {
 
   const std::string none = test::scratch_dir("data_text_none");
   write_file(none, "notes.md", "x\n");
-  std::string msg = error_of([&] { load_packed_dataset(none, o); });
+  std::string msg = test::error_of([&] { load_packed_dataset(none, o); });
   EXPECT_NE(msg.find("no .txt files"), std::string::npos) << msg;
   EXPECT_NE(msg.find(none), std::string::npos) << msg;
   const std::string blank = test::scratch_dir("data_text_blank");
   write_file(blank, "empty.txt", "\n \n");
-  msg = error_of([&] { load_packed_dataset(blank, o); });
+  msg = test::error_of([&] { load_packed_dataset(blank, o); });
   EXPECT_NE(msg.find("no documents in " + blank), std::string::npos) << msg;
 }
 
@@ -183,10 +173,10 @@ TEST(PackedDataset, TextErrorsNameTheFileAndLine) {
   o.truncate = false;
   const std::string dir = test::scratch_dir("data_text_bad");
   const std::string path = write_file(dir, "long.txt", "ok\n\nthis document is too long\n");
-  std::string msg = error_of([&] { load_packed_dataset(path, o); });
+  std::string msg = test::error_of([&] { load_packed_dataset(path, o); });
   EXPECT_NE(msg.find(path + ":3"), std::string::npos) << msg;
   const std::string latin1 = write_file(dir, "latin1.txt", "caf\xe9\n");
-  msg = error_of([&] { load_packed_dataset(latin1, o); });
+  msg = test::error_of([&] { load_packed_dataset(latin1, o); });
   EXPECT_NE(msg.find("not valid UTF-8"), std::string::npos) << msg;
   EXPECT_NE(msg.find(latin1 + ":1"), std::string::npos) << msg;
 }
@@ -207,7 +197,7 @@ TEST(PackedDataset, AnEvalFileReplacesTheEvalFraction) {
             (std::vector<std::vector<std::int64_t>>{o.codec.encode("e1"), o.codec.encode("e2")}));
 
   o.eval_path = write_file(dir, "empty.jsonl", "\n");
-  const std::string msg = error_of([&] { load_packed_dataset(train, o); });
+  const std::string msg = test::error_of([&] { load_packed_dataset(train, o); });
   EXPECT_NE(msg.find("no documents in eval data " + o.eval_path), std::string::npos) << msg;
 }
 
@@ -215,7 +205,7 @@ TEST(PackedDataset, DataWithNoTargetIsAnErrorNamingTheFile) {
   const DatasetOptions o = byte_options(64);
   const std::string user_only = R"({"messages": [{"role": "user", "content": "hi"}]})";
   const std::string path = write_lines("no_target", {user_only, user_only});
-  const std::string msg = error_of([&] { load_packed_dataset(path, o); });
+  const std::string msg = test::error_of([&] { load_packed_dataset(path, o); });
   EXPECT_NE(msg.find("no token of " + path + " counts in the loss"), std::string::npos) << msg;
 
   // One trainable document is enough; the others are counted for a warning.
@@ -226,8 +216,8 @@ TEST(PackedDataset, DataWithNoTargetIsAnErrorNamingTheFile) {
 
   DatasetOptions with_eval = o;
   with_eval.eval_path = write_lines("no_target_eval", {user_only});
-  const std::string eval_msg =
-      error_of([&] { load_packed_dataset(write_lines("target_train", {R"({"text": "x"})"}), with_eval); });
+  const std::string eval_msg = test::error_of(
+      [&] { load_packed_dataset(write_lines("target_train", {R"({"text": "x"})"}), with_eval); });
   EXPECT_NE(eval_msg.find("no token of " + with_eval.eval_path + " counts in the loss"), std::string::npos)
       << eval_msg;
 }

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/batch.h"
 #include "core/tensor.h"
-#include "model/batch.h"
 
 namespace g4::test {
 

@@ -1,6 +1,6 @@
-// nccl_moe_alltoall.cpp: the GPU expert-parallel experts (dist/nccl_moe_alltoall.h) against MoeExpertsCuda on
-// one GPU, for any number of ranks: one rank under ctest or on the one-GPU machine (the all-to-all is then a
-// NCCL self-send), and unchanged under `mpirun -np N build/g4_nccl_tests` on N GPUs.
+// nccl_moe_alltoall.cpp: the GPU expert-parallel experts (moe/nccl_alltoall_dispatcher.h) against
+// MoeExpertsCuda on one GPU, for any number of ranks: one rank under ctest or on the one-GPU machine (the
+// all-to-all is then a NCCL self-send), and unchanged under `mpirun -np N build/g4_nccl_tests` on N GPUs.
 //
 // Every rank builds the same random problem from the case's seed: every rank's tokens (uneven counts: rank r
 // has T + 13 r), E experts, top-K routing with masked tokens, choices of -1 and experts that get no token.
@@ -31,7 +31,7 @@
 #include "cuda/cuda_test_util.h"
 #include "dist/communicator.h"
 #include "dist/nccl_communicator.h"
-#include "dist/nccl_moe_alltoall.h"
+#include "moe/nccl_alltoall_dispatcher.h"
 #include "moe/state_dict_adapter.h"
 #include "ops/cuda/moe_experts.h"
 

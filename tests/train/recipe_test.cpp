@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "test_errors.h"
 #include "test_paths.h"
 
 namespace g4 {
@@ -20,17 +21,6 @@ std::string write_recipe(const std::string& text) {
   const std::string path = test::scratch_dir("recipe") + "/recipe.yaml";
   std::ofstream(path, std::ios::binary) << text;
   return path;
-}
-
-// The message of the g4::Error `f` throws ("" if it throws none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Recipe, YamlValuesAndOverridesReachTheTypedFields) {
@@ -47,23 +37,23 @@ TEST(Recipe, YamlValuesAndOverridesReachTheTypedFields) {
 TEST(Recipe, BadInputIsOneLineNamingTheFile) {
   const std::string typo = write_recipe("data:\n  path: x\ntrain:\n  stpes: 7\n");
   std::vector<std::string> all;
-  std::string msg = error_of([&] { load_recipe(typo, {}); });
+  std::string msg = test::error_of([&] { load_recipe(typo, {}); });
   all.push_back(msg);
   EXPECT_NE(msg.find("unknown recipe key \"train.stpes\""), std::string::npos) << msg;
   EXPECT_NE(msg.find(typo), std::string::npos) << msg;
 
   const std::string latin1 = write_recipe("data:\n  path: caf\xe9.jsonl\n");
-  msg = error_of([&] { load_recipe(latin1, {}); });
+  msg = test::error_of([&] { load_recipe(latin1, {}); });
   all.push_back(msg);
   EXPECT_NE(msg.find("not valid UTF-8"), std::string::npos) << msg;
   EXPECT_NE(msg.find(latin1), std::string::npos) << msg;
 
-  msg = error_of([&] { load_recipe("", {"data.path=x", "train.steps=\xff"}); });
+  msg = test::error_of([&] { load_recipe("", {"data.path=x", "train.steps=\xff"}); });
   all.push_back(msg);
   EXPECT_NE(msg.find("not valid UTF-8"), std::string::npos) << msg;
 
   const std::string broken = write_recipe("data: [unclosed\n");
-  msg = error_of([&] { load_recipe(broken, {}); });
+  msg = test::error_of([&] { load_recipe(broken, {}); });
   all.push_back(msg);
   EXPECT_NE(msg.find("invalid YAML"), std::string::npos) << msg;
 
@@ -73,7 +63,7 @@ TEST(Recipe, BadInputIsOneLineNamingTheFile) {
 // Expects `f` to throw a one-line g4::Error holding every one of `parts`.
 template <class F>
 void expect_error(F&& f, const std::vector<std::string>& parts) {
-  const std::string msg = error_of(f);
+  const std::string msg = test::error_of(f);
   ASSERT_FALSE(msg.empty()) << "no error; expected: " << parts.at(0);
   EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   for (const std::string& p : parts)
@@ -242,7 +232,7 @@ TEST(Recipe, UnknownKeysSuggestTheClosestKnownOne) {
         load_recipe("", {"data.path=x", "output.save_totl_limit=3"});
       },
       {"did you mean \"output.save_total_limit\"?"});
-  const std::string msg = error_of([] { load_recipe("", {"data.path=x", "zzz.qqqqqqq=3"}); });
+  const std::string msg = test::error_of([] { load_recipe("", {"data.path=x", "zzz.qqqqqqq=3"}); });
   EXPECT_NE(msg.find("unknown recipe key \"zzz.qqqqqqq\""), std::string::npos) << msg;
   EXPECT_EQ(msg.find("did you mean"), std::string::npos) << msg;
 }

@@ -4,7 +4,7 @@
 
 namespace g4 {
 
-std::vector<float> rope_inv_freq(const RopeSpec& rope) {
+std::vector<float> rope_inv_freq(const RopeFrequencies& rope) {
   const int half = rope.head_dim / 2;
   std::vector<float> inv(half, 0.0f);
   const float dim = static_cast<float>(rope.head_dim);

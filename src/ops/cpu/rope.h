@@ -8,11 +8,16 @@
 #include <cstdint>
 #include <vector>
 
-#include "io/config.h"
-
 namespace g4 {
 
-std::vector<float> rope_inv_freq(const RopeSpec& rope);  // head_dim / 2 entries
+// What inv_freq depends on (the model resolves it from config.json's rope parameters per attention kind).
+struct RopeFrequencies {
+  double theta = 10000.0;
+  int head_dim = 0;       // the exponent's denominator
+  int rotated_pairs = 0;  // inv_freq entries that are non-zero; the other head_dim/2 - this are 0
+  double factor = 1.0;    // divides inv_freq
+};
+std::vector<float> rope_inv_freq(const RopeFrequencies& rope);  // head_dim / 2 entries
 
 // cos/sin tables [T, head_dim] for the given positions (concat(angles, angles) layout).
 struct RopeTable {

@@ -1,7 +1,7 @@
 // cuda_context.cpp: creation and teardown of the stream and the cuBLAS/cuBLASLt handles.
 #include "ops/cuda/cuda_context.h"
 
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 
 namespace g4::cuda {
 

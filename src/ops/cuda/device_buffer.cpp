@@ -1,7 +1,7 @@
 // device_buffer.cpp: cudaMalloc/cudaFree behind DeviceBuffer, and the arena's bump allocation.
 #include "ops/cuda/device_buffer.h"
 
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 
 namespace g4::cuda {
 

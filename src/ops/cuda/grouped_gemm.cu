@@ -10,7 +10,7 @@
 
 #include <cstdlib>
 
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 #include "ops/cuda/grouped_gemm_wgmma.h"
 #include "ops/cuda/grouped_tiles.h"
 

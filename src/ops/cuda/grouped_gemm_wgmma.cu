@@ -13,7 +13,7 @@
 
 #include <cstdint>
 
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 #include "ops/cuda/grouped_tiles.h"
 #include "ops/cuda/wgmma_instructions.h"
 

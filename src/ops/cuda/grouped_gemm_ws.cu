@@ -39,9 +39,9 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "core/cuda/cuda_check.h"
 #include "ops/cuda/bulk_store.h"
 #include "ops/cuda/cluster.h"
-#include "ops/cuda/cuda_check.h"
 #include "ops/cuda/grouped_gemm_wgmma.h"
 #include "ops/cuda/grouped_tiles.h"
 #include "ops/cuda/mbarrier.h"

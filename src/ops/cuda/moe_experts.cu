@@ -1,7 +1,7 @@
 // moe_experts.cu: the launch sequence of the grouped experts, forward and backward (see moe_experts.h).
 #include "ops/cuda/moe_experts.h"
 
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 #include "ops/cuda/grouped_gemm.h"
 #include "ops/cuda/weighted_geglu.h"
 

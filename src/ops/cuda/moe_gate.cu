@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 
 namespace g4::cuda {
 namespace {

@@ -2,7 +2,7 @@
 // scan block, stable placement with warp match), plus row gather, combine and per-slot scatter.
 #include "ops/cuda/moe_permute.h"
 
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 #include "ops/cuda/grouped_gemm.h"
 
 namespace g4::cuda {

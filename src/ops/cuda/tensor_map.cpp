@@ -3,7 +3,7 @@
 
 #include <cuda_runtime.h>
 
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 
 namespace g4::cuda {
 namespace {

@@ -1,7 +1,7 @@
 // weighted_geglu.cu: one warp per permuted row, 16-byte loads, fp32 math (see weighted_geglu.h).
 #include "ops/cuda/weighted_geglu.h"
 
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 
 namespace g4::cuda {
 namespace {

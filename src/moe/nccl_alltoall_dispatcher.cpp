@@ -1,12 +1,12 @@
-// nccl_moe_alltoall.cpp: the launch and exchange sequence of the GPU expert-parallel experts (see
-// nccl_moe_alltoall.h; the kernels are nccl_moe_kernels.cu).
-#include "dist/nccl_moe_alltoall.h"
+// nccl_alltoall_dispatcher.cpp: the launch and exchange sequence of the GPU expert-parallel experts (see
+// nccl_alltoall_dispatcher.h; the kernels are nccl_alltoall_kernels.cu).
+#include "moe/nccl_alltoall_dispatcher.h"
 
 #include <algorithm>
 
+#include "core/cuda/cuda_check.h"
 #include "core/error.h"
-#include "dist/nccl_moe_kernels.h"
-#include "ops/cuda/cuda_check.h"
+#include "moe/nccl_alltoall_kernels.h"
 
 namespace g4 {
 namespace {

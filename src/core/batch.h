@@ -1,4 +1,4 @@
-// batch.h: one batch of token rows as the model consumes it.
+// batch.h: one batch of token rows as data/ produces it and the model consumes it.
 //
 // Invariants: every per-token array has B·S entries, row-major [B, S]; input ids lie in [0, vocab);
 // labels are ids in [0, vocab) or -100; attention_mask (when present) holds 0/1 and masks keys only;

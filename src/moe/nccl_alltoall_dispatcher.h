@@ -1,10 +1,10 @@
-// nccl_moe_alltoall.h: the experts part of the MoE block spread over an expert-parallel (EP) group of GPUs,
-// with the alltoall dispatcher's semantics (DeepEP-style, as moe/token_dispatcher.h on the CPU): each rank
-// holds a contiguous block of the experts (expert_range) and its own tokens; each live token is sent once to
-// every EP rank owning one of its chosen experts, with its K fp32 routing weights and its K indices remapped
-// to that rank's local ids (-1 for the others); the receiver runs MoeExpertsCuda over its local experts on
-// the rows it received and sends each row's local sum back; the source sums a token's rows over the
-// destination ranks in ascending order, in fp32. Backward mirrors it: dy rows go out, dx rows and the
+// nccl_alltoall_dispatcher.h: the experts part of the MoE block spread over an expert-parallel (EP) group of
+// GPUs, with the alltoall dispatcher's semantics (DeepEP-style, as moe/token_dispatcher.h on the CPU): each
+// rank holds a contiguous block of the experts (expert_range) and its own tokens; each live token is sent
+// once to every EP rank owning one of its chosen experts, with its K fp32 routing weights and its K indices
+// remapped to that rank's local ids (-1 for the others); the receiver runs MoeExpertsCuda over its local
+// experts on the rows it received and sends each row's local sum back; the source sums a token's rows over
+// the destination ranks in ascending order, in fp32. Backward mirrors it: dy rows go out, dx rows and the
 // routing-weight gradients (computed by the owning rank only) come back.
 //
 // Invariants:
@@ -81,7 +81,7 @@ class NcclMoeAlltoall {
 
   // Fixed size (planned from shape.tokens and the rank count).
   cuda::DeviceBuffer first_;      // int [P + 1]: rank p owns experts [first[p], first[p + 1])
-  cuda::DeviceBuffer local_pos_;  // int [P, tokens] (nccl_moe_kernels.h)
+  cuda::DeviceBuffer local_pos_;  // int [P, tokens] (nccl_alltoall_kernels.h)
   cuda::DeviceBuffer counts_;     // int64 [2P]: rows sent to each rank, then rows received from each rank
   cuda::DeviceBuffer offsets_;    // int64 [P]: first send row of each rank
   cuda::DeviceBuffer indices_;    // int [tokens, K]: the forward's global indices, for backward

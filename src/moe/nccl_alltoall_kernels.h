@@ -1,6 +1,6 @@
-// nccl_moe_kernels.h: the device side of the GPU expert-parallel all-to-all (nccl_moe_alltoall.h): which
-// tokens go to which EP rank, packing their rows for the exchange, and the deterministic sums back at the
-// source.
+// nccl_alltoall_kernels.h: the device side of the GPU expert-parallel all-to-all
+// (nccl_alltoall_dispatcher.h): which tokens go to which EP rank, packing their rows for the exchange, and
+// the deterministic sums back at the source.
 //
 // Layout shared by every function here (P ranks, T local tokens, K choices):
 // - expert ownership: rank p holds the global experts [first[p], first[p + 1]) (device int array [P + 1],

@@ -1,9 +1,10 @@
-// nccl_moe_kernels.cu: routing, packing and combining for the GPU expert-parallel all-to-all (see
-// nccl_moe_kernels.h). No atomics: every output element is written by one thread, sums run in a fixed order.
-#include "dist/nccl_moe_kernels.h"
+// nccl_alltoall_kernels.cu: routing, packing and combining for the GPU expert-parallel all-to-all (see
+// nccl_alltoall_kernels.h). No atomics: every output element is written by one thread, sums run in a fixed
+// order.
+#include "moe/nccl_alltoall_kernels.h"
 
+#include "core/cuda/cuda_check.h"
 #include "core/error.h"
-#include "ops/cuda/cuda_check.h"
 
 namespace g4::cuda {
 namespace {

@@ -1,5 +1,5 @@
 // cuda_check.cpp: the failure paths of the CUDA checks (cold code, kept out of the macros).
-#include "ops/cuda/cuda_check.h"
+#include "core/cuda/cuda_check.h"
 
 #include <cstdlib>
 #include <cstring>

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""check_layers.py: fails on an #include that points up g4moe's layer order (docs/design.md, "Layers").
+
+Each folder of src/ may include only itself and the folders listed for it below; model/ and everything under
+the op interface never include a CUDA header (only ops/cuda, core/cuda and the NCCL parts do). Prints every
+violation as `file:line: <layer> may not include <header>` and exits 1 if there is any."""
+import os
+import re
+import sys
+
+# folder -> the folders it may include (besides itself). Arrows only point down this list.
+ALLOWED = {
+    "core": set(),
+    "io": {"core"},
+    "ops": {"core"},
+    "dist": {"core"},
+    "moe": {"core", "ops", "dist"},
+    "model": {"core", "io", "ops", "moe"},
+    "data": {"core", "io"},
+    "train": {"core", "io", "ops", "dist", "moe", "model", "data"},
+    "generate": {"core", "io", "ops", "model", "data"},
+    "serve": {"core", "io", "model", "data", "generate"},
+    "cli": {"core", "io", "ops", "dist", "moe", "model", "data", "train", "generate", "serve"},
+}
+# Folders whose code may name CUDA headers (everything else is backend-agnostic).
+CUDA_ALLOWED = ("src/core/cuda/", "src/ops/cuda/", "src/moe/nccl_", "src/dist/nccl_")
+CUDA_HEADER = re.compile(r"#include <(cuda|cublas|cuda_runtime|cuda_bf16|nccl)[a-zA-Z_]*\.h>")
+LOCAL_INCLUDE = re.compile(r'#include "([a-z_]+)/')
+
+
+def main(root):
+    problems = []
+    src = os.path.join(root, "src")
+    for folder, _, files in sorted(os.walk(src)):
+        for name in sorted(files):
+            if not name.endswith((".h", ".cpp", ".cu", ".cuh")):
+                continue
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root)
+            layer = rel.split(os.sep)[1]
+            if layer not in ALLOWED:
+                problems.append(f"{rel}:1: folder src/{layer} is not in the layer table")
+                continue
+            with open(path, encoding="utf-8") as f:
+                for number, line in enumerate(f, 1):
+                    m = LOCAL_INCLUDE.match(line)
+                    if m and m.group(1) != layer and m.group(1) not in ALLOWED[layer]:
+                        problems.append(f"{rel}:{number}: {layer} may not include {line.split()[1]}")
+                    if CUDA_HEADER.match(line) and not rel.startswith(CUDA_ALLOWED):
+                        problems.append(f"{rel}:{number}: only CUDA backend code may include {line.split()[1]}")
+    for p in problems:
+        print(p)
+    print(f"check_layers: {len(problems)} violation(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "."))

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# scripts/check_layers.py on small trees: an include that points up the layer order, an unknown folder and a
+# CUDA header outside the CUDA backend each fail with the file and line; the repository itself passes.
+# Usage: check_layers_test.sh   (run from the repository root)
+set -u
+g4moe=unused
+source "$(dirname "$0")/lib.sh"
+tree() { rm -rf "$scratch/t" && mkdir -p "$scratch/t/src/$1" && printf '%s\n' "$2" >"$scratch/t/src/$1/x.h"; }
+check() {  # check NAME WANT_RC WANT_TEXT
+  python3 scripts/check_layers.py "$scratch/t" >"$scratch/out" 2>&1
+  local rc=$?
+  [ "$rc" -eq "$2" ] && grep -q -- "$3" "$scratch/out" && pass "$1" || bad "$1 (rc=$rc: $(head -c 300 "$scratch/out"))"
+}
+tree core '#include "model/gemma4_model.h"'
+check "core including model is refused" 1 "src/core/x.h:1: core may not include \"model/gemma4_model.h\""
+tree data '#include "model/batch.h"'
+check "data including model is refused" 1 "data may not include"
+tree model '#include <cuda_runtime.h>'
+check "a CUDA header in model/ is refused" 1 "only CUDA backend code may include <cuda_runtime.h>"
+tree misc '#include "core/error.h"'
+check "an unknown folder is refused" 1 "is not in the layer table"
+tree train '#include "model/gemma4_model.h"'
+check "train including model passes" 0 "0 violation"
+python3 scripts/check_layers.py . >"$scratch/out" 2>&1 && pass "the repository passes" || bad "the repository: $(cat "$scratch/out")"
+finish check_layers_test
