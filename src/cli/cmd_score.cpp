@@ -19,11 +19,10 @@
 #include "io/output_paths.h"
 #include "io/safetensors_writer.h"
 #include "model/batch_rows.h"
-#include "model/checkpoint_gradients.h"
+#include "model/checkpoint_layout.h"
 #include "model/gemma4_model.h"
 #include "model/gemma4_training.h"
 #include "moe/parallel_setup.h"
-#include "ops/cpu/cross_entropy.h"
 
 namespace g4::cli {
 
@@ -82,8 +81,7 @@ int run_score(const ScoreOptions& o) {
   const Batch batch =
       dp.size() > 1 ? batch_rows(full, row_block(full.batch_size, dp.size(), dp.rank())) : full;
   const ForwardResult out = gemma4_forward(model, batch);
-  LossResult loss = causal_lm_loss(out.logits.f32(), batch.labels.data(), batch.batch_size, batch.seq_len,
-                                   model.config.text.vocab_size);
+  LossResult loss = batch_loss(model, batch, out.logits);
   dp.all_reduce_sum(&loss.loss_sum, 1);
   dp.all_reduce_sum(&loss.num_tokens, 1);
   const Tensor logits = dp.size() > 1 ? gather_logits(dp, out.logits, full.batch_size) : out.logits;

@@ -45,6 +45,11 @@ std::string non_finite_weight(const Gemma4Model& model) {
   return found;
 }
 
+LossResult batch_loss(const Gemma4Model& model, const Batch& batch, const Tensor& logits) {
+  return causal_lm_loss(logits.f32(), batch.labels.data(), batch.batch_size, batch.seq_len,
+                        model.config.text.vocab_size);
+}
+
 float embedding_scale(const TextConfig& c) {
   return static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));
 }

@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 #include "io/config.h"
 #include "model/gemma4_weights.h"
+#include "ops/cpu/cross_entropy.h"
 
 namespace g4 {
 
@@ -41,6 +42,10 @@ struct ForwardResult {
 };
 
 ForwardResult gemma4_forward(const Gemma4Model& model, const Batch& batch, bool keep_hidden = false);
+
+// The causal-LM loss of `logits` [B, S, V] for `batch`: logits[:, t] against labels[:, t + 1], -100 ignored;
+// the sum over counted tokens and their number (the mean is sum / count).
+LossResult batch_loss(const Gemma4Model& model, const Batch& batch, const Tensor& logits);
 
 // Pieces of the forward shared with the training step.
 float embedding_scale(const TextConfig& config);  // sqrt(H) rounded to fp32, the compute dtype

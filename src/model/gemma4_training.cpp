@@ -35,7 +35,7 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   const Tensor logits = final_logits(m, x, B, S);
 
   StepResult result;
-  const LossResult loss = causal_lm_loss(logits.f32(), batch.labels.data(), B, S, V);
+  const LossResult loss = batch_loss(m, batch, logits);
   result.loss_sum = loss.loss_sum;
   result.num_tokens = loss.num_tokens;
   if (normaliser <= 0) normaliser = static_cast<double>(loss.num_tokens);

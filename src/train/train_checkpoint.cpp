@@ -6,7 +6,7 @@
 #include "core/finite.h"
 #include "io/output_paths.h"
 #include "io/safetensors_writer.h"
-#include "moe/state_dict_adapter.h"
+#include "model/checkpoint_layout.h"
 
 namespace g4 {
 
@@ -14,29 +14,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The model's weights in the HF layout and names, in a stable order, in the model's storage dtype.
+// The model's weights in the HF layout and names (model/checkpoint_layout.h), in the model's storage dtype.
 std::vector<std::pair<std::string, Tensor>> hf_tensors(Gemma4Model& model) {
-  std::vector<std::pair<std::string, Tensor>> out;
-  StateDict native_moe;
-  for_each_parameter(model.config, model.weights, [&](const std::string& name, Tensor& t) {
+  std::vector<std::pair<std::string, Tensor>> out = weights_in_hf_layout(model);
+  for (auto& [name, t] : out) {
     const std::int64_t at = first_non_finite(t.bytes(), t.dtype(), t.numel());
     check(at < 0, "weight ", name, " holds a non-finite value (element ", at, "): no checkpoint is written");
-    if (name.find(".moe.") != std::string::npos) {
-      native_moe[name] = t;
-    } else {
-      out.emplace_back(name, t);
-    }
-  });
-  if (!native_moe.empty()) {
-    AdapterOptions options;
-    options.text_prefix = model.config.text_prefix;
-    for (auto& [name, t] : gemma4_moe_to_hf(native_moe, options)) out.emplace_back(name, t);
+    if (model.storage_dtype != DType::f32) t = t.to_dtype(model.storage_dtype);
   }
-  for (const LayerSpec& s : model.config.text.layers)
-    out.emplace_back(model.config.text_prefix + "layers." + std::to_string(s.index) + ".layer_scalar",
-                     Tensor::from_floats({1}, {model.weights.layers[s.index].layer_scalar}));
-  if (model.storage_dtype != DType::f32)
-    for (auto& [name, t] : out) t = t.to_dtype(model.storage_dtype);
   return out;
 }
 

@@ -13,15 +13,14 @@
 #include "data/text_codec.h"
 #include "model/gemma4_training.h"
 #include "model/presets.h"
-#include "ops/cpu/cross_entropy.h"
 #include "train/loss_plot.h"
 #include "train/lr_schedule.h"
+#include "train/optimizer.h"
 #include "train/parallel_training.h"
 #include "train/parameter_refs.h"
 #include "train/run_directory.h"
 #include "train/stop_signals.h"
 #include "train/train_checkpoint.h"
-#include "train/zero_optimizer.h"
 
 namespace g4 {
 
@@ -56,9 +55,7 @@ double eval_loss(const Gemma4Model& model, const PackedRows& rows, std::int64_t 
   std::int64_t count = 0;
   for (std::int64_t first = 0; first < rows.rows(); first += batch_size) {
     const Batch b = rows.batch(first, std::min(batch_size, rows.rows() - first));
-    const ForwardResult out = gemma4_forward(model, b);
-    const LossResult l = causal_lm_loss(out.logits.f32(), b.labels.data(), b.batch_size, b.seq_len,
-                                        model.config.text.vocab_size);
+    const LossResult l = batch_loss(model, b, gemma4_forward(model, b).logits);
     sum += l.loss_sum;
     count += l.num_tokens;
   }
@@ -168,11 +165,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   const std::vector<Tensor*> all_grads = gradient_tensors(model.config, grads);
   const std::vector<ParamRef> every = parameter_refs(model.config, model.weights, grads);
   std::vector<ParamRef> params;
-  std::vector<Tensor*> trainable_grads;
-  for (std::size_t i : trainable_indices(every, r.freeze)) {
-    params.push_back(every[i]);
-    trainable_grads.push_back(all_grads[i]);
-  }
+  for (std::size_t i : trainable_indices(every, r.freeze)) params.push_back(every[i]);
 
   AdamW adamw(AdamWConfig{r.beta1, r.beta2, r.eps, r.weight_decay});
   TrainerState resumed;
@@ -198,20 +191,8 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   any_rank(par, false);
   if (par.root()) run.prepare();
 
-  // parallel.zero = 1: the moments live sharded in `zero` (resumed ones are handed over from `adamw`).
-  std::unique_ptr<ZeroOptimizer> zero;
-  if (r.zero == 1) {
-    zero = std::make_unique<ZeroOptimizer>(*par.setup.groups.dp, adamw.config());
-    zero->load(adamw, params);
-    std::int64_t all = 0;
-    for (const ParamRef& p : params) all += p.param->numel();
-    if (par.root())  // rank 0 owns the largest blocks
-      std::fprintf(stderr,
-                   "g4moe train: ZeRO-1 over %d data-parallel replicas: AdamW moments %.2f MB on rank 0 "
-                   "instead of %.2f MB\n",
-                   par.setup.groups.dp_size, 8e-6 * static_cast<double>(zero->owned_elements(params)),
-                   8e-6 * static_cast<double>(all));
-  }
+  // parallel.zero: replicated or sharded moments (train/optimizer.h); resumed moments are handed over.
+  const std::unique_ptr<Optimizer> optimizer = make_optimizer(par, r.zero, std::move(adamw), params);
 
   auto trainer_state = [&] {
     return Json{{"step", step},
@@ -227,14 +208,14 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
     if (any_rank(par, !bad.empty()))  // every rank stops, also those whose own shard is finite
       fail("a weight became NaN or infinite", bad.empty() ? "" : " (" + bad + ")", " after step ", step,
            ": no checkpoint is written; ", health.advice(), " (lower train.lr or set train.max_grad_norm)");
-    AdamW zero_moments = zero ? zero->gathered(params) : AdamW();  // over the DP group
+    AdamW moments = optimizer->moments(params);  // gathered over the DP group when sharded
     const std::string dir = run.checkpoint_path(step);
     CheckpointOptions options;
     options.replace_existing = run.may_replace_checkpoint(step);
     options.byte_tokenizer = byte_tokenizer;
     options.tokenizer_dir = byte_tokenizer ? "" : model_dir;
-    with_gathered(par, model, zero ? zero_moments : adamw, [&](Gemma4Model& full, AdamW& optimizer) {
-      save_train_checkpoint(dir, full, src.config_doc, optimizer, trainer_state(), options);
+    with_gathered(par, model, moments, [&](Gemma4Model& full, AdamW& full_moments) {
+      save_train_checkpoint(dir, full, src.config_doc, full_moments, trainer_state(), options);
       for (const std::string& removed : run.checkpoint_written(step, r.save_total_limit))
         std::fprintf(stderr, "g4moe train: removed %s (output.save_total_limit %lld)\n", removed.c_str(),
                      static_cast<long long>(r.save_total_limit));
@@ -279,18 +260,14 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
                                   static_cast<double>(std::max<std::int64_t>(1, label_tokens)), r.recompute)
               .loss_sum;
     loss_sum = sum_over_replicas(par, loss_sum);
-    if (zero)
-      zero->reduce_gradients(params);
-    else
-      sum_gradients(par, all_grads);
+    optimizer->reduce_gradients(params);
     const double loss = loss_sum / static_cast<double>(std::max<std::int64_t>(1, label_tokens));
     ++step;
     if (!std::isfinite(loss))
       fail("loss is ", loss, " at step ", step, ": training stopped before updating the weights; ",
            health.advice(), " (lower train.lr or raise train.warmup_steps)");
     health.finite_loss();
-    const double grad_norm = zero ? zero->clip_grad_norm(params, r.max_grad_norm, par.setup.groups.ep.get())
-                                  : clip_grad_norm_parallel(par, params, r.max_grad_norm);
+    const double grad_norm = optimizer->clip_grad_norm(params, r.max_grad_norm);
     if (!std::isfinite(grad_norm))
       fail("gradient norm is ", grad_norm, " at step ", step, " (loss ", loss,
            "): training stopped before updating the weights; ", health.advice(),
@@ -304,10 +281,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
       warned_zero_norm = true;
     }
     const double lr = learning_rate(r.schedule, r.lr, step, r.steps, r.warmup_steps, r.min_lr_ratio);
-    if (zero)
-      zero->step(params, lr);
-    else
-      adamw.step(params, lr);
+    optimizer->step(params, lr);
     for (const Batch& b : micro) tokens_seen += static_cast<double>(b.tokens());
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double tokens_per_s = (tokens_seen - tokens_at_start) / std::max(elapsed, 1e-9);

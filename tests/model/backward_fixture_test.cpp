@@ -7,7 +7,7 @@
 #include "data/score_input.h"
 #include "fixture_cases.h"
 #include "io/safetensors.h"
-#include "model/checkpoint_gradients.h"
+#include "model/checkpoint_layout.h"
 #include "model/gemma4_training.h"
 #include "test_paths.h"
 
