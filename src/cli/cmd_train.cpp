@@ -52,13 +52,13 @@ Action register_train(CLI::App& app) {
     if (o->overwrite) overrides.push_back("output.overwrite=true");
     const Recipe recipe = load_recipe(o->config, overrides);
     // The sample: a greedy continuation of sample.prompt by the trained model (every rank takes part).
-    const AfterTraining sample = [&recipe](const Gemma4Model& model, const TextCodec& codec, bool root) {
+    const AfterTraining sample = [&recipe](const Gemma4Model& model, const Tokenizer& tokenizer, bool root) {
       if (recipe.sample_tokens <= 0) return;
-      std::vector<std::int64_t> prompt{codec.bos};
-      const auto body = codec.encode(recipe.sample_prompt);
+      std::vector<std::int64_t> prompt{tokenizer.bos};
+      const auto body = tokenizer.encode(recipe.sample_prompt);
       prompt.insert(prompt.end(), body.begin(), body.end());
-      const auto out = greedy_generate(model, prompt, recipe.sample_tokens, codec.eos);
-      if (root) std::printf("sample: %s%s\n", recipe.sample_prompt.c_str(), codec.decode(out).c_str());
+      const auto out = greedy_generate(model, prompt, recipe.sample_tokens, tokenizer.eos);
+      if (root) std::printf("sample: %s%s\n", recipe.sample_prompt.c_str(), tokenizer.decode(out).c_str());
     };
     const TrainOutcome outcome = run_training(recipe, o->resume, o->allow_recipe_change, sample);
     if (world_communicator().rank() == 0)  // under mpirun, rank 0 speaks for the job

@@ -23,7 +23,7 @@ namespace {
 // The tokenizer's own errors (a character it cannot encode) gain the place of the text.
 std::vector<std::int64_t> encode(const DatasetOptions& o, const std::string& text, const std::string& where) {
   try {
-    return o.codec.encode(text);
+    return o.tokenizer.encode(text);
   } catch (const Error& e) {
     fail(e.what(), " (", where, ")");
   }
@@ -75,7 +75,7 @@ Document parse_line(const std::string& line, const std::string& where, const Dat
         "\"completion\" (",
         where, ")");
   Document d;
-  append(d, {o.codec.bos}, false);
+  append(d, {o.tokenizer.bos}, false);
   if (auto it = doc.find("text"); it != doc.end()) {
     check(it->is_string(), "\"text\" must be a string (", where, ")");
     append(d, encode(o, it->get<std::string>(), where), true);
@@ -97,15 +97,15 @@ Document parse_line(const std::string& line, const std::string& where, const Dat
     fail("a data line needs \"text\", \"input_ids\", \"messages\" or \"prompt\" and \"completion\" (", where,
          ")");
   }
-  append(d, {o.codec.eos}, !doc.contains("messages"));
+  append(d, {o.tokenizer.eos}, !doc.contains("messages"));
   return d;
 }
 
 Document text_document(const std::string& text, const std::string& where, const DatasetOptions& o) {
   Document d;
-  append(d, {o.codec.bos}, false);
+  append(d, {o.tokenizer.bos}, false);
   append(d, encode(o, require_utf8(text, where), where), true);
-  append(d, {o.codec.eos}, true);
+  append(d, {o.tokenizer.eos}, true);
   return d;
 }
 

@@ -83,11 +83,11 @@ PackedDataset load_packed_dataset(const std::string& path, const DatasetOptions&
     eval.documents.assign(docs.end() - static_cast<std::ptrdiff_t>(held_out), docs.end());
     docs.resize(docs.size() - held_out);
   }
-  out.train = pack(docs, o.seq_len, o.codec.pad);
+  out.train = pack(docs, o.seq_len, o.tokenizer.pad);
   check(has_label(out.train), "no token of ", path,
         " counts in the loss: every training document is without a target (a chat needs a model turn, a "
         "prompt line a non-empty completion; or truncation cut the targets)");
-  if (!eval.documents.empty()) out.eval = pack(eval.documents, o.seq_len, o.codec.pad);
+  if (!eval.documents.empty()) out.eval = pack(eval.documents, o.seq_len, o.tokenizer.pad);
   check(o.eval_path.empty() || has_label(out.eval), "no token of ", o.eval_path,
         " counts in the loss: every eval document is without a target");
   return out;

@@ -5,7 +5,7 @@
 // Chat "messages" are [{"role": "user" | "system" | "model" | "assistant", "content": "..."}] in Gemma 4's
 // template: <|turn>{role}\n{content}<turn|>\n per message, "assistant" written as "model"; only model turns
 // count in the loss. A prompt/completion line is the prompt then the completion, and only the completion (and
-// the EOS) counts (TRL's completion-only loss). Text goes through the run's tokenizer (text_codec.h). A
+// the EOS) counts (TRL's completion-only loss). Text goes through the run's tokenizer (tokenizer.h). A
 // document becomes [BOS] + ids + [EOS]. Documents are shuffled with the seed, split into train and eval sets
 // (eval_fraction of the documents, or, when eval_path is set, all of `path` trains and eval_path's documents
 // are the eval set), and packed greedily into rows of `seq_len` tokens; position ids restart at 0 at each
@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "core/batch.h"
-#include "data/text_codec.h"
+#include "data/tokenizer.h"
 
 namespace g4 {
 
@@ -32,7 +32,7 @@ struct DatasetOptions {
   double eval_fraction = 0.0;   // share of documents held out for the eval loss
   bool truncate = true;         // else a document longer than seq_len is an error
   std::uint64_t seed = 0;
-  TextCodec codec = byte_codec();
+  Tokenizer tokenizer = byte_level_tokenizer();
   std::string eval_path;  // a separate eval source (same formats); when set, eval_fraction is not used
 };
 

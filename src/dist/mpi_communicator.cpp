@@ -19,7 +19,7 @@
 
 #include "core/error.h"
 #include "dist/communicator.h"
-#include "dist/mpi_world.h"
+#include "dist/mpi_world_communicator.h"
 #include "dist/watchdog.h"
 
 namespace g4 {

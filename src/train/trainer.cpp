@@ -10,7 +10,7 @@
 #include "core/progress.h"
 #include "core/regex.h"
 #include "data/packed_dataset.h"
-#include "data/text_codec.h"
+#include "data/tokenizer.h"
 #include "model/gemma4_training.h"
 #include "model/presets.h"
 #include "train/loss_plot.h"
@@ -155,10 +155,10 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   const TextConfig& c = model.config.text;
   // The tokenizer of the model directory (tokenizer.json), else the byte tokenizer of the presets.
   const std::string model_dir = !resume_dir.empty() ? resume_dir : r.model_path;
-  const TextCodec codec = model_dir.empty() ? byte_codec() : codec_for_model_dir(model_dir);
-  const bool byte_tokenizer = codec.kind == "byte";
-  check(c.vocab_size >= codec.vocab_size, "the model's vocab_size ", c.vocab_size,
-        " is smaller than its tokenizer's (", codec.vocab_size, ")");
+  const Tokenizer tokenizer = model_dir.empty() ? byte_level_tokenizer() : tokenizer_for_model_dir(model_dir);
+  const bool byte_tokenizer = tokenizer.kind == "byte";
+  check(c.vocab_size >= tokenizer.vocab_size, "the model's vocab_size ", c.vocab_size,
+        " is smaller than its tokenizer's (", tokenizer.vocab_size, ")");
 
   // Parameters: all but the frozen ones (names matched against the recipe's regexes).
   Gemma4Weights grads = zeros_like(model.config, model.weights);
@@ -180,7 +180,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   data_options.eval_fraction = r.eval_fraction;
   data_options.truncate = r.truncate;
   data_options.seed = r.data_seed;
-  data_options.codec = codec;
+  data_options.tokenizer = tokenizer;
   data_options.eval_path = r.eval_data_path;
   const PackedDataset data = load_packed_dataset(r.data_path, data_options);
   check(cursor < data.train.rows(), "data_cursor ", cursor, " of ", resume_dir, " is past the ",
@@ -319,7 +319,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   outcome.steps_done = step;
   if (outcome.exit_code == 0) save();
   if (par.root()) write_loss_plot(r.output_dir + "/loss.png", run.curves());
-  if (outcome.exit_code == 0 && after) after(model, codec, par.root());
+  if (outcome.exit_code == 0 && after) after(model, tokenizer, par.root());
   return outcome;
 }
 

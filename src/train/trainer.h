@@ -19,7 +19,7 @@
 #include <functional>
 #include <string>
 
-#include "data/text_codec.h"
+#include "data/tokenizer.h"
 #include "model/gemma4_model.h"
 #include "train/recipe.h"
 
@@ -33,7 +33,7 @@ struct TrainOutcome {
 
 // Called on every rank with the trained model and the run's tokenizer when a run ends normally (`root`: this
 // rank speaks for the job); the CLI prints its sample here.
-using AfterTraining = std::function<void(const Gemma4Model& model, const TextCodec& codec, bool root)>;
+using AfterTraining = std::function<void(const Gemma4Model& model, const Tokenizer& tokenizer, bool root)>;
 
 TrainOutcome run_training(const Recipe& recipe, const std::string& resume_dir,
                           bool allow_recipe_change = false, const AfterTraining& after = {});

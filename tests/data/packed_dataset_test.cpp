@@ -28,12 +28,12 @@ std::string write_file(const std::string& dir, const std::string& name, const st
 }
 
 // The documents of packed rows, each as its tokens after BOS up to EOS (pads dropped), sorted.
-std::vector<std::vector<std::int64_t>> documents_of(const PackedRows& rows, const TextCodec& codec) {
+std::vector<std::vector<std::int64_t>> documents_of(const PackedRows& rows, const Tokenizer& tokenizer) {
   std::vector<std::vector<std::int64_t>> docs;
   for (std::size_t i = 0; i < rows.input_ids.size(); ++i) {
-    if (rows.position_ids[i] == 0 && rows.input_ids[i] == codec.bos)
+    if (rows.position_ids[i] == 0 && rows.input_ids[i] == tokenizer.bos)
       docs.emplace_back();
-    else if (!docs.empty() && rows.input_ids[i] != codec.eos && rows.input_ids[i] != codec.pad)
+    else if (!docs.empty() && rows.input_ids[i] != tokenizer.eos && rows.input_ids[i] != tokenizer.pad)
       docs.back().push_back(rows.input_ids[i]);
   }
   std::sort(docs.begin(), docs.end());
@@ -64,17 +64,17 @@ TEST(PackedDataset, ChatCountsOnlyModelTurns) {
   DatasetOptions o;
   o.seq_len = 256;
   o.vocab_size = 600;
-  o.codec = bpe_codec(test::source_path("tests/data/tokenizer/tokenizer.json"));
+  o.tokenizer = tokenizer_from_json(test::source_path("tests/data/tokenizer/tokenizer.json"));
   const auto data =
       load_packed_dataset(write_lines("chat", {R"({"messages": [{"role": "user", "content": "hi there"}, )"
                                                R"({"role": "assistant", "content": "hello"}]})"}),
                           o);
   const Batch b = data.train.batch(0, 1);
-  const auto user = o.codec.encode("<|turn>user\nhi there<turn|>\n");
-  const auto model_turn = o.codec.encode("<|turn>model\nhello<turn|>\n");
-  const auto header = o.codec.encode("<|turn>model\n");
+  const auto user = o.tokenizer.encode("<|turn>user\nhi there<turn|>\n");
+  const auto model_turn = o.tokenizer.encode("<|turn>model\nhello<turn|>\n");
+  const auto header = o.tokenizer.encode("<|turn>model\n");
   // Layout: bos, user turn, model turn, eos.
-  ASSERT_EQ(b.input_ids[0], o.codec.bos);
+  ASSERT_EQ(b.input_ids[0], o.tokenizer.bos);
   for (std::size_t i = 0; i < user.size(); ++i) EXPECT_EQ(b.labels[1 + i], -100) << i;
   const std::size_t start = 1 + user.size();
   int counted = 0;
@@ -106,10 +106,11 @@ TEST(PackedDataset, PromptCompletionCountsOnlyTheCompletionAndEos) {
   const auto data =
       load_packed_dataset(write_lines("prompt", {R"({"prompt": "ab", "completion": "cd"})"}), o);
   const Batch b = data.train.batch(0, 1);
-  const auto id = [&](char c) { return o.codec.encode(std::string(1, c)).at(0); };
+  const auto id = [&](char c) { return o.tokenizer.encode(std::string(1, c)).at(0); };
   // bos a b c d eos: the prompt (a, b) is context; c, d and the eos are targets.
-  const std::vector<std::int64_t> ids = {o.codec.bos, id('a'), id('b'), id('c'), id('d'), o.codec.eos};
-  const std::vector<std::int64_t> labels = {-100, -100, -100, id('c'), id('d'), o.codec.eos};
+  const std::vector<std::int64_t> ids = {o.tokenizer.bos, id('a'), id('b'),
+                                         id('c'),         id('d'), o.tokenizer.eos};
+  const std::vector<std::int64_t> labels = {-100, -100, -100, id('c'), id('d'), o.tokenizer.eos};
   EXPECT_EQ(std::vector<std::int64_t>(b.input_ids.begin(), b.input_ids.begin() + 6), ids);
   EXPECT_EQ(std::vector<std::int64_t>(b.labels.begin(), b.labels.begin() + 6), labels);
   EXPECT_EQ(data.untrained_documents, 0);
@@ -136,8 +137,8 @@ TEST(PackedDataset, TextFilesSplitIntoDocumentsAtBlankLines) {
   const std::string path = write_file(dir, "book.txt", "\nab\r\ncd\n\n \t\n\nef\n\n");
   const auto data = load_packed_dataset(path, o);
   EXPECT_EQ(data.documents, 2);
-  EXPECT_EQ(documents_of(data.train, o.codec),
-            (std::vector<std::vector<std::int64_t>>{o.codec.encode("ab\ncd"), o.codec.encode("ef")}));
+  EXPECT_EQ(documents_of(data.train, o.tokenizer),
+            (std::vector<std::vector<std::int64_t>>{o.tokenizer.encode("ab\ncd"), o.tokenizer.encode("ef")}));
   // Text counts in the loss: every token but the first of each document is a label.
   const auto labelled = std::count_if(data.train.labels.begin(), data.train.labels.end(),
                                       [](std::int64_t l) { return l != -100; });
@@ -153,9 +154,9 @@ TEST(PackedDataset, ADirectoryReadsItsTextFilesSortedByName) {
   write_file(dir, "notes.md", "not data\n");
   const auto data = load_packed_dataset(dir, o);
   EXPECT_EQ(data.documents, 3);
-  EXPECT_EQ(documents_of(data.train, o.codec),
-            (std::vector<std::vector<std::int64_t>>{o.codec.encode("aa"), o.codec.encode("bb"),
-                                                    o.codec.encode("bbb")}));
+  EXPECT_EQ(documents_of(data.train, o.tokenizer),
+            (std::vector<std::vector<std::int64_t>>{o.tokenizer.encode("aa"), o.tokenizer.encode("bb"),
+                                                    o.tokenizer.encode("bbb")}));
 
   const std::string none = test::scratch_dir("data_text_none");
   write_file(none, "notes.md", "x\n");
@@ -190,11 +191,11 @@ TEST(PackedDataset, AnEvalFileReplacesTheEvalFraction) {
   o.eval_path = write_file(dir, "eval.txt", "e1\n\ne2\n");
   const auto data = load_packed_dataset(train, o);
   EXPECT_EQ(data.documents, 5);
-  EXPECT_EQ(documents_of(data.train, o.codec),
-            (std::vector<std::vector<std::int64_t>>{o.codec.encode("t1"), o.codec.encode("t2"),
-                                                    o.codec.encode("t3")}));
-  EXPECT_EQ(documents_of(data.eval, o.codec),
-            (std::vector<std::vector<std::int64_t>>{o.codec.encode("e1"), o.codec.encode("e2")}));
+  EXPECT_EQ(documents_of(data.train, o.tokenizer),
+            (std::vector<std::vector<std::int64_t>>{o.tokenizer.encode("t1"), o.tokenizer.encode("t2"),
+                                                    o.tokenizer.encode("t3")}));
+  EXPECT_EQ(documents_of(data.eval, o.tokenizer),
+            (std::vector<std::vector<std::int64_t>>{o.tokenizer.encode("e1"), o.tokenizer.encode("e2")}));
 
   o.eval_path = write_file(dir, "empty.jsonl", "\n");
   const std::string msg = test::error_of([&] { load_packed_dataset(train, o); });

@@ -1,4 +1,4 @@
-#include "data/text_codec.h"
+#include "data/tokenizer.h"
 
 #include <filesystem>
 
@@ -8,8 +8,8 @@
 
 namespace g4 {
 
-TextCodec byte_codec() {
-  TextCodec c;
+Tokenizer byte_level_tokenizer() {
+  Tokenizer c;
   c.kind = "byte";
   c.encode = [](const std::string& s) { return ByteTokenizer{}.encode(s); };
   c.decode = [](const std::vector<std::int64_t>& ids) { return ByteTokenizer{}.decode(ids); };
@@ -20,9 +20,9 @@ TextCodec byte_codec() {
   return c;
 }
 
-TextCodec bpe_codec(const std::string& path) {
+Tokenizer tokenizer_from_json(const std::string& path) {
   auto tok = std::make_shared<BpeTokenizer>(BpeTokenizer::load(path));
-  TextCodec c;
+  Tokenizer c;
   c.kind = "tokenizer.json";
   c.encode = [tok](const std::string& s) { return tok->encode(s); };
   c.decode = [tok](const std::vector<std::int64_t>& ids) { return tok->decode(ids); };
@@ -37,9 +37,9 @@ TextCodec bpe_codec(const std::string& path) {
   return c;
 }
 
-TextCodec codec_for_model_dir(const std::string& dir) {
+Tokenizer tokenizer_for_model_dir(const std::string& dir) {
   const std::string path = dir + "/tokenizer.json";
-  return std::filesystem::exists(path) ? bpe_codec(path) : byte_codec();
+  return std::filesystem::exists(path) ? tokenizer_from_json(path) : byte_level_tokenizer();
 }
 
 }  // namespace g4

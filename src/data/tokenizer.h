@@ -1,4 +1,4 @@
-// text_codec.h: the tokenizer a run uses, behind one small interface: the checkpoint's tokenizer.json (BPE,
+// tokenizer.h: the tokenizer a run uses, behind one small interface: the checkpoint's tokenizer.json (BPE,
 // bpe_tokenizer.h) when the model directory has one, else the byte tokenizer of the tiny presets.
 #pragma once
 
@@ -10,7 +10,7 @@
 
 namespace g4 {
 
-struct TextCodec {
+struct Tokenizer {
   std::string kind;  // "byte" or "tokenizer.json"
   std::function<std::vector<std::int64_t>(const std::string&)> encode;
   std::function<std::string(const std::vector<std::int64_t>&)> decode;
@@ -18,9 +18,9 @@ struct TextCodec {
   std::int64_t vocab_size = 0;
 };
 
-TextCodec byte_codec();
-TextCodec bpe_codec(const std::string& tokenizer_json);
+Tokenizer byte_level_tokenizer();
+Tokenizer tokenizer_from_json(const std::string& tokenizer_json);
 // tokenizer.json in `dir` if present, else the byte tokenizer.
-TextCodec codec_for_model_dir(const std::string& dir);
+Tokenizer tokenizer_for_model_dir(const std::string& dir);
 
 }  // namespace g4

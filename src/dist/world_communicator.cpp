@@ -1,4 +1,5 @@
-// world.cpp: which communicator a process gets: MPI's world under mpirun (MPI builds), else one rank.
+// world_communicator.cpp: which communicator a process gets: MPI's world under mpirun (MPI builds), else one
+// rank.
 #include <unistd.h>
 
 #include <csignal>
@@ -8,7 +9,7 @@
 #include "core/error.h"
 #include "dist/communicator.h"
 #ifdef G4MOE_HAVE_MPI
-#include "dist/mpi_world.h"
+#include "dist/mpi_world_communicator.h"
 #endif
 
 namespace g4 {
