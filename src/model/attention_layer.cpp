@@ -45,7 +45,7 @@ Tensor attention_layer_forward(const LayerSpec& s, const AttentionWeights& w, co
   Tensor o(DType::f32, {T, Nq * D});
   for (std::int64_t b = 0; b < B; ++b) {
     attention_forward(q.f32() + b * S * Nq * D, k.f32() + b * S * Nkv * D, v.f32() + b * S * Nkv * D,
-                      ctx.masks.at(s.attention)[b].data(), o.f32() + b * S * Nq * D, S, Nq, Nkv, D);
+                      attention_visibility(ctx, s.window, b), o.f32() + b * S * Nq * D, Nq, Nkv, D);
   }
   Tensor out(DType::f32, {T, H});
   linear_forward(o.f32(), w.o_proj.f32(), out.f32(), T, H, Nq * D);
@@ -70,9 +70,9 @@ Tensor attention_layer_backward(const LayerSpec& s, const AttentionWeights& w, c
   Tensor dq(DType::f32, {T, Nq, D});
   for (std::int64_t b = 0; b < B; ++b) {
     attention_backward(t.q.f32() + b * S * Nq * D, t.k.f32() + b * S * Nkv * D, t.v.f32() + b * S * Nkv * D,
-                       ctx.masks.at(s.attention)[b].data(), d_o.f32() + b * S * Nq * D,
+                       attention_visibility(ctx, s.window, b), d_o.f32() + b * S * Nq * D,
                        dq.f32() + b * S * Nq * D, acc.first.f32() + b * S * Nkv * D,
-                       acc.second.f32() + b * S * Nkv * D, S, Nq, Nkv, D);
+                       acc.second.f32() + b * S * Nkv * D, Nq, Nkv, D);
   }
 
   Tensor da(DType::f32, {T, H});

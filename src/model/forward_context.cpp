@@ -1,7 +1,5 @@
 #include "model/forward_context.h"
 
-#include "model/attention_mask.h"
-
 namespace g4 {
 
 ForwardContext make_forward_context(const TextConfig& config, const Batch& batch) {
@@ -13,11 +11,27 @@ ForwardContext make_forward_context(const TextConfig& config, const Batch& batch
     ctx.rope[s.attention] =
         rope_table(rope_inv_freq({s.rope.theta, s.rope.head_dim, s.rope.rotated_pairs, s.rope.factor}),
                    batch.position_ids.data(), batch.tokens());
-    auto& masks = ctx.masks[s.attention];
-    for (std::int64_t b = 0; b < batch.batch_size; ++b)
-      masks.push_back(build_attention_mask(batch, b, s.window));
+  }
+  const std::int64_t S = batch.seq_len;
+  if (batch.attention_mask.empty() && batch.explicit_position_ids) {
+    for (std::int64_t b = 0; b < batch.batch_size; ++b) {
+      const std::int64_t* pos = &batch.position_ids[b * S];
+      std::vector<std::int64_t> segment(static_cast<std::size_t>(S), 0);
+      for (std::int64_t t = 1; t < S; ++t) segment[t] = segment[t - 1] + (pos[t] - pos[t - 1] != 1 ? 1 : 0);
+      ctx.segments.push_back(std::move(segment));
+    }
   }
   return ctx;
+}
+
+AttentionVisibility attention_visibility(const ForwardContext& ctx, int window, std::int64_t row) {
+  const Batch& batch = *ctx.batch;
+  AttentionVisibility v;
+  v.queries = v.keys = batch.seq_len;
+  v.window = window;
+  if (!ctx.segments.empty()) v.segment = ctx.segments[row].data();
+  if (!batch.attention_mask.empty()) v.key_mask = &batch.attention_mask[row * batch.seq_len];
+  return v;
 }
 
 }  // namespace g4

@@ -1,5 +1,10 @@
-// forward_context.h: what every layer of one forward pass shares: the batch, RoPE tables and attention
-// masks per attention kind (built once per pass), and the K/V that KV-shared layers read.
+// forward_context.h: what every layer of one forward pass shares: the batch, RoPE tables per attention kind
+// and what each query sees (built once per pass), and the K/V that KV-shared layers read.
+//
+// Visibility follows transformers 5.17 (hf_transformers_gemma4.md §4): causal; sliding layers (window W) see
+// the last W keys, the query's own included; a 2-D attention_mask masks keys only; packed sequences (no
+// attention_mask, explicit position_ids) start a new segment wherever pos[t] - pos[t-1] != 1, and a query
+// sees only keys of its own segment.
 #pragma once
 
 #include <map>
@@ -8,6 +13,7 @@
 #include "core/batch.h"
 #include "core/tensor.h"
 #include "io/config.h"
+#include "ops/cpu/attention.h"
 #include "ops/cpu/rope.h"
 
 namespace g4 {
@@ -17,13 +23,16 @@ struct MoeParallel;  // moe/token_dispatcher.h
 struct ForwardContext {
   const TextConfig* config = nullptr;
   const Batch* batch = nullptr;
-  std::map<AttentionKind, RopeTable> rope;                                // [T, head_dim] per kind
-  std::map<AttentionKind, std::vector<std::vector<std::uint8_t>>> masks;  // per kind, per row: [S, S]
+  std::map<AttentionKind, RopeTable> rope;          // [T, head_dim] per kind
+  std::vector<std::vector<std::int64_t>> segments;  // per row: [S] segment ids when the batch is packed
   std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv;       // K, V [T, Nkv, D] of the storing layer
   std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv_grad;  // backward: dK, dV accumulated for it
   const MoeParallel* moe_parallel = nullptr;  // expert parallelism of the MoE blocks; nullptr: none
 };
 
 ForwardContext make_forward_context(const TextConfig& config, const Batch& batch);
+
+// What the queries of batch row `row` see in a layer with sliding window `window` (0: full attention).
+AttentionVisibility attention_visibility(const ForwardContext& ctx, int window, std::int64_t row);
 
 }  // namespace g4

@@ -21,34 +21,49 @@ struct KeyRange {
   std::int64_t lo = 0, hi = 0;
 };
 
-// Per query row i, the first and last visible key (first = S when the row sees none).
+// Per query row i, the first and last visible key (first = Sk when the row sees none). Every key between them
+// is visible except those key_mask hides: causality, the window and the segment each cut one interval.
 struct RowBounds {
   std::vector<std::int64_t> first, last;
+  const std::uint8_t* key_mask = nullptr;
+  bool visible(std::int64_t i, std::int64_t j) const {
+    return j >= first[i] && j <= last[i] && (!key_mask || key_mask[j]);
+  }
 };
 
-RowBounds visible_row_bounds(const std::uint8_t* mask, std::int64_t S) {
-  RowBounds r{std::vector<std::int64_t>(static_cast<std::size_t>(S), S),
-              std::vector<std::int64_t>(static_cast<std::size_t>(S), -1)};
-#pragma omp parallel for schedule(static) if (S >= 512)
-  for (std::int64_t i = 0; i < S; ++i) {
-    const std::uint8_t* row = mask + i * S;
-    std::int64_t first = 0, last = S - 1;
-    while (first < S && !row[first]) ++first;
-    if (first == S) continue;
-    while (!row[last]) --last;
+RowBounds visible_row_bounds(const AttentionVisibility& v) {
+  const std::int64_t Sq = v.queries, Sk = v.keys;
+  RowBounds r{std::vector<std::int64_t>(static_cast<std::size_t>(Sq), Sk),
+              std::vector<std::int64_t>(static_cast<std::size_t>(Sq), -1), v.key_mask};
+  std::vector<std::int64_t> segment_start;  // per key position: where its segment begins
+  if (v.segment) {
+    segment_start.resize(static_cast<std::size_t>(Sk));
+    for (std::int64_t j = 0; j < Sk; ++j)
+      segment_start[j] = j > 0 && v.segment[j] == v.segment[j - 1] ? segment_start[j - 1] : j;
+  }
+  for (std::int64_t i = 0; i < Sq; ++i) {
+    const std::int64_t p = v.query_offset + i;
+    std::int64_t first = v.window > 0 ? std::max<std::int64_t>(0, p - v.window + 1) : 0, last = p;
+    if (v.segment) first = std::max(first, segment_start[p]);
+    if (v.key_mask) {
+      while (first <= last && !v.key_mask[first]) ++first;
+      while (last >= first && !v.key_mask[last]) --last;
+    }
+    if (first > last) continue;
     r.first[i] = first;
     r.last[i] = last;
   }
   return r;
 }
 
-std::vector<KeyRange> visible_key_ranges(const RowBounds& bounds, std::int64_t S) {
-  const std::int64_t blocks = (S + kQueryBlock - 1) / kQueryBlock;
+// Per block of kQueryBlock queries, the keys [lo, hi) that at least one of them sees.
+std::vector<KeyRange> visible_key_ranges(const RowBounds& bounds, std::int64_t Sq, std::int64_t Sk) {
+  const std::int64_t blocks = (Sq + kQueryBlock - 1) / kQueryBlock;
   std::vector<KeyRange> ranges(static_cast<std::size_t>(blocks));
   for (std::int64_t b = 0; b < blocks; ++b) {
-    std::int64_t lo = S, hi = 0;
-    for (std::int64_t i = b * kQueryBlock; i < std::min(S, (b + 1) * kQueryBlock); ++i) {
-      if (bounds.first[i] == S) continue;
+    std::int64_t lo = Sk, hi = 0;
+    for (std::int64_t i = b * kQueryBlock; i < std::min(Sq, (b + 1) * kQueryBlock); ++i) {
+      if (bounds.first[i] == Sk) continue;
       lo = std::min(lo, bounds.first[i]);
       hi = std::max(hi, bounds.last[i] + 1);
     }
@@ -58,13 +73,13 @@ std::vector<KeyRange> visible_key_ranges(const RowBounds& bounds, std::int64_t S
 }
 
 // The transpose: for each block of kQueryBlock keys, the queries [lo, hi) that see at least one of them.
-std::vector<KeyRange> seeing_query_ranges(const RowBounds& bounds, std::int64_t S) {
-  const std::int64_t blocks = (S + kQueryBlock - 1) / kQueryBlock;
+std::vector<KeyRange> seeing_query_ranges(const RowBounds& bounds, std::int64_t Sq, std::int64_t Sk) {
+  const std::int64_t blocks = (Sk + kQueryBlock - 1) / kQueryBlock;
   std::vector<KeyRange> ranges(static_cast<std::size_t>(blocks));
   for (std::int64_t b = 0; b < blocks; ++b) {
-    const std::int64_t j0 = b * kQueryBlock, j1 = std::min(S, j0 + kQueryBlock);
-    std::int64_t lo = S, hi = 0;
-    for (std::int64_t i = 0; i < S; ++i)
+    const std::int64_t j0 = b * kQueryBlock, j1 = std::min(Sk, j0 + kQueryBlock);
+    std::int64_t lo = Sq, hi = 0;
+    for (std::int64_t i = 0; i < Sq; ++i)
       if (bounds.first[i] < j1 && bounds.last[i] >= j0) {
         lo = std::min(lo, i);
         hi = i + 1;
@@ -74,23 +89,22 @@ std::vector<KeyRange> seeing_query_ranges(const RowBounds& bounds, std::int64_t 
   return ranges;
 }
 
-// probs [rows, w] = masked softmax over keys [lo, lo + w) of scaling · q_rows · kᵀ, for the query rows
-// starting at `q` (row stride ldq) whose mask rows start at `mask` (row stride S). Each row is max-subtracted
-// and summed in double; exp of a difference below -80 (< 2e-35) is flushed to 0: it cannot change the row at
-// fp32 precision, and denormal probabilities would make the P·V product many times slower on x86. With
-// `row_max` and `row_inv` (may be null) it also stores each row's max score and 1 / denominator (0 for a row
-// with no visible key), from which attention_backward recomputes the probabilities tile by tile.
-void block_probs(const float* q, const float* k, const std::uint8_t* mask, float* probs, std::int64_t rows,
-                 std::int64_t w, std::int64_t S, int ldq, int ldk, int D, float scaling,
+// probs [rows, w] = masked softmax over keys [lo, lo + w) of scaling · q_rows · kᵀ, for the query rows i0 ..
+// i0 + rows - 1 starting at `q` (row stride ldq). Each row is max-subtracted and summed in double; exp of a
+// difference below -80 (< 2e-35) is flushed to 0: it cannot change the row at fp32 precision, and denormal
+// probabilities would make the P·V product many times slower on x86. With `row_max` and `row_inv` (may be
+// null) it also stores each row's max score and 1 / denominator (0 for a row with no visible key), from which
+// attention_backward recomputes the probabilities tile by tile.
+void block_probs(const float* q, const float* k, const RowBounds& bounds, std::int64_t i0, std::int64_t lo,
+                 float* probs, std::int64_t rows, std::int64_t w, int ldq, int ldk, int D, float scaling,
                  float* row_max = nullptr, float* row_inv = nullptr) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(w), D,
               scaling, q, ldq, k, ldk, 0.0f, probs, static_cast<int>(w));
   for (std::int64_t i = 0; i < rows; ++i) {
     float* row = &probs[i * w];
-    const std::uint8_t* visible = mask + i * S;
     float max_score = -INFINITY;
     for (std::int64_t j = 0; j < w; ++j)
-      if (visible[j]) max_score = std::max(max_score, row[j]);
+      if (bounds.visible(i0 + i, lo + j)) max_score = std::max(max_score, row[j]);
     if (max_score == -INFINITY) {  // no visible key: a zero output row
       std::fill(row, row + w, 0.0f);
       if (row_max) row_max[i] = 0.0f, row_inv[i] = 0.0f;
@@ -99,7 +113,7 @@ void block_probs(const float* q, const float* k, const std::uint8_t* mask, float
     double denom = 0;
     for (std::int64_t j = 0; j < w; ++j) {
       const float diff = row[j] - max_score;
-      const float p = (visible[j] && diff > -80.0f) ? std::exp(diff) : 0.0f;
+      const float p = (bounds.visible(i0 + i, lo + j) && diff > -80.0f) ? std::exp(diff) : 0.0f;
       row[j] = p;
       denom += p;
     }
@@ -115,21 +129,23 @@ void block_probs(const float* q, const float* k, const std::uint8_t* mask, float
 // GEMM), a masked softmax per row (max-subtracted, accumulated in double), then out = P · v over that range
 // (one GEMM). Each block's GEMMs run on one thread (OpenBLAS runs single-threaded inside a parallel region),
 // so the result does not depend on the thread count. GEMMs are fp32 with fp32 accumulation.
-void attention_forward(const float* q, const float* k, const float* v, const std::uint8_t* mask, float* out,
-                       std::int64_t S, int num_q_heads, int num_kv_heads, int head_dim, float scaling) {
+void attention_forward(const float* q, const float* k, const float* v, const AttentionVisibility& visibility,
+                       float* out, int num_q_heads, int num_kv_heads, int head_dim, float scaling) {
   const int group = num_q_heads / num_kv_heads;
   const int D = head_dim;
   const int ldq = num_q_heads * D, ldk = num_kv_heads * D;
-  const std::vector<KeyRange> ranges = visible_key_ranges(visible_row_bounds(mask, S), S);
+  const std::int64_t Sq = visibility.queries, Sk = visibility.keys;
+  const RowBounds bounds = visible_row_bounds(visibility);
+  const std::vector<KeyRange> ranges = visible_key_ranges(bounds, Sq, Sk);
   const std::int64_t blocks = static_cast<std::int64_t>(ranges.size());
 #pragma omp parallel
   {
-    std::vector<float> probs(static_cast<std::size_t>(kQueryBlock * S));
+    std::vector<float> probs(static_cast<std::size_t>(kQueryBlock * Sk));
 #pragma omp for collapse(2) schedule(dynamic)
     for (int h = 0; h < num_q_heads; ++h)
       for (std::int64_t b = 0; b < blocks; ++b) {
         const int g = h / group;
-        const std::int64_t i0 = b * kQueryBlock, rows = std::min(kQueryBlock, S - i0);
+        const std::int64_t i0 = b * kQueryBlock, rows = std::min(kQueryBlock, Sq - i0);
         const KeyRange r = ranges[b];
         float* o = out + i0 * ldq + h * D;
         if (r.hi <= r.lo) {
@@ -137,8 +153,8 @@ void attention_forward(const float* q, const float* k, const float* v, const std
           continue;
         }
         const std::int64_t w = r.hi - r.lo;
-        block_probs(q + i0 * ldq + h * D, k + r.lo * ldk + g * D, mask + i0 * S + r.lo, probs.data(), rows, w,
-                    S, ldq, ldk, D, scaling);
+        block_probs(q + i0 * ldq + h * D, k + r.lo * ldk + g * D, bounds, i0, r.lo, probs.data(), rows, w,
+                    ldq, ldk, D, scaling);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), D, static_cast<int>(w),
                     1.0f, probs.data(), static_cast<int>(w), v + r.lo * ldk + g * D, ldk, 0.0f, o, ldq);
       }
@@ -153,33 +169,35 @@ void attention_forward(const float* q, const float* k, const float* v, const std
 //  block,
 //     P and dS again from the stored row statistics, then dV += Pᵀ·dO and dK += dSᵀ·Q (rows of this key block
 //     only). This is FlashAttention's backward order, which needs no atomics and no per-thread copies.
-void attention_backward(const float* q, const float* k, const float* v, const std::uint8_t* mask,
-                        const float* dout, float* dq, float* dk, float* dv, std::int64_t S, int num_q_heads,
-                        int num_kv_heads, int head_dim, float scaling) {
+void attention_backward(const float* q, const float* k, const float* v, const AttentionVisibility& visibility,
+                        const float* dout, float* dq, float* dk, float* dv, int num_q_heads, int num_kv_heads,
+                        int head_dim, float scaling) {
   const int group = num_q_heads / num_kv_heads;
   const int D = head_dim;
   const int ldq = num_q_heads * D, ldk = num_kv_heads * D;
-  const RowBounds bounds = visible_row_bounds(mask, S);
-  const std::vector<KeyRange> key_ranges = visible_key_ranges(bounds, S);
-  const std::vector<KeyRange> query_ranges = seeing_query_ranges(bounds, S);
-  const std::int64_t blocks = static_cast<std::int64_t>(key_ranges.size());
-  const std::size_t stats = static_cast<std::size_t>(num_q_heads) * static_cast<std::size_t>(S);
+  const std::int64_t Sq = visibility.queries, Sk = visibility.keys;
+  const RowBounds bounds = visible_row_bounds(visibility);
+  const std::vector<KeyRange> key_ranges = visible_key_ranges(bounds, Sq, Sk);
+  const std::vector<KeyRange> query_ranges = seeing_query_ranges(bounds, Sq, Sk);
+  const std::int64_t query_blocks = static_cast<std::int64_t>(key_ranges.size());
+  const std::int64_t key_blocks = static_cast<std::int64_t>(query_ranges.size());
+  const std::size_t stats = static_cast<std::size_t>(num_q_heads) * static_cast<std::size_t>(Sq);
   std::vector<float> row_max(stats), row_inv(stats);
   std::vector<double> row_dot(stats);
 
 #pragma omp parallel
   {
-    std::vector<float> probs(static_cast<std::size_t>(kQueryBlock * S)), dprobs(probs.size());
+    std::vector<float> probs(static_cast<std::size_t>(kQueryBlock * Sk)), dprobs(probs.size());
 #pragma omp for collapse(2) schedule(dynamic)
     for (int h = 0; h < num_q_heads; ++h)
-      for (std::int64_t b = 0; b < blocks; ++b) {
+      for (std::int64_t b = 0; b < query_blocks; ++b) {
         const int g = h / group;
-        const std::int64_t i0 = b * kQueryBlock, rows = std::min(kQueryBlock, S - i0);
+        const std::int64_t i0 = b * kQueryBlock, rows = std::min(kQueryBlock, Sq - i0);
         const KeyRange r = key_ranges[b];
         float* dq_rows = dq + i0 * ldq + h * D;
-        float* mx = &row_max[h * S + i0];
-        float* inv = &row_inv[h * S + i0];
-        double* dot = &row_dot[h * S + i0];
+        float* mx = &row_max[h * Sq + i0];
+        float* inv = &row_inv[h * Sq + i0];
+        double* dot = &row_dot[h * Sq + i0];
         if (r.hi <= r.lo) {
           for (std::int64_t i = 0; i < rows; ++i) {
             std::fill(dq_rows + i * ldq, dq_rows + i * ldq + D, 0.0f);
@@ -190,8 +208,8 @@ void attention_backward(const float* q, const float* k, const float* v, const st
         }
         const std::int64_t w = r.hi - r.lo;
         const int iw = static_cast<int>(w), irows = static_cast<int>(rows);
-        block_probs(q + i0 * ldq + h * D, k + r.lo * ldk + g * D, mask + i0 * S + r.lo, probs.data(), rows, w,
-                    S, ldq, ldk, D, scaling, mx, inv);
+        block_probs(q + i0 * ldq + h * D, k + r.lo * ldk + g * D, bounds, i0, r.lo, probs.data(), rows, w,
+                    ldq, ldk, D, scaling, mx, inv);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, irows, iw, D, 1.0f, dout + i0 * ldq + h * D, ldq,
                     v + r.lo * ldk + g * D, ldk, 0.0f, dprobs.data(), iw);
         for (std::int64_t i = 0; i < rows; ++i) {
@@ -209,8 +227,8 @@ void attention_backward(const float* q, const float* k, const float* v, const st
       // Pass B. Tiles of kQueryBlock queries × kQueryBlock keys.
 #pragma omp for collapse(2) schedule(dynamic)
     for (int g = 0; g < num_kv_heads; ++g)
-      for (std::int64_t b = 0; b < blocks; ++b) {
-        const std::int64_t j0 = b * kQueryBlock, bk = std::min(kQueryBlock, S - j0);
+      for (std::int64_t b = 0; b < key_blocks; ++b) {
+        const std::int64_t j0 = b * kQueryBlock, bk = std::min(kQueryBlock, Sk - j0);
         const KeyRange qr = query_ranges[b];
         const int ibk = static_cast<int>(bk);
         for (int h = g * group; h < (g + 1) * group; ++h)
@@ -224,14 +242,14 @@ void attention_backward(const float* q, const float* k, const float* v, const st
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, irows, ibk, D, 1.0f, do_rows, ldq,
                         v + j0 * ldk + g * D, ldk, 0.0f, dprobs.data(), ibk);
             for (std::int64_t i = 0; i < rows; ++i) {
-              const std::size_t at = static_cast<std::size_t>(h) * S + c0 + i;
-              const std::uint8_t* visible = mask + (c0 + i) * S + j0;
+              const std::size_t at = static_cast<std::size_t>(h) * Sq + c0 + i;
               float* p = &probs[i * bk];
               float* d = &dprobs[i * bk];
               for (std::int64_t j = 0; j < bk; ++j) {
                 const float diff = p[j] - row_max[at];
-                p[j] = (visible[j] && row_inv[at] != 0.0f && diff > -80.0f) ? std::exp(diff) * row_inv[at]
-                                                                            : 0.0f;
+                p[j] = (bounds.visible(c0 + i, j0 + j) && row_inv[at] != 0.0f && diff > -80.0f)
+                           ? std::exp(diff) * row_inv[at]
+                           : 0.0f;
                 d[j] = static_cast<float>(p[j] * (d[j] - row_dot[at]) * scaling);
               }
             }

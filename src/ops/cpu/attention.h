@@ -1,22 +1,38 @@
-// attention.h: scaled-dot-product attention for one sequence on the CPU, with an explicit visibility mask.
+// attention.h: scaled-dot-product attention for one sequence on the CPU, over a description of what each
+// query may see (never a dense mask).
 //
-// Layouts: q [S, Nq, D], k and v [S, Nkv, D], out [S, Nq, D]; query head h reads KV head h / (Nq / Nkv).
-// mask [S, S]: mask[i*S + j] != 0 iff query i may see key j. Gemma 4 uses scaling 1.0 (q/k norms absorb
-// it). Softmax in double. A query that sees no key gets a zero output (transformers' eager path would give a
-// uniform average over masked keys there; such rows are padding and never reach a valid token).
+// Layouts: q [Sq, Nq, D], out [Sq, Nq, D], k and v [Sk, Nkv, D]; query head h reads KV head h / (Nq / Nkv).
+// Gemma 4 uses scaling 1.0 (q/k norms absorb it). Softmax in double. A query that sees no key gets a zero
+// output (transformers' eager path would give a uniform average over masked keys there; such rows are padding
+// and never reach a valid token).
 #pragma once
 
 #include <cstdint>
 
 namespace g4 {
 
-void attention_forward(const float* q, const float* k, const float* v, const std::uint8_t* mask, float* out,
-                       std::int64_t S, int num_q_heads, int num_kv_heads, int head_dim, float scaling = 1.0f);
+// Which keys each query sees. Query i sits at key position p = query_offset + i (query_offset = Sk - Sq when
+// the queries are the last tokens of the keys, as with a KV cache; 0 for a whole sequence) and sees key j iff
+//   j <= p (causal),  j > p - window (window > 0: the window holds `window` keys, the query's own included),
+//   segment[j] == segment[p] (packed sequences; segments are non-decreasing along the keys),
+//   key_mask[j] != 0 (padding).
+// Null pointers mean "no such restriction".
+struct AttentionVisibility {
+  std::int64_t queries = 0;                // Sq
+  std::int64_t keys = 0;                   // Sk >= query_offset + Sq
+  std::int64_t query_offset = 0;           // key position of query 0
+  std::int64_t window = 0;                 // 0: unlimited
+  const std::int64_t* segment = nullptr;   // [Sk]
+  const std::uint8_t* key_mask = nullptr;  // [Sk]
+};
+
+void attention_forward(const float* q, const float* k, const float* v, const AttentionVisibility& visibility,
+                       float* out, int num_q_heads, int num_kv_heads, int head_dim, float scaling = 1.0f);
 
 // Backward of attention_forward (recomputes the probabilities): dq is overwritten; dk and dv accumulate (+=),
 // so that KV-shared layers can add into their source's gradients.
-void attention_backward(const float* q, const float* k, const float* v, const std::uint8_t* mask,
-                        const float* dout, float* dq, float* dk, float* dv, std::int64_t S, int num_q_heads,
-                        int num_kv_heads, int head_dim, float scaling = 1.0f);
+void attention_backward(const float* q, const float* k, const float* v, const AttentionVisibility& visibility,
+                        const float* dout, float* dq, float* dk, float* dv, int num_q_heads, int num_kv_heads,
+                        int head_dim, float scaling = 1.0f);
 
 }  // namespace g4
