@@ -13,33 +13,7 @@
 
 namespace g4 {
 
-namespace {
-
-std::shared_ptr<std::byte[]> allocate_zeroed(std::uint64_t bytes, const Shape& shape, DType dtype) {
-  if (bytes == 0) return nullptr;
-  // Every byte is zeroed below, so a tensor larger than physical memory cannot work: say so rather than
-  // let an overcommitted allocation end in the OOM killer or a bad_alloc.
-  const std::uint64_t memory_bytes = physical_memory_bytes();
-  check(memory_bytes == 0 || bytes <= memory_bytes, "a ", dtype_name(dtype), " tensor of shape ",
-        shape_str(shape), " needs ", bytes, " bytes, more than this machine's memory (", memory_bytes,
-        " bytes)");
-  const std::uint64_t rounded =
-      checked_add(bytes, std::uint64_t{63}, "tensor of shape ", shape_str(shape)) / 64 * 64;
-  check(rounded <= std::numeric_limits<std::size_t>::max(), "a tensor of shape ", shape_str(shape), " needs ",
-        bytes, " bytes, more than this machine can address");
-  void* memory = std::aligned_alloc(64, static_cast<std::size_t>(rounded));
-  if (!memory) fail("out of memory allocating ", bytes, " bytes for a tensor of shape ", shape_str(shape));
-  // Zero in parallel chunks: a serial memset of a large activation is a visible share of a step on 16 cores.
-  const std::int64_t chunks = static_cast<std::int64_t>((rounded + (1u << 20) - 1) >> 20);
-#pragma omp parallel for schedule(static) if (chunks > 4)
-  for (std::int64_t c = 0; c < chunks; ++c) {
-    const std::size_t begin = static_cast<std::size_t>(c) << 20;
-    std::memset(static_cast<char*>(memory) + begin, 0, std::min<std::size_t>(rounded - begin, 1u << 20));
-  }
-  return std::shared_ptr<std::byte[]>(static_cast<std::byte*>(memory), [](std::byte* p) { std::free(p); });
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::uint64_t physical_memory_bytes() {
   static const std::uint64_t bytes = [] {
@@ -65,11 +39,51 @@ std::string shape_str(const Shape& shape) {
   return out.str();
 }
 
-Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+Tensor::Tensor(DType dtype, Shape shape) : Tensor(dtype, std::move(shape), host_allocator()) {}
+
+Tensor::Tensor(DType dtype, Shape shape, Allocator& allocator)
+    : dtype_(dtype), device_(allocator.device()), allocator_(&allocator), shape_(std::move(shape)) {
   numel_ = shape_numel(shape_);  // checked: a g4::Error naming the shape when the count leaves int64
   // Checked here once, so nbytes() cannot overflow for any constructed tensor.
-  buffer_ = allocate_zeroed(checked_nbytes(numel_, dtype_size(dtype_), "tensor of shape ", shape_str(shape_)),
-                            shape_, dtype_);
+  const std::uint64_t bytes =
+      checked_nbytes(numel_, dtype_size(dtype_), "tensor of shape ", shape_str(shape_));
+  // Refused before any allocation, naming the shape: a host tensor larger than the machine's memory.
+  const std::uint64_t memory_bytes = physical_memory_bytes();
+  check(device_ != Device::cpu || memory_bytes == 0 || bytes <= memory_bytes, "a ", dtype_name(dtype_),
+        " tensor of shape ", shape_str(shape_), " needs ", bytes, " bytes, more than this machine's memory (",
+        memory_bytes, " bytes)");
+  buffer_ = allocator.allocate(bytes);
+}
+
+void Tensor::require_host(const char* what) const {
+  check(device_ == Device::cpu, what, " of a tensor of shape ", shape_str(shape_), " on the ",
+        device_name(device_), " device: copy it to the host first (Tensor::to)");
+}
+
+std::byte* Tensor::bytes() {
+  require_host("host access");
+  return buffer_.get();
+}
+
+const std::byte* Tensor::bytes() const {
+  require_host("host access");
+  return buffer_.get();
+}
+
+Tensor Tensor::to(Allocator& allocator) const {
+  Tensor out(dtype_, shape_, allocator);
+  const std::size_t n = nbytes();
+  if (n == 0) return out;
+  if (device_ == Device::cpu) {
+    allocator.copy_from_host(out.data(), buffer_.get(), n);
+  } else if (allocator.device() == Device::cpu) {
+    allocator_->copy_to_host(out.data(), buffer_.get(), n);
+  } else {  // device to device: through the host (no kernel path needs it yet)
+    std::unique_ptr<std::byte[]> staging(new std::byte[n]);
+    allocator_->copy_to_host(staging.get(), buffer_.get(), n);
+    allocator.copy_from_host(out.data(), staging.get(), n);
+  }
+  return out;
 }
 
 Tensor Tensor::from_bytes(DType dtype, Shape shape, const void* bytes) {
@@ -95,6 +109,7 @@ std::int64_t Tensor::dim(int axis) const {
 
 float* Tensor::f32() {
   check(dtype_ == DType::f32, "expected an F32 tensor, got ", dtype_name(dtype_));
+  require_host("f32()");
   return reinterpret_cast<float*>(buffer_.get());
 }
 const float* Tensor::f32() const {
@@ -102,6 +117,7 @@ const float* Tensor::f32() const {
 }
 double* Tensor::f64() {
   check(dtype_ == DType::f64, "expected an F64 tensor, got ", dtype_name(dtype_));
+  require_host("f64()");
   return reinterpret_cast<double*>(buffer_.get());
 }
 const double* Tensor::f64() const {
@@ -109,6 +125,7 @@ const double* Tensor::f64() const {
 }
 std::int64_t* Tensor::i64() {
   check(dtype_ == DType::i64, "expected an I64 tensor, got ", dtype_name(dtype_));
+  require_host("i64()");
   return reinterpret_cast<std::int64_t*>(buffer_.get());
 }
 const std::int64_t* Tensor::i64() const {
