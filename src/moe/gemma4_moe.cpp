@@ -20,7 +20,6 @@ Gemma4MoeConfig gemma4_moe_config(std::int64_t hidden, std::int64_t num_experts,
   c.experts.num_experts = num_experts;
   c.experts.n_local = num_experts;
   c.experts.start = 0;
-  c.experts.activation = ExpertActivation::geglu;
   c.experts.backend = backend;
   return c;
 }

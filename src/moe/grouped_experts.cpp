@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "ops/cpu/grouped_gemm.h"
+#include "ops/cpu/weighted_geglu.h"
 
 namespace g4 {
 
@@ -90,7 +91,7 @@ void loop_assignments(const ExpertsConfig& cfg, const std::uint8_t* token_mask, 
 template <class T>
 void forward_loop(const ExpertsConfig& cfg, const T* x, const T* gate_and_up, const T* down, T* y,
                   ExpertsContext<T>* ctx) {
-  const std::int64_t H = cfg.hidden, I = cfg.inter, W = activation_input_width(cfg.activation, I);
+  const std::int64_t H = cfg.hidden, I = cfg.inter, W = 2 * I;
   const TokenPermutation& perm = ctx->perm;
   std::int64_t begin = 0;
   for (std::int64_t i = 0; i < cfg.n_local; ++i) {
@@ -101,8 +102,7 @@ void forward_loop(const ExpertsConfig& cfg, const T* x, const T* gate_and_up, co
       T* hi = ctx->h.data() + begin * W;
       T* ai = ctx->a.data() + begin * I;
       gemm<T>(false, false, n, W, H, xi.data(), gate_and_up + i * H * W, hi, false);
-      weighted_activation_forward<T>(cfg.activation, cfg.activation_params, hi,
-                                     ctx->sorted_weights.data() + begin, n, I, ai);
+      weighted_geglu_forward<T>(hi, ctx->sorted_weights.data() + begin, n, I, ai);
       gemm<T>(false, false, n, H, I, ai, down + i * I * H, oi.data(), false);
       scatter_add_rows(oi.data(), perm.sorted_token_ids.data() + begin, n, H, y);
     }
@@ -113,7 +113,7 @@ void forward_loop(const ExpertsConfig& cfg, const T* x, const T* gate_and_up, co
 template <class T>
 void forward_grouped(const ExpertsConfig& cfg, const T* x, const T* gate_and_up, const T* down, T* y,
                      ExpertsContext<T>* ctx) {
-  const std::int64_t H = cfg.hidden, I = cfg.inter, W = activation_input_width(cfg.activation, I);
+  const std::int64_t H = cfg.hidden, I = cfg.inter, W = 2 * I;
   const TokenPermutation& perm = ctx->perm;
   const std::int64_t M = perm.rows();
   ctx->x_sorted.resize(static_cast<std::size_t>(M * H));
@@ -121,8 +121,7 @@ void forward_grouped(const ExpertsConfig& cfg, const T* x, const T* gate_and_up,
   gather_rows(x, perm.sorted_token_ids.data(), M, H, ctx->x_sorted.data());
   grouped_gemm_nn<T>(ctx->x_sorted.data(), gate_and_up, ctx->h.data(), perm.end_offsets.data(), cfg.n_local,
                      H, W);
-  weighted_activation_forward<T>(cfg.activation, cfg.activation_params, ctx->h.data(),
-                                 ctx->sorted_weights.data(), M, I, ctx->a.data());
+  weighted_geglu_forward<T>(ctx->h.data(), ctx->sorted_weights.data(), M, I, ctx->a.data());
   grouped_gemm_nn<T>(ctx->a.data(), down, ctx->o.data(), perm.end_offsets.data(), cfg.n_local, I, H);
   combine_rows_by_token(ctx->o.data(), perm, H, y);
 }
@@ -135,7 +134,7 @@ void grouped_experts_forward(const ExpertsConfig& cfg, const T* x, const std::ui
                              std::int64_t top_k, const T* gate_and_up, const T* down, T* y,
                              ExpertsContext<T>* ctx) {
   check_config(cfg);
-  const std::int64_t H = cfg.hidden, I = cfg.inter, W = activation_input_width(cfg.activation, I);
+  const std::int64_t H = cfg.hidden, I = cfg.inter, W = 2 * I;
   if (cfg.backend == ExpertsBackend::grouped)
     permute_tokens_for_grouped_mm(indices, token_mask, tokens, top_k, cfg.n_local, cfg.start, &ctx->perm);
   else
@@ -159,7 +158,7 @@ void grouped_experts_backward(const ExpertsConfig& cfg, const T* x, const T* gat
                               ExpertsContext<T>& ctx, const T* dy, T* dx, T* dweights, T* dgate_and_up,
                               T* ddown) {
   check_config(cfg);
-  const std::int64_t H = cfg.hidden, I = cfg.inter, W = activation_input_width(cfg.activation, I);
+  const std::int64_t H = cfg.hidden, I = cfg.inter, W = 2 * I;
   const TokenPermutation& perm = ctx.perm;
   const std::int64_t M = perm.rows();
   std::fill(dx, dx + perm.tokens * H, T(0));
@@ -180,9 +179,8 @@ void grouped_experts_backward(const ExpertsConfig& cfg, const T* x, const T* gat
     gather_rows(dy, perm.sorted_token_ids.data(), M, H, ctx.d_o.data());
     grouped_gemm_tn_accumulate<T>(ctx.a.data(), ctx.d_o.data(), ddown, offs, cfg.n_local, I, H);
     grouped_gemm_nt<T>(ctx.d_o.data(), down, ctx.d_a.data(), offs, cfg.n_local, I, H);
-    weighted_activation_backward<T>(cfg.activation, cfg.activation_params, ctx.h.data(),
-                                    ctx.sorted_weights.data(), ctx.d_a.data(), M, I, ctx.d_h.data(),
-                                    dp.data());
+    weighted_geglu_backward<T>(ctx.h.data(), ctx.sorted_weights.data(), ctx.d_a.data(), M, I, ctx.d_h.data(),
+                               dp.data());
     grouped_gemm_tn_accumulate<T>(ctx.x_sorted.data(), ctx.d_h.data(), dgate_and_up, offs, cfg.n_local, H, W);
     grouped_gemm_nt<T>(ctx.d_h.data(), gate_and_up, ctx.d_x.data(), offs, cfg.n_local, H, W);
     combine_rows_by_token(ctx.d_x.data(), perm, H, dx);
@@ -199,9 +197,8 @@ void grouped_experts_backward(const ExpertsConfig& cfg, const T* x, const T* gat
       gather_rows(dy, toks, n, H, doi.data());
       gemm<T>(true, false, I, H, n, ctx.a.data() + begin * I, doi.data(), ddown + i * I * H, true);
       gemm<T>(false, true, n, I, H, doi.data(), down + i * I * H, dai.data(), false);
-      weighted_activation_backward<T>(cfg.activation, cfg.activation_params, ctx.h.data() + begin * W,
-                                      ctx.sorted_weights.data() + begin, dai.data(), n, I, dhi.data(),
-                                      dpi.data());
+      weighted_geglu_backward<T>(ctx.h.data() + begin * W, ctx.sorted_weights.data() + begin, dai.data(), n,
+                                 I, dhi.data(), dpi.data());
       gemm<T>(true, false, H, W, n, xi.data(), dhi.data(), dgate_and_up + i * H * W, true);
       gemm<T>(false, true, n, H, W, dhi.data(), gate_and_up + i * H * W, dxi.data(), false);
       scatter_add_rows(dxi.data(), toks, n, H, dx);

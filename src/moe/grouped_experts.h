@@ -6,10 +6,10 @@
 //            segment into buffers held by the context (no per-expert allocation; buffers are reused across
 //            calls once large enough).
 //
-// Weights are in the native layout: gate_and_up [n_local, H, 2I] (columns [0, I) the gate, [I, 2I) up; [..,
-// I] for relu2) and down [n_local, I, H]; local expert i is global expert start + i. For each routed slot
-// (token t, expert e, routing weight p): h = x[t]·Wgu[e], a = act(h)·p (the weight is applied inside the
-// activation), y[t] += a·Wd[e]; the combine accumulates in T (fp32 for float).
+// Weights are in the native layout: gate_and_up [n_local, H, 2I] (columns [0, I) the gate, [I, 2I) up) and
+// down [n_local, I, H]; local expert i is global expert start + i. For each routed slot (token t, expert e,
+// routing weight p): h = x[t]·Wgu[e], a = geglu(h)·p (the weight is applied inside the activation,
+// ops/cpu/weighted_geglu.h), y[t] += a·Wd[e]; the combine accumulates in T (fp32 for float).
 //
 // Invariants: forward overwrites y (rows of masked or unrouted tokens are exactly 0); backward overwrites dx
 // and dweights (entries of masked or non-local slots are 0) and accumulates (+=) into dgate_and_up and
@@ -25,7 +25,6 @@
 #include "core/uninit_vector.h"
 
 #include "moe/token_permutation.h"
-#include "ops/cpu/moe_activations.h"
 
 namespace g4 {
 
@@ -38,8 +37,6 @@ struct ExpertsConfig {
   std::int64_t num_experts = 0;  // E, global
   std::int64_t n_local = 0;      // experts held here
   std::int64_t start = 0;        // first global expert held here
-  ExpertActivation activation = ExpertActivation::geglu;
-  ActivationParams activation_params;
   ExpertsBackend backend = ExpertsBackend::grouped;
 };
 
@@ -50,7 +47,7 @@ struct ExpertsContext {
   std::vector<T> sorted_weights;  // [rows]
   // Large buffers are uninitialised on resize: each is overwritten completely by the step that fills it.
   UninitVector<T> x_sorted;  // [rows, H]   gathered input (grouped backend)
-  UninitVector<T> h;         // [rows, W]   gate/up projection (W = 2I gated, I for relu2)
+  UninitVector<T> h;         // [rows, 2I]  gate/up projection
   UninitVector<T> a;         // [rows, I]   weighted activation
   // scratch reused by the grouped backend
   UninitVector<T> o, d_o, d_a, d_h, d_x;
