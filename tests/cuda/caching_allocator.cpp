@@ -1,7 +1,7 @@
-// caching_allocator.cpp: the GPU's caching allocator (core/cuda/caching_allocator.h) and tensors on the CUDA device: data survives a
-// round trip host -> GPU -> host bit for bit, new blocks are zero, a freed block is handed out again for the
-// same size class without another cudaMalloc, the statistics follow, and host access to a device tensor is an
-// error.
+// caching_allocator.cpp: the GPU's caching allocator (core/cuda/caching_allocator.h) and tensors on the CUDA
+// device: data survives a round trip host -> GPU -> host bit for bit, new blocks are zero, a freed block is
+// handed out again for the same size class without another cudaMalloc, the statistics follow, and host access
+// to a device tensor is an error.
 #include <gtest/gtest.h>
 
 #include <cstring>
