@@ -94,8 +94,7 @@ int run_convert(const std::string& to_name, const std::string& in, const std::st
   fs::path out_path = fs::absolute(out).lexically_normal();
   if (out_path.has_filename() == false) out_path = out_path.parent_path();
   std::error_code ec;
-  check(!fs::exists(out_path) || (fs::is_directory(out_path) && fs::is_empty(out_path)), "output ", out,
-        " already exists and is not an empty directory");
+  refuse_existing_output(out_path.string(), false, "choose another OUT (convert never replaces a directory)");
   check(!fs::equivalent(fs::absolute(in), out_path, ec), "output ", out, " is the input directory");
   check(fs::is_directory(out_path.parent_path()), "parent of the output ", out, " is not a directory");
 
