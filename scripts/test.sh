@@ -23,7 +23,8 @@ ctest --test-dir build --output-on-failure --parallel "$jobs"
 
 # The fp32 results depend on the kernels OpenBLAS picks for the CPU (AMD EPYC gets Zen or SkylakeX, Intel
 # Haswell or SkylakeX), so the tests whose bounds are about arithmetic run again under every kernel family
-# this CPU can execute: the float64 fixtures, the MoE block and AdamW parity, and the MPI layouts.
+# this CPU can execute: the float64 fixtures, the MoE block and AdamW parity, and the MPI score layouts
+# (mpi_test.sh's numerics scope).
 echo "== CPU numerics under each OpenBLAS kernel family (OPENBLAS_CORETYPE)"
 flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
 has() { for f in "$@"; do grep -qw "$f" <<<"$flags" || return 1; done; }
@@ -37,7 +38,7 @@ for core in Haswell Zen SkylakeX; do
     continue
   fi
   echo "-- OPENBLAS_CORETYPE=$core"
-  OPENBLAS_CORETYPE=$core ctest --test-dir build --output-on-failure --parallel "$jobs" \
+  OPENBLAS_CORETYPE=$core G4_MPI_TEST_SCOPE=numerics ctest --test-dir build --output-on-failure --parallel "$jobs" \
     -R '^(ForwardFixture|BackwardFixture|Cases|MoeBlockFixture|AdamWParity|GroupedExperts|Gemma4Moe|mpi_parallel)'
 done
 
