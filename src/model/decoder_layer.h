@@ -36,9 +36,4 @@ Tensor decoder_layer_backward(const TextConfig& c, const LayerSpec& s, const Lay
                               const LayerTape& tape, const Tensor& dx_out, const Tensor& ple, Tensor& dple,
                               ForwardContext& ctx, LayerWeights& grads);
 
-// Small helpers shared with the model's top level.
-Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
-Tensor rms_norm_grad(const Tensor& x, const Tensor& weight, const Tensor& dy, Tensor& dweight, float eps);
-void add_into(Tensor& x, const Tensor& y);
-
 }  // namespace g4

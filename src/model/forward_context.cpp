@@ -24,14 +24,17 @@ ForwardContext make_forward_context(const TextConfig& config, const Batch& batch
   return ctx;
 }
 
-AttentionVisibility attention_visibility(const ForwardContext& ctx, int window, std::int64_t row) {
+std::vector<AttentionVisibility> attention_rows(const ForwardContext& ctx, int window) {
   const Batch& batch = *ctx.batch;
-  AttentionVisibility v;
-  v.queries = v.keys = batch.seq_len;
-  v.window = window;
-  if (!ctx.segments.empty()) v.segment = ctx.segments[row].data();
-  if (!batch.attention_mask.empty()) v.key_mask = &batch.attention_mask[row * batch.seq_len];
-  return v;
+  std::vector<AttentionVisibility> rows(static_cast<std::size_t>(batch.batch_size));
+  for (std::int64_t row = 0; row < batch.batch_size; ++row) {
+    AttentionVisibility& v = rows[row];
+    v.queries = v.keys = batch.seq_len;
+    v.window = window;
+    if (!ctx.segments.empty()) v.segment = ctx.segments[row].data();
+    if (!batch.attention_mask.empty()) v.key_mask = &batch.attention_mask[row * batch.seq_len];
+  }
+  return rows;
 }
 
 }  // namespace g4

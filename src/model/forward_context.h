@@ -32,7 +32,8 @@ struct ForwardContext {
 
 ForwardContext make_forward_context(const TextConfig& config, const Batch& batch);
 
-// What the queries of batch row `row` see in a layer with sliding window `window` (0: full attention).
-AttentionVisibility attention_visibility(const ForwardContext& ctx, int window, std::int64_t row);
+// What the queries of each batch row see in a layer with sliding window `window` (0: full attention); the
+// entries point into ctx and the batch, which must outlive them.
+std::vector<AttentionVisibility> attention_rows(const ForwardContext& ctx, int window);
 
 }  // namespace g4

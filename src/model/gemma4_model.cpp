@@ -8,9 +8,7 @@
 #include "core/profile.h"
 #include "model/decoder_layer.h"
 #include "model/forward_context.h"
-#include "ops/cpu/cross_entropy.h"
-#include "ops/cpu/gemm.h"
-#include "ops/cpu/rms_norm.h"
+#include "ops/ops.h"
 
 namespace g4 {
 
@@ -45,9 +43,8 @@ std::string non_finite_weight(const Gemma4Model& model) {
   return found;
 }
 
-LossResult batch_loss(const Gemma4Model& model, const Batch& batch, const Tensor& logits) {
-  return causal_lm_loss(logits.f32(), batch.labels.data(), batch.batch_size, batch.seq_len,
-                        model.config.text.vocab_size);
+LossResult batch_loss(const Gemma4Model&, const Batch& batch, const Tensor& logits) {
+  return ops::causal_lm_loss(logits, batch.labels);
 }
 
 float embedding_scale(const TextConfig& c) {
@@ -55,17 +52,8 @@ float embedding_scale(const TextConfig& c) {
 }
 
 Tensor embed_tokens(const Gemma4Model& m, const Batch& batch) {
-  const TextConfig& c = m.config.text;
-  const std::int64_t T = batch.tokens(), H = c.hidden_size;
-  const float scale = embedding_scale(c);
-  Tensor x(DType::f32, {T, H});
-  for (std::int64_t t = 0; t < T; ++t) {
-    const std::int64_t id = batch.input_ids[t];
-    check(id >= 0 && id < c.vocab_size, "token id ", id, " is out of range for vocab_size ", c.vocab_size);
-    const float* row = m.weights.embed_tokens.f32() + id * H;
-    for (std::int64_t h = 0; h < H; ++h) x.f32()[t * H + h] = row[h] * scale;
-  }
-  return x;
+  return ops::embedding(m.weights.embed_tokens, batch.input_ids, embedding_scale(m.config.text),
+                        "vocab_size");
 }
 
 Tensor per_layer_inputs(const Gemma4Model& m, const Batch& batch, const Tensor& embedded, Tensor* projected) {
@@ -73,23 +61,13 @@ Tensor per_layer_inputs(const Gemma4Model& m, const Batch& batch, const Tensor& 
   const Gemma4Weights& w = m.weights;
   const std::int64_t T = batch.tokens(), H = c.hidden_size, L = c.num_hidden_layers,
                      P = c.hidden_size_per_layer_input;
-  Tensor proj(DType::f32, {T, L, P});
-  linear_forward(embedded.f32(), w.per_layer_model_projection.f32(), proj.f32(), T, L * P, H);
-  const float proj_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(H)));
-  for (std::int64_t i = 0; i < proj.numel(); ++i) proj.f32()[i] *= proj_scale;
-  Tensor ple(DType::f32, {T, L, P});
-  rms_norm_forward(proj.f32(), w.per_layer_projection_norm.f32(), ple.f32(), T * L, P,
-                   static_cast<float>(c.rms_norm_eps));
+  Tensor proj = ops::linear(embedded, w.per_layer_model_projection).reshaped({T, L, P});
+  ops::scale_(proj, static_cast<float>(1.0 / std::sqrt(static_cast<double>(H))));
+  Tensor ple = ops::rms_norm(proj, w.per_layer_projection_norm, static_cast<float>(c.rms_norm_eps));
   const float token_scale = static_cast<float>(std::sqrt(static_cast<double>(P)));
-  const float combine = static_cast<float>(1.0 / std::sqrt(2.0));
-  for (std::int64_t t = 0; t < T; ++t) {
-    const std::int64_t id = batch.input_ids[t];
-    check(id < c.vocab_size_per_layer_input, "token id ", id,
-          " is out of range for vocab_size_per_layer_input ", c.vocab_size_per_layer_input);
-    const float* row = w.embed_tokens_per_layer.f32() + id * L * P;
-    float* out = ple.f32() + t * L * P;
-    for (std::int64_t i = 0; i < L * P; ++i) out[i] = (out[i] + row[i] * token_scale) * combine;
-  }
+  ops::add_(ple, ops::embedding(w.embed_tokens_per_layer, batch.input_ids, token_scale,
+                                "vocab_size_per_layer_input"));
+  ops::scale_(ple, static_cast<float>(1.0 / std::sqrt(2.0)));
   if (projected) *projected = std::move(proj);
   return ple;
 }
@@ -97,12 +75,10 @@ Tensor per_layer_inputs(const Gemma4Model& m, const Batch& batch, const Tensor& 
 Tensor final_logits(const Gemma4Model& m, const Tensor& x, std::int64_t B, std::int64_t S) {
   ScopedPhase phase("final norm + head");
   const TextConfig& c = m.config.text;
-  const std::int64_t T = x.dim(0), H = x.dim(1), V = c.vocab_size;
-  const Tensor h = rms_norm(x, m.weights.final_norm, static_cast<float>(c.rms_norm_eps));
-  Tensor logits(DType::f32, {B, S, V});
-  linear_forward(h.f32(), m.weights.head().f32(), logits.f32(), T, V, H);
-  if (c.final_logit_softcapping)
-    softcap_forward(logits.f32(), logits.numel(), static_cast<float>(*c.final_logit_softcapping));
+  Tensor logits = ops::linear(ops::rms_norm(x, m.weights.final_norm, static_cast<float>(c.rms_norm_eps)),
+                              m.weights.head())
+                      .reshaped({B, S, c.vocab_size});
+  if (c.final_logit_softcapping) ops::softcap_(logits, static_cast<float>(*c.final_logit_softcapping));
   return logits;
 }
 

@@ -5,9 +5,7 @@
 #include "core/error.h"
 #include "model/decoder_layer.h"
 #include "model/forward_context.h"
-#include "ops/cpu/cross_entropy.h"
-#include "ops/cpu/gemm.h"
-#include "ops/cpu/rms_norm.h"
+#include "ops/ops.h"
 
 namespace g4 {
 
@@ -44,17 +42,13 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   if (loss.num_tokens == 0 && !m.moe_parallel) return result;
 
   // Head: logits = softcap(norm(x) · Eᵀ).
-  Tensor dlogits(DType::f32, {T, V});
-  causal_lm_loss_backward(logits.f32(), batch.labels.data(), dlogits.f32(), B, S, V, normaliser);
+  Tensor dlogits = ops::causal_lm_loss_backward(logits, batch.labels, normaliser).reshaped({T, V});
   if (c.final_logit_softcapping)
-    softcap_backward(logits.f32(), dlogits.f32(), dlogits.numel(),
-                     static_cast<float>(*c.final_logit_softcapping));
-  const Tensor h = rms_norm(x, w.final_norm, eps);
-  Tensor& dhead = c.tie_word_embeddings ? g.embed_tokens : g.lm_head;
-  matmul_tn(dlogits.f32(), h.f32(), dhead.f32(), V, H, T, true);
-  Tensor dh(DType::f32, {T, H});
-  matmul_nn(dlogits.f32(), w.head().f32(), dh.f32(), T, H, V);
-  Tensor dx = rms_norm_grad(x, w.final_norm, dh, g.final_norm, eps);
+    ops::softcap_backward_(logits, dlogits, static_cast<float>(*c.final_logit_softcapping));
+  ops::linear_backward_weight(dlogits, ops::rms_norm(x, w.final_norm, eps),
+                              c.tie_word_embeddings ? g.embed_tokens : g.lm_head);
+  Tensor dx = ops::rms_norm_backward(x, w.final_norm, ops::linear_backward_input(dlogits, w.head()),
+                                     g.final_norm, eps);
 
   // Layers, last to first (KV-shared layers come after their sources, so their dK/dV are ready in time).
   Tensor dple = P > 0 ? Tensor(DType::f32, {T, L, P}) : Tensor();
@@ -71,29 +65,19 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   // Per-layer inputs: ple = (norm(projected) + table[ids] · sqrt(P)) · 2^-0.5, projected = (x0 · Wᵀ) ·
   // H^-0.5.
   if (P > 0) {
-    const float combine = static_cast<float>(1.0 / std::sqrt(2.0));
-    const float token_scale = static_cast<float>(std::sqrt(static_cast<double>(P)));
-    for (std::int64_t i = 0; i < dple.numel(); ++i) dple.f32()[i] *= combine;
-    for (std::int64_t t = 0; t < T; ++t) {
-      float* row = g.embed_tokens_per_layer.f32() + batch.input_ids[t] * L * P;
-      const float* d = dple.f32() + t * L * P;
-      for (std::int64_t i = 0; i < L * P; ++i) row[i] += d[i] * token_scale;
-    }
-    Tensor dproj(DType::f32, {T, L, P});
-    rms_norm_backward(ple_projected.f32(), w.per_layer_projection_norm.f32(), dple.f32(), dproj.f32(),
-                      g.per_layer_projection_norm.f32(), T * L, P, eps);
-    const float proj_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(H)));
-    for (std::int64_t i = 0; i < dproj.numel(); ++i) dproj.f32()[i] *= proj_scale;
-    matmul_tn(dproj.f32(), x0.f32(), g.per_layer_model_projection.f32(), L * P, H, T, true);
-    matmul_nn(dproj.f32(), w.per_layer_model_projection.f32(), dx.f32(), T, H, L * P, true);
+    ops::scale_(dple, static_cast<float>(1.0 / std::sqrt(2.0)));
+    ops::embedding_backward(dple, batch.input_ids, static_cast<float>(std::sqrt(static_cast<double>(P))),
+                            g.embed_tokens_per_layer);
+    Tensor dproj = ops::rms_norm_backward(ple_projected, w.per_layer_projection_norm, dple,
+                                          g.per_layer_projection_norm, eps)
+                       .reshaped({T, L * P});
+    ops::scale_(dproj, static_cast<float>(1.0 / std::sqrt(static_cast<double>(H))));
+    ops::linear_backward_weight(dproj, x0, g.per_layer_model_projection);
+    ops::linear_backward_input_add_(dx, dproj, w.per_layer_model_projection);
   }
 
   // Embedding: x0 = E[ids] · sqrt(H).
-  const float scale = embedding_scale(c);
-  for (std::int64_t t = 0; t < T; ++t) {
-    float* row = g.embed_tokens.f32() + batch.input_ids[t] * H;
-    for (std::int64_t i = 0; i < H; ++i) row[i] += dx.f32()[t * H + i] * scale;
-  }
+  ops::embedding_backward(dx, batch.input_ids, embedding_scale(c), g.embed_tokens);
   return result;
 }
 

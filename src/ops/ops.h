@@ -1,0 +1,78 @@
+// ops.h: the op interface the model is written against: forward/backward pairs on Tensors.
+//
+// Every op runs on its tensors' device. The CPU versions live in ops/cpu under the same names; an op whose
+// tensors sit on a device that has no version of it yet is a g4::Error naming the op and the device (the CUDA
+// twins of these ops are the next issue; the MoE experts' CUDA layer is reached through moe/ today).
+//
+// Conventions (every op): inputs are contiguous and f32; an op returning a Tensor allocates it on the inputs'
+// device; "_backward" ops that take a parameter gradient `d<weight>` add into it (+=), so that gradients
+// accumulate over micro-batches and over layers that share a tensor; the activation gradient they return is
+// fresh. Ops ending in "_" work in place on their first argument.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/tensor.h"
+#include "ops/cpu/attention.h"
+#include "ops/cpu/cross_entropy.h"
+#include "ops/cpu/rope.h"
+
+namespace g4::ops {
+
+// ---- elementwise
+void add_(Tensor& x, const Tensor& y);         // x += y (same shape)
+void scale_(Tensor& x, float factor);          // x *= factor
+Tensor scaled(const Tensor& x, float factor);  // x · factor
+
+// ---- embedding: out [T, E] with out[t] = table[ids[t]] · scale; table [rows, E]. An id outside [0, rows) is
+// a g4::Error that names `table_name`.
+Tensor embedding(const Tensor& table, std::span<const std::int64_t> ids, float scale, const char* table_name);
+// dtable[ids[t]] += dout[t] · scale
+void embedding_backward(const Tensor& dout, std::span<const std::int64_t> ids, float scale, Tensor& dtable);
+
+// ---- linear, in Hugging Face's layout: weight [N, K], y [..., N] = x [..., K] · weightᵀ.
+Tensor linear(const Tensor& x, const Tensor& weight);
+// dweight += dyᵀ · x
+void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dweight);
+// dx = dy · weight, fresh; the _add_ form adds into an existing dx (several projections of one input).
+Tensor linear_backward_input(const Tensor& dy, const Tensor& weight);
+void linear_backward_input_add_(Tensor& dx, const Tensor& dy, const Tensor& weight);
+
+// ---- RMSNorm over the last dimension (ops/cpu/rms_norm.h); an empty weight is the weightless norm.
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
+// Returns dx; dweight += Σ dy · x̂ (ignored when weight is empty).
+Tensor rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, Tensor& dweight, float eps);
+
+// ---- RoPE in place on x [T, heads, head_dim] with the table's T positions (ops/cpu/rope.h).
+void rope_(Tensor& x, const RopeTable& table);
+void rope_backward_(Tensor& dx, const RopeTable& table);
+
+// ---- attention over packed rows: q [Σ queries, Nq, D], k and v [Σ keys, Nkv, D]; row r's queries and keys
+// follow row r-1's, and rows[r] says what its queries see (ops/cpu/attention.h). Scaling 1.0 (Gemma 4).
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                 std::span<const AttentionVisibility> rows);
+// Returns dq; dk and dv accumulate (+=), so that KV-shared layers add into their source's gradients.
+Tensor attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                          std::span<const AttentionVisibility> rows, const Tensor& dout, Tensor& dk,
+                          Tensor& dv);
+
+// ---- GEGLU: gelu_tanh(gate) · up (same shapes).
+Tensor geglu(const Tensor& gate, const Tensor& up);
+struct GegluGrads {
+  Tensor gate, up;
+};
+GegluGrads geglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dout);
+
+// ---- one slice of the middle axis of x [A, M, B]: x[:, index, :] as [A, B], and its backward.
+Tensor middle_slice(const Tensor& x, std::int64_t index);
+void middle_slice_add_(Tensor& x, std::int64_t index, const Tensor& dslice);  // x[:, index, :] += dslice
+
+// ---- the final soft-cap and the causal-LM loss (ops/cpu/cross_entropy.h); labels [rows · S], unshifted.
+void softcap_(Tensor& logits, float cap);
+void softcap_backward_(const Tensor& capped, Tensor& grad, float cap);
+LossResult causal_lm_loss(const Tensor& logits, std::span<const std::int64_t> labels);  // logits [B, S, V]
+Tensor causal_lm_loss_backward(const Tensor& logits, std::span<const std::int64_t> labels, double normaliser);
+
+}  // namespace g4::ops
