@@ -3,10 +3,10 @@
 // next to the measured cuBLAS bf16 dense peak and cuBLAS's grouped GEMM; each grouped GEMM is also timed
 // alone.
 //
-//   g4_bench_moe [--tokens 4096,16384] [--iters 20] [--rounds 3] [--policies NAME,...] [--routing-dir DIR]
+//   g4_bench_moe [--tokens 4096,16384] [--iters 20] [--rounds 3] [--variants NAME,...] [--routing-dir DIR]
 //                [--json FILE]
-// Each timing is the median of --iters runs; the kernel versions are timed in --rounds interleaved rounds and
-// the median over rounds is recorded.
+// Each timing is the median of --iters runs; the layer's variants (gathers fused into the GEMM loads, or
+// materialised) are timed in --rounds interleaved rounds and the median over rounds is recorded.
 // With --routing-dir, the routings used are written there (indices int32 [T,8], weights fp32 [T,8]) so that
 // bench/moe_peers.py times the PyTorch peers on the very same routing. FLOPs: forward = 2 T K 3 I H; fwd+bwd
 // = 3x.
@@ -29,7 +29,6 @@
 #include "ops/cuda/cuda_context.h"
 #include "ops/cuda/device_buffer.h"
 #include "ops/cuda/grouped_gemm.h"
-#include "ops/cuda/grouped_gemm_wgmma.h"
 #include "ops/cuda/moe_experts.h"
 #include "ops/cuda/moe_gate.h"
 #include "ops/cuda/moe_permute.h"
@@ -42,23 +41,14 @@ namespace {
 
 constexpr int H = 2816, I = 704, E = 128, K = 8;
 
-// The grouped-GEMM kernels timed side by side (grouped_gemm.h's policies; docs/perf-notes.md's versions), and
-// the name each one's json keys carry.
-struct BenchPolicy {
-  int policy;
+// The layer's variants timed side by side, and the name each one's json keys carry.
+struct BenchVariant {
   const char* name;
-  bool fused_gather =
-      true;  // false: the layer materialises the gathers of x and dy (GatherMode; GEMM table: skipped)
+  bool fused_gather;  // false: the layer materialises the gathers of x and dy (GatherMode)
 };
-constexpr BenchPolicy kAllBenchPolicies[] = {{0, "wgmma128"},
-                                             {5, "ws256"},
-                                             {7, "ws256_st16"},
-                                             {8, "ws256_tma"},
-                                             {9, "ws256_staged"},
-                                             {10, "ws256_pair"},
-                                             {9, "ws256_staged_unfused", false}};
-// The versions this run times (--policies NAME,...; default all).
-std::vector<BenchPolicy> g_bench_policies(std::begin(kAllBenchPolicies), std::end(kAllBenchPolicies));
+constexpr BenchVariant kAllBenchVariants[] = {{"fused", true}, {"materialised", false}};
+// The variants this run times (--variants NAME,...; default all).
+std::vector<BenchVariant> g_bench_variants(std::begin(kAllBenchVariants), std::end(kAllBenchVariants));
 
 __device__ float hash_normal(unsigned long long i, unsigned seed) {
   // Two hashed uniforms through Box-Muller: deterministic, cheap, good enough for benchmark data.
@@ -227,18 +217,16 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
       std::ofstream(base + "_w.bin", std::ios::binary)
           .write(reinterpret_cast<char*>(hw.data()), hw.size() * 4);
     }
-    // Kernels (docs/perf-notes.md, g_bench_policies), with the gathers fused into the GEMM loads unless the
-    // entry says otherwise, timed in `rounds` interleaved rounds (each round times every kernel once); the
-    // median over rounds is recorded, so that drift of the clocks during the run falls on all kernels alike.
-    // Keys without a kernel suffix repeat the numbers of the layer's defaults.
-    const int npol = static_cast<int>(g_bench_policies.size());
+    // The variants (g_bench_variants), timed in `rounds` interleaved rounds (each round times every variant
+    // once); the median over rounds is recorded, so that drift of the clocks during the run falls on all
+    // alike. Keys without a variant suffix repeat the numbers of the layer's default.
+    const int npol = static_cast<int>(g_bench_variants.size());
     const GatherMode default_mode = experts.gather_mode();
     const bool default_fused = experts.gathers_fused(T);  // under the layer's default GatherMode
     std::vector<std::vector<double>> f_runs(npol), fb_runs(npol);
     for (int round = 0; round < rounds; ++round)
       for (int v = 0; v < npol; ++v) {
-        grouped_gemm_set_tile_policy(g_bench_policies[v].policy);
-        experts.set_gather_mode(g_bench_policies[v].fused_gather ? GatherMode::fused
+        experts.set_gather_mode(g_bench_variants[v].fused_gather ? GatherMode::fused
                                                                  : GatherMode::materialised);
         auto fwd = [&] {
           experts.forward(T, x.as<bf16>(), w.as<float>(), idx.as<int>(), nullptr, ew, y.as<bf16>());
@@ -251,14 +239,11 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
         fb_runs[v].push_back(timer.median_ms(fwdbwd));
       }
     for (int v = 0; v < npol; ++v) {
-      const BenchPolicy& bp = g_bench_policies[v];
-      const int policy = bp.policy;
+      const BenchVariant& bp = g_bench_variants[v];
       const double f = median(f_runs[v]), fb = median(fb_runs[v]);
       for (std::string suffix : {std::string("_").append(bp.name), std::string()}) {
-        // No suffix: the default kernel with the default gathers, i.e. as the layer runs by default.
-        if (suffix.empty() &&
-            (policy != grouped_gemm_default_tile_policy || bp.fused_gather != default_fused))
-          continue;
+        // No suffix: the layer as it runs by default.
+        if (suffix.empty() && bp.fused_gather != default_fused) continue;
         std::string key = std::string(routing) + "_" + tag + suffix;
         record("g4_fwd_ms_" + key, f);
         record("g4_fwd_tflops_" + key, fwd_flops / f / 1e9);
@@ -267,7 +252,6 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
         record("g4_fwdbwd_frac_peak_" + key, 3 * fwd_flops / fb / 1e9 / peak);
       }
     }
-    grouped_gemm_set_tile_policy(grouped_gemm_default_tile_policy);
     experts.set_gather_mode(default_mode);
   }
 
@@ -298,8 +282,8 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
   fill(dhbuf.as<bf16>(), rows * 2 * I, 1.0f, 22);
   fill_f32<<<256, 256>>>(rw.as<float>(), rows, 0.0f, 0.125f, 0);
   G4_CUDA_CHECK_LAUNCH();
-  // Each GEMM timed once a round for `rounds` interleaved rounds over all kernels; the medians are recorded
-  // after the last round (as the layer timings above).
+  // Each GEMM timed once a round for `rounds` rounds; the medians are recorded after the last round (as the
+  // layer timings above).
   std::map<std::string, std::pair<double, std::vector<double>>> gemm_runs;  // name -> (flops, times)
   auto gemm_report = [&](const std::string& name, double flops, const std::function<void()>& fn) {
     auto& entry = gemm_runs[name];
@@ -307,11 +291,9 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
     entry.second.push_back(timer.median_ms(fn));
   };
   const double f1 = 2.0 * M * H * 2.0 * I, f2 = 2.0 * M * I * H;
-  for (int round = 0; round < rounds; ++round)
-    for (const BenchPolicy& bp : g_bench_policies) {
-      if (!bp.fused_gather) continue;
-      grouped_gemm_set_tile_policy(bp.policy);
-      const std::string p = "gemm_" + std::string(bp.name);
+  for (int round = 0; round < rounds; ++round) {
+    {
+      const std::string p = "gemm";
       gemm_report(p + "_fwd_gate_up", f1, [&] {
         grouped_gemm_rows(
             {xp.as<bf16>(), H, nullptr, wgu.as<bf16>(), std::int64_t(H) * 2 * I, false, hbuf.as<bf16>(),
@@ -357,44 +339,12 @@ void run_tokens(CudaContext& ctx, const Timer& timer, int T, double peak, const 
                                  st);
       });
     }
+  }
   for (const auto& [name, runs] : gemm_runs) {
     const double ms = median(runs.second);
     record(name + "_ms_" + tag, ms);
     record(name + "_tflops_" + tag, runs.first / ms / 1e9);
     record(name + "_frac_peak_" + tag, runs.first / ms / 1e9 / peak);
-  }
-  // Agreement of the wgmma (version 3) and warp-specialised (version 6) kernels with the mma.sync ones at
-  // full size (input-gradient and weight-gradient GEMMs).
-  {
-    DeviceBuffer ref_x(rows * H * 2), ref_w(ngu * 2);
-    auto dgrad = [&](bf16* out) {
-      grouped_gemm_rows({dhbuf.as<bf16>(), 2 * I, nullptr, wgu.as<bf16>(), std::int64_t(H) * 2 * I, true, out,
-                         H, 2 * I, H, E, std::int64_t(rows), doff.as<int>(), dtile.as<int>()},
-                        st);
-    };
-    auto wgrad = [&](void* out) {
-      grouped_gemm_weight_grad({xp.as<bf16>(), H, nullptr, dhbuf.as<bf16>(), 2 * I, nullptr, out, false,
-                                false, H, 2 * I, E, doff.as<int>()},
-                               st);
-    };
-    grouped_gemm_set_tile_policy(1);
-    dgrad(ref_x.as<bf16>());
-    wgrad(ref_w.data());
-    for (const BenchPolicy& bp : g_bench_policies) {
-      if (!bp.fused_gather) continue;
-      grouped_gemm_set_tile_policy(bp.policy);
-      G4_CUDA_CHECK(cudaMemsetAsync(obuf.data(), 0xff, obuf.bytes(), st));  // NaN: unwritten shows
-      G4_CUDA_CHECK(cudaMemsetAsync(gwgu.data(), 0xff, gwgu.bytes(), st));
-      dgrad(obuf.as<bf16>());
-      wgrad(gwgu.data());
-      ctx.synchronize();
-      const std::string kernel = bp.name;
-      record(kernel + "_vs_mma_dgrad_gate_up_rel_diff_" + tag,
-             rel_diff_bf16(obuf.as<bf16>(), ref_x.as<bf16>(), std::size_t(M) * H));
-      record(kernel + "_vs_mma_wgrad_gate_up_rel_diff_" + tag,
-             rel_diff_bf16(gwgu.as<bf16>(), ref_w.as<bf16>(), ngu));
-    }
-    grouped_gemm_set_tile_policy(grouped_gemm_default_tile_policy);
   }
   // cuBLAS grouped GEMM on the same problem, and the agreement of the two.
   grouped_gemm_rows(
@@ -451,17 +401,17 @@ int main(int argc, char** argv) {
       iters = std::stoi(argv[i + 1]);
     else if (a == "--rounds")
       rounds = std::stoi(argv[i + 1]);
-    else if (a == "--policies") {
-      g_bench_policies.clear();
+    else if (a == "--variants") {
+      g_bench_variants.clear();
       std::stringstream names(argv[i + 1]);
       for (std::string name; std::getline(names, name, ',');) {
-        auto it = std::find_if(std::begin(kAllBenchPolicies), std::end(kAllBenchPolicies),
-                               [&](const BenchPolicy& bp) { return name == bp.name; });
-        if (it == std::end(kAllBenchPolicies)) {
-          std::fprintf(stderr, "g4_bench_moe: error: unknown kernel version %s (--policies)\n", name.c_str());
+        auto it = std::find_if(std::begin(kAllBenchVariants), std::end(kAllBenchVariants),
+                               [&](const BenchVariant& bp) { return name == bp.name; });
+        if (it == std::end(kAllBenchVariants)) {
+          std::fprintf(stderr, "g4_bench_moe: error: unknown variant %s (--variants)\n", name.c_str());
           return 2;
         }
-        g_bench_policies.push_back(*it);
+        g_bench_variants.push_back(*it);
       }
     } else if (a == "--routing-dir")
       routing_dir = argv[i + 1];
@@ -481,8 +431,6 @@ int main(int argc, char** argv) {
     double peak = dense_peak(ctx, timer);
     record("cublas_dense_bf16_8192_tflops", peak);
     for (int T : tokens) run_tokens(ctx, timer, T, peak, routing_dir, rounds);
-    if (grouped_gemm_ws_pair_cluster_limit() > 0)
-      record("pair_cluster_limit", grouped_gemm_ws_pair_cluster_limit());
     // The peak again after all the work, to show clock drift over the run (percentages use the first).
     record("cublas_dense_bf16_8192_tflops_end", dense_peak(ctx, timer));
     if (!json.empty()) {

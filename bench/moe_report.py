@@ -1,6 +1,6 @@
 """Prints the markdown tables of docs/BENCHMARKS.md from one call's g4_bench_moe and moe_peers.py JSON files.
 
-    python3 bench/moe_report.py g4.json peers.json [--variant ""|_wgmma128|_ws256|_ws256_st16|_ws256_tma|_ws256_staged|_ws256_pair|_ws256_staged_unfused]
+    python3 bench/moe_report.py g4.json peers.json [--variant ""|_fused|_materialised]
 Ratios are peer time / g4moe time (> 1: g4moe faster); fractions of peak use the cuBLAS dense peak of the same run.
 """
 import json, sys
@@ -32,20 +32,14 @@ def main():
                 rt = lambda v: f"{v / ms:.2f}x" if isinstance(v, float) else "-"
                 print(f"| {T} | {r} | {ps.replace('fwdbwd', 'fwd+bwd')} | {ms:.2f} | {tf:.0f} | {100 * tf / peak:.0f}% | "
                       f"{f(nm)} | {rt(nm)} | {f(hf)} | {rt(hf)} | {f(he)} |")
-    print("\n| GEMM (16384 tokens, real gate) | " + " | ".join(
-        n for n in ("mma128", "wgmma128", "wgmma256", "wgmma128_inflight", "ws256", "ws256_st16", "ws256_tma", "ws256_staged", "ws256_pair") if f"gemm_{n}_fwd_gate_up_ms_T16384" in g) + " |")
-    names = [n for n in ("mma128", "wgmma128", "wgmma256", "wgmma128_inflight", "ws256", "ws256_st16", "ws256_tma", "ws256_staged", "ws256_pair") if f"gemm_{n}_fwd_gate_up_ms_T16384" in g]
-    print("| --- |" + " --- |" * len(names))
+    print("\n| GEMM (16384 tokens, real gate) | time, TFLOP/s, % of peak |")
+    print("| --- | --- |")
     for op in ("fwd_gate_up", "fwd_down", "dgrad_down", "dgrad_gate_up", "wgrad_down", "wgrad_gate_up",
                "fwd_gate_up_gathered", "dgrad_down_gathered"):
-        cells = []
-        for n in names:
-            ms = g.get(f"gemm_{n}_{op}_ms_T16384")
-            if ms is None:
-                cells.append("-")
-                continue
-            cells.append(f"{ms:.2f} ms, {g[f'gemm_{n}_{op}_tflops_T16384']:.0f} TF/s, {100 * g[f'gemm_{n}_{op}_frac_peak_T16384']:.0f}%")
-        print(f"| {op} | " + " | ".join(cells) + " |")
+        ms = g.get(f"gemm_{op}_ms_T16384")
+        cell = "-" if ms is None else (f"{ms:.2f} ms, {g[f'gemm_{op}_tflops_T16384']:.0f} TF/s, "
+                                       f"{100 * g[f'gemm_{op}_frac_peak_T16384']:.0f}%")
+        print(f"| {op} | {cell} |")
     if "cublas_grouped_fwd_gate_up_ms_T16384" in g:
         print(f"\ncuBLAS grouped GEMM (cublasGemmGroupedBatchedEx), fwd gate_up, 16384 tokens: "
               f"{g['cublas_grouped_fwd_gate_up_ms_T16384']:.2f} ms, {g['cublas_grouped_fwd_gate_up_tflops_T16384']:.0f} TFLOP/s")

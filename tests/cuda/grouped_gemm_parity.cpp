@@ -88,18 +88,7 @@ void check_rows_gemm(const std::vector<int>& sizes, int K, int N, bool b_transpo
                                      << " gathered " << gathered << " pad " << pad;
 }
 
-// Runs the body under each kernel policy (grouped_gemm_set_tile_policy) and restores the one in force before.
-class GroupedGemmPolicy : public ::testing::TestWithParam<int> {
- protected:
-  void SetUp() override {
-    saved_ = grouped_gemm_tile_policy();
-    grouped_gemm_set_tile_policy(GetParam());
-  }
-  void TearDown() override { grouped_gemm_set_tile_policy(saved_); }
-  int saved_ = 0;
-};
-
-TEST_P(GroupedGemmPolicy, RowsMatchHostLoopsWithEmptyAndRaggedGroups) {
+TEST(GroupedGemm, RowsMatchHostLoopsWithEmptyAndRaggedGroups) {
   G4_SKIP_WITHOUT_CUDA();
   check_rows_gemm({0, 1, 127, 128, 129, 300, 0}, 136, 200, false, 1);
   check_rows_gemm({0, 1, 127, 128, 129, 300, 0}, 136, 200, true, 2);
@@ -107,21 +96,21 @@ TEST_P(GroupedGemmPolicy, RowsMatchHostLoopsWithEmptyAndRaggedGroups) {
                   7);  // K a multiple of the 64-deep k-tile; N narrower than a tile
 }
 
-TEST_P(GroupedGemmPolicy, RowsReadThroughARowMapMatchHostLoops) {
+TEST(GroupedGemm, RowsReadThroughARowMapMatchHostLoops) {
   G4_SKIP_WITHOUT_CUDA();
   check_rows_gemm({0, 1, 127, 128, 129, 300, 0}, 136, 200, false, 8, /*gathered=*/true);
   check_rows_gemm({5, 0, 260, 64}, 96, 512, true, 9, /*gathered=*/true);
 }
 
-TEST_P(GroupedGemmPolicy, RowsWithWideNMatchHostLoops) {
+TEST(GroupedGemm, RowsWithWideNMatchHostLoops) {
   G4_SKIP_WITHOUT_CUDA();
   check_rows_gemm({5, 0, 260, 64}, 96, 512, false, 3);
   check_rows_gemm({5, 0, 260, 64}, 96, 512, true, 4);
 }
 
 // Leading dimensions wider than K and N: TMA's k extent and the staged epilogue's row length must stop at K
-// and N (policies 8 and 9), and every path must read A and write C at its own stride.
-TEST_P(GroupedGemmPolicy, RowsWithPaddedLeadingDimensionsMatchHostLoops) {
+// and N, and every path must read A and write C at its own stride.
+TEST(GroupedGemm, RowsWithPaddedLeadingDimensionsMatchHostLoops) {
   G4_SKIP_WITHOUT_CUDA();
   check_rows_gemm({0, 1, 127, 128, 129, 300, 0}, 136, 200, false, 17, /*gathered=*/false, /*pad=*/24);
   check_rows_gemm({5, 0, 260, 64}, 96, 512, true, 18, /*gathered=*/false, /*pad=*/8);
@@ -176,7 +165,7 @@ void check_weight_grad(const std::vector<int>& sizes, int Mw, int Nw, bool fp32,
   EXPECT_LT(rel_error(c, ref), fp32 ? 1e-5 : 4e-3) << "fp32 " << fp32;
 }
 
-TEST_P(GroupedGemmPolicy, WeightGradAccumulatesFp32AndOverwritesBf16) {
+TEST(GroupedGemm, WeightGradAccumulatesFp32AndOverwritesBf16) {
   G4_SKIP_WITHOUT_CUDA();
   check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 200, true, 5);
   check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 200, false, 6);
@@ -185,12 +174,12 @@ TEST_P(GroupedGemmPolicy, WeightGradAccumulatesFp32AndOverwritesBf16) {
   check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 264, false, 21);
 }
 
-TEST_P(GroupedGemmPolicy, WeightGradReadsThroughRowMaps) {
+TEST(GroupedGemm, WeightGradReadsThroughRowMaps) {
   G4_SKIP_WITHOUT_CUDA();
   check_weight_grad({0, 1, 33, 200, 0, 77}, 136, 200, true, 10, /*gathered=*/true);
 }
 
-// Enough tiles (several hundred, over 132 SMs) that every CTA of the persistent kernel (policy 5) walks
+// Enough tiles (several hundred, over 132 SMs) that every CTA of the persistent kernel walks
 // several tiles, so its shared-memory ring wraps across tile boundaries; K of 200 leaves a k-tail.
 std::vector<int> many_segments(int groups, int max_rows, std::uint32_t seed) {
   std::mt19937 rng(seed);
@@ -200,22 +189,12 @@ std::vector<int> many_segments(int groups, int max_rows, std::uint32_t seed) {
   return sizes;
 }
 
-TEST_P(GroupedGemmPolicy, ManyTilesPerCtaMatchHostLoops) {
+TEST(GroupedGemm, ManyTilesPerCtaMatchHostLoops) {
   G4_SKIP_WITHOUT_CUDA();
   check_rows_gemm(many_segments(150, 200, 11), 200, 264, false, 12, /*gathered=*/true);
   check_rows_gemm(many_segments(150, 200, 13), 200, 264, true, 14);
   check_weight_grad(many_segments(200, 150, 15), 72, 136, true, 16, /*gathered=*/true);
 }
-
-std::string policy_name(const ::testing::TestParamInfo<int>& info) {
-  static const char* const names[] = {"wgmma128",          "mma128",       "mma256",     "wgmma256",
-                                      "wgmma128_inflight", "ws256",        "ws256_rows", "ws256_st16",
-                                      "ws256_tma",         "ws256_staged", "ws256_pair"};
-  static_assert(sizeof(names) / sizeof(names[0]) == 11, "one name per policy in the suite below");
-  return names[info.param];
-}
-
-INSTANTIATE_TEST_SUITE_P(Kernels, GroupedGemmPolicy, ::testing::Range(0, 11), policy_name);
 
 }  // namespace
 }  // namespace g4::cuda::test

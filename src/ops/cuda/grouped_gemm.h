@@ -3,7 +3,8 @@
 //
 // Segments: group g owns rows [offsets[g], offsets[g+1]) of the permuted row space (offsets is int32 [G+1] in
 // device memory, offsets[0] = 0). All matrices are row-major; every leading dimension and every K, N, Mw, Nw
-// must be a multiple of 8 (16-byte rows for cp.async).
+// must be a multiple of 8 (16-byte rows for cp.async). One kernel family serves every call
+// (grouped_gemm_ws.h; the versions it replaced are measured and recorded in docs/perf-notes.md).
 //
 // Variable rows (forward and input-gradient GEMMs), for each group g and row r of its segment:
 //   C[r, n] = sum_k A[r, k] * B_g(k, n),    A [rows, K] (lda), C [rows, N] (ldc), bf16 out, overwritten.
@@ -58,21 +59,5 @@ struct GroupedGemmWeightGrad {
 
 void grouped_gemm_rows(const GroupedGemmRows& args, cudaStream_t stream);
 void grouped_gemm_weight_grad(const GroupedGemmWeightGrad& args, cudaStream_t stream);
-
-// Which kernel runs (for the benchmark's comparison of versions; not thread-safe): 10 = policy 9 with the
-// rows GEMMs in clusters of 2 CTAs that share each weight tile by TMA multicast (version 8); 9 = the
-// warp-specialised persistent wgmma kernels (grouped_gemm_ws.cu, version 7 in docs/perf-notes.md) with A read
-// in place by TMA and bf16 outputs stored through shared memory by bulk copies (the default); 8 = policy 7
-// with A read in place by TMA; 7 = policy 5 with 16-byte bf16 stores in the rows GEMMs' epilogue; 5 =
-// warp-specialised persistent wgmma, 128 x 256 tiles, weights (and in-place weight-gradient operands) by TMA,
-// A by cp.async (version 6); 6 = policy 5, except policy 0 for the weight gradients whose B is gathered
-// (b_rows); 0 = wgmma, 128 x 128 tiles, 2 CTAs/SM (version 3); 3 = wgmma with 128 x 256 tiles (row GEMMs
-// where n % 256 == 0, and weight gradients); 4 = wgmma 128 x 128 keeping one wgmma batch in flight; 1 =
-// mma.sync 128 x 128 (version 1); 2 = mma.sync with 128 x 256 row tiles where n % 256 == 0. The policy in
-// force until set: the environment variable G4_GROUPED_GEMM_POLICY when set (so that whole test suites can
-// run under another kernel), else grouped_gemm_default_tile_policy.
-inline constexpr int grouped_gemm_default_tile_policy = 9;
-void grouped_gemm_set_tile_policy(int policy);
-int grouped_gemm_tile_policy();
 
 }  // namespace g4::cuda

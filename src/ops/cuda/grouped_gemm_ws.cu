@@ -1,8 +1,9 @@
-// grouped_gemm_ws.cu: warp-specialised, persistent grouped GEMMs on wgmma (versions 6 and 7 in
-// docs/perf-notes.md); same arguments and contract as grouped_gemm.h.
+// grouped_gemm_ws.cu: warp-specialised, persistent grouped GEMMs on wgmma, the kernels behind grouped_gemm.h
+// (version 7 in docs/perf-notes.md, the fastest measured; the versions it beat are recorded there and removed
+// from the code); same arguments and contract as grouped_gemm.h.
 //
-// CTA: 384 threads, one per SM, looping over output tiles b, b + grid, ... (tile order as in the
-// non-persistent kernels, so the CTAs in flight share A rows and one expert's weights in L2). Tile 128 x 256
+// CTA: 384 threads, one per SM, looping over output tiles b, b + grid, ... (n-tiles innermost,
+// so the CTAs in flight share A rows and one expert's weights in L2). Tile 128 x 256
 // x 64 (BM x BN x BK), STAGES = 4 shared stages of 48 KiB in a ring (3 with the staged epilogue).
 //  - Warpgroup 0, the producer: for each k-tile it waits for a free stage ("empty" mbarrier; the source rows
 //    of gathered operands are fetched before that wait), then fills it: operands read in place come by bulk
@@ -17,32 +18,28 @@
 //    1); the stage the previous batch read is then released through its "empty" mbarrier (count 8: lane 0
 //    of each consumer warp). After a tile, the epilogue stores from registers while the producer is already
 //    filling the ring with the next tile's k-tiles.
-// Epilogues of the rows GEMMs (bf16 out): policy 5 stores each thread's bf16 pairs straight to global memory;
-// policy 7 (store16) first transposes a lane quad's pairs so that each lane stores 16 bytes; policy 9
-// (staged, also for bf16 weight gradients) writes the tile through stmatrix into a padded shared staging
-// buffer and hands each valid row to the bulk copy engine (cp.async.bulk, one 512-byte copy a row), so the
-// consumers return to the MMA of their next tile while the stores drain. The staging buffer (66 KiB) leaves
-// room for only 3 ring stages. ptxas reports spills in the staged weight-gradient kernel only (72 bytes of
-// stores in the build measured in call 4, 60 since policy 10's changes to persistent_gemm; cause not found:
-// not the ring depth, not the stmatrix staging). A
-// operands read in place (policy 8 and 9): in the tiles that lie wholly inside their group's rows, A comes by
-// TMA like B (a 2-D map [rows][K]), so that the producer issues two bulk tensor copies a k-tile and no
-// cp.async; the group's partial last tile still comes by cp.async, so no row outside the segments is read.
-// Policy 10 pairs CTAs in clusters of 2 that share each weight tile by TMA multicast (see persistent_gemm's
-// PAIR): correct, measured slower than policy 9 (docs/perf-notes.md, v8).
-// Registers: 384 threads at one CTA per SM cap every thread at 168, which holds a consumer's 128 fp32
-// accumulators without spills (ptxas -v), so there is no setmaxnreg: lowering the producer to 56 registers
-// made it spill its addresses, and the consumers need no more. Ring invariant: the i-th k-tile of the CTA's
-// whole tile sequence lives in stage i % STAGES with phase parity (i / STAGES) & 1; producer and consumers
-// walk the same sequence (both derive it from the same arguments). Shared layouts, swizzle and descriptors
-// are those of grouped_gemm_wgmma.cu (see there).
+// Epilogues: bf16 outputs (rows GEMMs, bf16 weight gradients) are staged: the tile goes through stmatrix into
+// a padded shared staging buffer and each valid row to the bulk copy engine (cp.async.bulk, one 512-byte copy
+// a row), so the consumers return to the MMA of their next tile while the stores drain. An output base that
+// is not 16-byte aligned (bulk copies need it) takes the store16 epilogue instead: a lane quad's pairs are
+// transposed so that each lane stores 16 bytes. fp32 weight gradients are stored from registers. The staging
+// buffer (66 KiB) leaves room for only 3 ring stages. ptxas reports spills in the staged weight-gradient
+// kernel only (a few dozen bytes of stores, figures in docs/perf-notes.md; cause not found: not the ring
+// depth, not the stmatrix staging). A operands read in place: in the tiles that lie wholly inside their
+// group's rows, A comes by TMA like B (a 2-D map [rows][K]), so that the producer issues two bulk tensor
+// copies a k-tile and no cp.async; the group's partial last tile still comes by cp.async, so no row outside
+// the segments is read. Registers: 384 threads at one CTA per SM cap every thread at 168, which holds a
+// consumer's 128 fp32 accumulators without spills (ptxas -v), so there is no setmaxnreg: lowering the
+// producer to 56 registers made it spill its addresses, and the consumers need no more. Ring invariant: the
+// i-th k-tile of the CTA's whole tile sequence lives in stage i % STAGES with phase parity (i / STAGES) & 1;
+// producer and consumers walk the same sequence (both derive it from the same arguments). Shared layouts,
+// swizzle and descriptors follow wgmma's 128-byte swizzle (wgmma_instructions.h).
 #include <cstdint>
 #include <type_traits>
 
 #include "core/cuda/cuda_check.h"
 #include "ops/cuda/bulk_store.h"
-#include "ops/cuda/cluster.h"
-#include "ops/cuda/grouped_gemm_wgmma.h"
+#include "ops/cuda/grouped_gemm_ws.h"
 #include "ops/cuda/grouped_tiles.h"
 #include "ops/cuda/mbarrier.h"
 #include "ops/cuda/tensor_map.h"
@@ -154,7 +151,7 @@ __device__ __forceinline__ int acc_col(int i) {
   return (i >> 2) * 8 + (static_cast<int>(threadIdx.x) % 4) * 2;
 }
 
-// One output tile's operands (as in grouped_gemm_wgmma.cu's mainloop: base pointers already at the tile's
+// One output tile's operands (base pointers already at the tile's
 // first row/column; K-major operands have M (N) as memory rows, MN-major ones k) and its place in C.
 struct Tile {
   const bf16* a;
@@ -215,11 +212,12 @@ __device__ __forceinline__ std::uint32_t pick(const std::uint32_t (&v)[4], int i
   return i == 0 ? v[0] : i == 1 ? v[1] : i == 2 ? v[2] : v[3];
 }
 
-// bf16 stores of 16 bytes (policy 7): the 4 lanes of a quad hold columns 8j + 2q, 8j + 2q + 1 of the same two
-// rows (q = lane % 4); for each group of 4 column blocks j0 .. j0 + 3 the quad transposes its 4 x 4 packed
-// pairs with 3 shuffles, so that lane q holds the 8 columns of block j0 + q and stores them at once (a quad
-// then writes 64 contiguous bytes a row instead of four 16-byte pieces). lo / hi: the thread's two rows at
-// the tile's first column; cols_left: columns from there (a multiple of 8). Every lane must call this.
+// bf16 stores of 16 bytes (the store16 epilogue): the 4 lanes of a quad hold columns 8j + 2q, 8j + 2q + 1 of
+// the same two rows (q = lane % 4); for each group of 4 column blocks j0 .. j0 + 3 the quad transposes its 4
+// x 4 packed pairs with 3 shuffles, so that lane q holds the 8 columns of block j0 + q and stores them at
+// once (a quad then writes 64 contiguous bytes a row instead of four 16-byte pieces). lo / hi: the thread's
+// two rows at the tile's first column; cols_left: columns from there (a multiple of 8). Every lane must call
+// this.
 __device__ __forceinline__ void store_rows_bf16x8(const Acc& acc, bf16* lo, bf16* hi, bool lo_ok, bool hi_ok,
                                                   int cols_left) {
   const int lane = static_cast<int>(threadIdx.x) % 32, q = lane % 4;
@@ -247,7 +245,7 @@ __device__ __forceinline__ void store_rows_bf16x8(const Acc& acc, bf16* lo, bf16
   }
 }
 
-// Staged bf16 epilogue (policy 9) of one consumer warpgroup, in two steps. stage_rows: its 64 rows go through
+// Staged bf16 epilogue of one consumer warpgroup, in two steps. stage_rows: its 64 rows go through
 // stmatrix into `stage` (64 rows of STAGING_LD bytes, the warpgroup's half of the staging buffer); before
 // overwriting the buffer, the threads that issued the previous tile's copies wait until those have read it.
 // barrier: the warpgroup's named barrier. Every thread of the warpgroup must call it. copy_staged_rows, after
@@ -314,14 +312,8 @@ struct Ring {
 // (count 129 in all). epilogue(tile, acc, wg, staging) stores consumer warpgroup wg's 64 rows (staging: the
 // shared address of the staging buffer, when STAGED); a consumer thread's bulk stores have all completed
 // before it exits.
-// PAIR (policy 10): the kernel runs in clusters of 2 CTAs that walk the same tile sequence (tile t for
-// cluster blockIdx.x / 2), each CTA its own m-tile, and whose producers fill each stage of both CTAs together
-// (each multicasts half of the shared B tile): so a stage may be refilled only once the consumers of both
-// CTAs have released it, and each "empty" barrier counts 16 arrivals, 8 from each CTA. A tile with no valid
-// rows (tile.a_left <= 0: the partner of an expert's odd last m-tile) issues no wgmma; its consumers only
-// release the stages once they have filled. Both CTAs stay until the cluster's last arrivals have been made.
-template <bool A_KMAJOR, bool B_KMAJOR, int STAGES, bool STAGED, bool PAIR = false, class TileOf,
-          class Prepare, class Load, class Epilogue>
+template <bool A_KMAJOR, bool B_KMAJOR, int STAGES, bool STAGED, class TileOf, class Prepare, class Load,
+          class Epilogue>
 __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of, const Prepare& prepare,
                                                 const Load& load, const Epilogue& epilogue) {
   using Layout = SmemLayout<STAGES, STAGED>;
@@ -329,19 +321,14 @@ __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of
   const std::uint32_t smem =
       (static_cast<std::uint32_t>(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;
   const std::uint32_t full0 = smem + Layout::barriers, empty0 = full0 + STAGES * 8;
-  const int first = static_cast<int>(PAIR ? blockIdx.x / 2 : blockIdx.x);
-  const int stride = static_cast<int>(PAIR ? gridDim.x / 2 : gridDim.x);
+  const int first = static_cast<int>(blockIdx.x), stride = static_cast<int>(gridDim.x);
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbar::init(full0 + 8 * s, PRODUCER_THREADS + 1);
-      mbar::init(empty0 + 8 * s, PAIR ? 16 : 8);  // lane 0 of each of the 8 consumer warps (of each CTA)
+      mbar::init(empty0 + 8 * s, 8);  // lane 0 of each of the 8 consumer warps
     }
-    if constexpr (PAIR) cluster::fence_mbarrier_init();
   }
-  if constexpr (PAIR)
-    cluster::sync();  // the peer's barriers are initialised before anything arrives on them
-  else
-    __syncthreads();
+  __syncthreads();
   Ring<STAGES> ring;
   if (threadIdx.x < PRODUCER_THREADS) {
     const int tid = static_cast<int>(threadIdx.x);
@@ -365,11 +352,8 @@ __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of
   } else {
     const int wg = static_cast<int>(threadIdx.x) / 128 - 1;
     const bool leader = threadIdx.x % 32 == 0;
-    const std::uint32_t peer = PAIR ? cluster::rank() ^ 1u : 0u;
     auto release = [&](int stage) {
-      if (!leader) return;
-      mbar::arrive(empty0 + 8 * stage);
-      if constexpr (PAIR) cluster::arrive_remote(empty0 + 8 * stage, peer);
+      if (leader) mbar::arrive(empty0 + 8 * stage);
     };
     for (int t = first; t < total; t += stride) {
       const Tile tile = tile_of(t);
@@ -380,16 +364,7 @@ __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of
       Acc acc;
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) acc.d[i] = 0.0f;
-      if (PAIR && ktiles > 0 && tile.a_left <= 0) {
-        // Waits for each stage to fill before releasing it, so that the arrivals count towards this use of
-        // the stage and not the previous one.
-#pragma unroll 1
-        for (int kt = 0; kt < ktiles; ++kt) {
-          mbar::wait(full0 + 8 * ring.stage, ring.phase);
-          release(ring.stage);
-          ring.advance();
-        }
-      } else if (ktiles > 0) {
+      if (ktiles > 0) {
         int prev = -1;
 #pragma unroll 1
         for (int kt = 0; kt < ktiles; ++kt) {
@@ -409,64 +384,22 @@ __device__ __forceinline__ void persistent_gemm(int total, const TileOf& tile_of
     }
     if constexpr (STAGED) bulk::wait_all();
   }
-  if constexpr (PAIR) cluster::sync();  // no CTA leaves while its peer may still arrive on its barriers
-}
-
-// Groups a paired rows GEMM (policy 10) handles; more fall back to policy 9.
-constexpr int PAIR_MAX_GROUPS = 1024;
-
-// pairs[g] (g <= groups) = sum over groups h < g of ceil(m-tiles of h / 2): the prefix sums of each group's
-// m-tile pairs, from tile_offsets. Run by the whole CTA; pairs is shared memory.
-__device__ __forceinline__ void pair_offsets(const int* tile_offsets, int groups, int* pairs) {
-  for (int g = static_cast<int>(threadIdx.x); g < groups; g += static_cast<int>(blockDim.x))
-    pairs[g + 1] = (tile_offsets[g + 1] - tile_offsets[g] + 1) / 2;
-  if (threadIdx.x == 0) pairs[0] = 0;
-  __syncthreads();
-  if (threadIdx.x < 32) {  // inclusive scan of pairs[1 .. groups], 32 at a time
-    const int lane = static_cast<int>(threadIdx.x);
-    int carry = 0;
-    for (int base = 1; base <= groups; base += 32) {
-      const int i = base + lane;
-      int v = i <= groups ? pairs[i] : 0;
-#pragma unroll
-      for (int d = 1; d < 32; d <<= 1) {
-        const int u = __shfl_up_sync(0xffffffffu, v, d);
-        if (lane >= d) v += u;
-      }
-      if (i <= groups) pairs[i] = v + carry;
-      carry += __shfl_sync(0xffffffffu, v, 31);
-    }
-  }
-  __syncthreads();
 }
 
 // Rows GEMM (forward and input gradients): tile t = (m-tile, n-tile), m-tiles mapped to groups through
-// tile_offsets. A_TMA: A is read in place (no a_rows) and a_map maps it. PAIR (policy 10; launched in
-// clusters of 2): tile t = (m-tile pair, n-tile), pairs mapped to groups through their prefix sums (an odd
-// last m-tile's partner has no rows); cluster rank r takes m-tile 2 q + r of its group's pair q and loads
-// half of the weight tile (columns r * 128 ..) into both CTAs by TMA multicast.
-template <bool B_KMAJOR, WsEpilogue EPI, bool A_TMA, bool PAIR = false>
+// tile_offsets. A_TMA: A is read in place (no a_rows) and a_map maps it. STAGED: the staged epilogue (else
+// store16, for an output base that is not 16-byte aligned).
+template <bool B_KMAJOR, bool STAGED, bool A_TMA>
 __global__ void __launch_bounds__(THREADS, 1)
     rows_ws_kernel(GroupedGemmRows p, const __grid_constant__ CUtensorMap a_map,
                    const __grid_constant__ CUtensorMap b_map) {
-  constexpr bool STAGED = EPI == WsEpilogue::staged;
   constexpr int STAGES = STAGED ? 3 : 4;
-  static_assert(!PAIR || STAGED, "the paired kernel is built with the staged epilogue only");
-  __shared__ int pairs[PAIR ? PAIR_MAX_GROUPS + 1 : 1];
-  // The prefix sums that map tile units (m-tiles, or m-tile pairs) to groups.
-  const int* unit_offsets = p.tile_offsets;
-  int rank = 0;
-  if constexpr (PAIR) {
-    pair_offsets(p.tile_offsets, p.groups, pairs);
-    unit_offsets = pairs;
-    rank = static_cast<int>(cluster::rank());
-  }
   const int ntiles_n = (p.n + BN - 1) / BN;
-  const int total = unit_offsets[p.groups] * ntiles_n;
+  const int total = p.tile_offsets[p.groups] * ntiles_n;
   auto tile_of = [&](int t) {
     const int unit = t / ntiles_n, tn = t % ntiles_n;
-    const int g = group_of_tile(unit_offsets, p.groups, unit);
-    const int mt = PAIR ? 2 * (unit - unit_offsets[g]) + rank : unit - unit_offsets[g];  // m-tile in group
+    const int g = group_of_tile(p.tile_offsets, p.groups, unit);
+    const int mt = unit - p.tile_offsets[g];  // m-tile in group
     const int row0 = p.offsets[g] + mt * BM;
     const int n0 = tn * BN;
     const bf16* bg = p.b + g * p.b_group_stride;
@@ -493,13 +426,9 @@ __global__ void __launch_bounds__(THREADS, 1)
       stage_rows(acc, stage, 1 + wg);
       copy_staged_rows(stage, p.c + static_cast<std::int64_t>(tile.m0 + wg * 64) * p.ldc + tile.n0, p.ldc,
                        tile.a_left - wg * 64, static_cast<std::uint32_t>(cols) * 2);
-    } else if constexpr (EPI == WsEpilogue::store16) {
+    } else {
       bf16* lo = p.c + static_cast<std::int64_t>(tile.m0 + r) * p.ldc + tile.n0;
       store_rows_bf16x8(acc, lo, lo + 8 * p.ldc, r < tile.a_left, r + 8 < tile.a_left, p.n - tile.n0);
-    } else {
-      const int c0 = tile.n0 + acc_col(0);
-      bf16* lo = p.c + static_cast<std::int64_t>(tile.m0 + r) * p.ldc + c0;
-      store_rows(acc, lo, lo + 8 * p.ldc, r < tile.a_left, r + 8 < tile.a_left, p.n - c0);
     }
   };
   // B (weights) by TMA: four 64 x 64 boxes at (column, k, group), or one 64 k x 256 row box at (k, row,
@@ -514,18 +443,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     if (tid == 0) {
       tma::arrive_expect_tx(full, B_BYTES + (a_tma ? A_BYTES : 0));
       if (a_tma) tma::load_2d(sa, &a_map, kt * BK, tile.m0, full);
-      if constexpr (PAIR) {
-        // Both CTAs' stages receive the whole B tile: this CTA's half from here, the other from the peer.
-        const std::uint32_t half = sa + A_BYTES + rank * (B_BYTES / 2);
-        if constexpr (B_KMAJOR) {
-          tma::load_3d_multicast(half, &b_map, kt * BK, tile.n0 + rank * (BN / 2), tile.g, full, 0x3);
-        } else {
-#pragma unroll
-          for (int j = 0; j < BN / 128; ++j)
-            tma::load_3d_multicast(half + j * BLOCK64, &b_map, tile.n0 + rank * (BN / 2) + 64 * j, kt * BK,
-                                   tile.g, full, 0x3);
-        }
-      } else if constexpr (B_KMAJOR) {
+      if constexpr (B_KMAJOR) {
         tma::load_3d(sa + A_BYTES, &b_map, kt * BK, tile.n0, tile.g, full);
       } else {
 #pragma unroll
@@ -536,7 +454,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     if (!a_tma && tile.a_left > 0)
       load_kmajor<BM>(sa, tid, tile.a, tile.lda, rows, tile.a_left, kt * BK, tile.k);
   };
-  persistent_gemm<true, B_KMAJOR, STAGES, STAGED, PAIR>(total, tile_of, prepare, load, epilogue);
+  persistent_gemm<true, B_KMAJOR, STAGES, STAGED>(total, tile_of, prepare, load, epilogue);
 }
 
 // Weight-gradient GEMM: tile t = (group, m-tile, n-tile) with K = the group's rows; both operands MN-major.
@@ -648,50 +566,15 @@ void launch_persistent(Kernel kernel, int smem_bytes, std::int64_t max_tiles, cu
   G4_CUDA_CHECK_LAUNCH();
 }
 
-int g_pair_cluster_limit = 0;  // see grouped_gemm_ws_pair_cluster_limit
-
-// Launches persistent clusters of 2 CTAs (the paired kernels): as many clusters as fit on the device at once
-// (cudaOccupancyMaxActiveClusters), at most one per pair of tiles in max_tiles.
-template <class Kernel, class... Args>
-void launch_pairs(Kernel kernel, int smem_bytes, std::int64_t max_tiles, cudaStream_t stream,
-                  const Args&... args) {
-  if (!prepare_launch(kernel, smem_bytes, max_tiles)) return;
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = 2;
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(2 * ((sm_count() + 1) / 2)));
-  config.blockDim = dim3(THREADS);
-  config.dynamicSmemBytes = static_cast<std::size_t>(smem_bytes);
-  config.stream = stream;
-  config.attrs = &attr;
-  config.numAttrs = 1;
-  int clusters = 0;
-  G4_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &config));
-  check(clusters > 0, "grouped GEMM: no cluster of 2 CTAs fits on this device (ops/cuda/grouped_gemm_ws.cu)");
-  const std::int64_t wanted = (max_tiles + 1) / 2;
-  config.gridDim = dim3(static_cast<unsigned>(2 * (wanted < clusters ? wanted : clusters)));
-  g_pair_cluster_limit = clusters;
-  G4_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, args...));
-  G4_CUDA_CHECK_LAUNCH();
-}
-
 }  // namespace
 
-int grouped_gemm_ws_pair_cluster_limit() {
-  return g_pair_cluster_limit;
-}
-
-void grouped_gemm_rows_ws(const GroupedGemmRows& a, RowsWsOptions options, cudaStream_t stream) {
+void grouped_gemm_rows_ws(const GroupedGemmRows& a, cudaStream_t stream) {
   const std::int64_t max_tiles = ((a.max_rows + BM - 1) / BM + a.groups) * ((a.n + BN - 1) / BN);
   // The staged epilogue's bulk copies and the TMA of A need 16-byte aligned bases (the leading dimensions
   // are multiples of 8 elements by contract); otherwise the 16-byte-store epilogue and cp.async serve.
   auto aligned16 = [](const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0; };
-  const bool a_tma = options.a_by_tma && a.a_rows == nullptr && aligned16(a.a);
-  const WsEpilogue epi =
-      options.epilogue == WsEpilogue::staged && !aligned16(a.c) ? WsEpilogue::store16 : options.epilogue;
+  const bool a_tma = a.a_rows == nullptr && aligned16(a.a);
+  const bool staged = aligned16(a.c);
   // A read in place: a 2-D map [rows][K] with 64 k x 128 row boxes; its row extent is the largest TMA
   // coordinate (the row count lives on the device) and the kernel only asks for whole tiles inside the
   // groups' segments. Unused otherwise (an all-zero map, never read).
@@ -707,12 +590,10 @@ void grouped_gemm_rows_ws(const GroupedGemmRows& a, RowsWsOptions options, cudaS
   const std::uint64_t k = static_cast<std::uint64_t>(a.k), n = static_cast<std::uint64_t>(a.n);
   const std::uint64_t g = static_cast<std::uint64_t>(a.groups),
                       gs = static_cast<std::uint64_t>(a.b_group_stride) * 2;
-  // Paired CTAs (policy 10) each load half of the weight tile: 128 transposed rows instead of 256.
-  const bool pair = options.pair && epi == WsEpilogue::staged && a.groups <= PAIR_MAX_GROUPS;
   CUtensorMap b_map;
   if (a.b_transposed) {
     const std::uint64_t dims[3] = {k, n, g}, strides[2] = {k * 2, gs};
-    const std::uint32_t box[3] = {64, static_cast<std::uint32_t>(pair ? BN / 2 : BN), 1};
+    const std::uint32_t box[3] = {64, static_cast<std::uint32_t>(BN), 1};
     b_map = tensor_map_bf16(a.b, 3, dims, strides, box);
   } else {
     const std::uint64_t dims[3] = {n, k, g}, strides[2] = {n * 2, gs};
@@ -720,32 +601,23 @@ void grouped_gemm_rows_ws(const GroupedGemmRows& a, RowsWsOptions options, cudaS
     b_map = tensor_map_bf16(a.b, 3, dims, strides, box);
   }
   // One kernel per (B layout, epilogue, A by TMA): the compile-time arguments picked from the run-time ones.
-  auto go = [&](auto b_kmajor, auto epilogue, auto by_tma) {
-    constexpr WsEpilogue E = decltype(epilogue)::value;
-    constexpr bool staged = E == WsEpilogue::staged;
-    constexpr int smem = SmemLayout < staged ? 3 : 4, staged > ::bytes;
-    launch_persistent(rows_ws_kernel<decltype(b_kmajor)::value, E, decltype(by_tma)::value>, smem, max_tiles,
+  auto go = [&](auto b_kmajor, auto is_staged, auto by_tma) {
+    constexpr bool S = decltype(is_staged)::value;
+    constexpr int smem = SmemLayout < S ? 3 : 4, S > ::bytes;
+    launch_persistent(rows_ws_kernel<decltype(b_kmajor)::value, S, decltype(by_tma)::value>, smem, max_tiles,
                       stream, a, a_map, b_map);
   };
-  auto pick = [&](auto b_kmajor, auto by_tma) {
-    if (pair)
-      launch_pairs(
-          rows_ws_kernel<decltype(b_kmajor)::value, WsEpilogue::staged, decltype(by_tma)::value, true>,
-          SmemLayout<3, true>::bytes, max_tiles, stream, a, a_map, b_map);
-    else if (epi == WsEpilogue::staged)
-      go(b_kmajor, std::integral_constant<WsEpilogue, WsEpilogue::staged>{}, by_tma);
-    else if constexpr (decltype(by_tma)::value)  // store4 only in policies 5 and 6 (A by cp.async)
-      go(b_kmajor, std::integral_constant<WsEpilogue, WsEpilogue::store16>{}, by_tma);
-    else if (epi == WsEpilogue::store4)
-      go(b_kmajor, std::integral_constant<WsEpilogue, WsEpilogue::store4>{}, by_tma);
+  auto with_epilogue = [&](auto b_kmajor, auto by_tma) {
+    if (staged)
+      go(b_kmajor, std::true_type{}, by_tma);
     else
-      go(b_kmajor, std::integral_constant<WsEpilogue, WsEpilogue::store16>{}, by_tma);
+      go(b_kmajor, std::false_type{}, by_tma);
   };
   auto with_a = [&](auto b_kmajor) {
     if (a_tma)
-      pick(b_kmajor, std::true_type{});
+      with_epilogue(b_kmajor, std::true_type{});
     else
-      pick(b_kmajor, std::false_type{});
+      with_epilogue(b_kmajor, std::false_type{});
   };
   if (a.b_transposed)
     with_a(std::true_type{});
@@ -753,7 +625,7 @@ void grouped_gemm_rows_ws(const GroupedGemmRows& a, RowsWsOptions options, cudaS
     with_a(std::false_type{});
 }
 
-void grouped_gemm_weight_grad_ws(const GroupedGemmWeightGrad& a, bool staged, cudaStream_t stream) {
+void grouped_gemm_weight_grad_ws(const GroupedGemmWeightGrad& a, cudaStream_t stream) {
   const std::int64_t max_tiles =
       static_cast<std::int64_t>(a.groups) * ((a.mw + BM - 1) / BM) * ((a.nw + BN - 1) / BN);
   // Operands read in place get a 2-D map [rows][columns]. The row count lives on the device (offsets), so the
@@ -769,7 +641,7 @@ void grouped_gemm_weight_grad_ws(const GroupedGemmWeightGrad& a, bool staged, cu
   const CUtensorMap am = map(a.a, a.a_rows, a.mw, a.lda), bm = map(a.b, a.b_rows, a.nw, a.ldb);
   constexpr int SMEM4 = SmemLayout<4, false>::bytes, SMEM_STAGED = SmemLayout<3, true>::bytes;
   // The staged epilogue stores bf16 only, from a 16-byte aligned base.
-  if (staged && !a.c_is_fp32 && reinterpret_cast<std::uintptr_t>(a.c) % 16 == 0)
+  if (!a.c_is_fp32 && reinterpret_cast<std::uintptr_t>(a.c) % 16 == 0)
     launch_persistent(weight_grad_ws_kernel<false, false, true>, SMEM_STAGED, max_tiles, stream, a, am, bm);
   else if (!a.c_is_fp32)
     launch_persistent(weight_grad_ws_kernel<false, false, false>, SMEM4, max_tiles, stream, a, am, bm);

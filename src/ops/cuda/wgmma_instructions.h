@@ -1,8 +1,8 @@
-// wgmma_instructions.h: the Hopper warpgroup MMA instructions used by grouped_gemm_wgmma.cu (generated text:
+// wgmma_instructions.h: the Hopper warpgroup MMA instructions used by grouped_gemm_ws.cu (generated text:
 // one inline-asm wrapper per tile width; accumulate = 0 overwrites D with A * B, 1 adds to it).
 //
 // Operand descriptors describe 128-byte-swizzled shared-memory tiles (see smem_desc in
-// grouped_gemm_wgmma.cu); TRANS_A / TRANS_B are 0 for a K-major operand and 1 for an MN-major one (allowed
+// grouped_gemm_ws.cu); TRANS_A / TRANS_B are 0 for a K-major operand and 1 for an MN-major one (allowed
 // for bf16). Needs sm_90a.
 #pragma once
 
