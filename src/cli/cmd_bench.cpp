@@ -15,9 +15,10 @@
 #include "core/profile.h"
 #include "model/gemma4_model.h"
 #include "model/gemma4_training.h"
-#include "model/presets.h"
 #include "train/adamw.h"
+#include "train/model_loading.h"
 #include "train/parameter_refs.h"
+#include "train/presets.h"
 
 namespace g4::cli {
 

@@ -7,7 +7,7 @@
 #include "cli/cli_common.h"
 #include "core/error.h"
 #include "io/output_paths.h"
-#include "model/presets.h"
+#include "train/presets.h"
 #include "train/train_checkpoint.h"
 
 namespace g4::cli {

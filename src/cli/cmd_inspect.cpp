@@ -180,8 +180,8 @@ int run_inspect(const std::string& path, bool as_json) {
     report["moe"] = {{"num_experts", t.num_experts},
                      {"top_k", t.top_k_experts},
                      {"moe_intermediate_size", t.moe_intermediate_size}};
-  report["has_vision_config"] = !m.vision_config.is_null();
-  report["has_audio_config"] = !m.audio_config.is_null();
+  report["has_vision_config"] = m.has_vision_config;
+  report["has_audio_config"] = m.has_audio_config;
   report["layers"] = layer_rows(m);
   report["parameters"] = {{"total", counts.total},
                           {"active_per_token", counts.active_per_token},

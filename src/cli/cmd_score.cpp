@@ -16,13 +16,15 @@
 #include "core/error.h"
 #include "data/score_input.h"
 #include "dist/communicator.h"
+#include "io/config.h"
 #include "io/output_paths.h"
 #include "io/safetensors_writer.h"
 #include "model/batch_rows.h"
-#include "model/checkpoint_layout.h"
 #include "model/gemma4_model.h"
 #include "model/gemma4_training.h"
 #include "moe/parallel_setup.h"
+#include "train/checkpoint_layout.h"
+#include "train/model_loading.h"
 
 namespace g4::cli {
 

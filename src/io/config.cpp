@@ -9,10 +9,6 @@
 
 namespace g4 {
 
-std::string_view attention_kind_name(AttentionKind kind) {
-  return kind == AttentionKind::sliding ? "sliding_attention" : "full_attention";
-}
-
 namespace {
 
 // Bounds on what a config may ask for. Every integer field is a dimension, a count or a token id; above
@@ -355,7 +351,6 @@ ModelConfig parse_config(const Json& doc, const std::string& where) {
   check(doc.is_object(), "config must be a JSON object (", where, ")");
   ModelConfig m;
   m.path = where;
-  m.raw = doc;
   m.model_type = json_string(json_require(doc, "model_type", where), "model_type", where);
   const Json* text = &doc;
   if (m.model_type == "gemma4") {
@@ -366,8 +361,8 @@ ModelConfig parse_config(const Json& doc, const std::string& where) {
     check(it != doc.end() && it->is_object(), "model_type gemma4 needs a \"text_config\" object (", where,
           ")");
     text = &*it;
-    if (auto v = doc.find("vision_config"); v != doc.end()) m.vision_config = *v;
-    if (auto a = doc.find("audio_config"); a != doc.end()) m.audio_config = *a;
+    if (auto v = doc.find("vision_config"); v != doc.end()) m.has_vision_config = !v->is_null();
+    if (auto a = doc.find("audio_config"); a != doc.end()) m.has_audio_config = !a->is_null();
     if (auto d = doc.find("dtype"); d != doc.end() && d->is_string()) m.weights_dtype = d->get<std::string>();
   } else if (m.model_type == "gemma4_text") {
     m.architecture = "Gemma4ForCausalLM";

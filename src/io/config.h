@@ -1,4 +1,4 @@
-// config.h: config.json of a Gemma 4 checkpoint, parsed and resolved into one LayerSpec per layer.
+// config.h: config.json of a Gemma 4 checkpoint, parsed and resolved into core/gemma4_config.h's ModelConfig.
 //
 // Both layouts are accepted: Gemma4ForConditionalGeneration (model_type "gemma4", text fields under
 // "text_config") and Gemma4ForCausalLM (model_type "gemma4_text"); both head-dim forms: "per_layer_config"
@@ -7,83 +7,12 @@
 // self-consistent (every check in validate_text_config holds); contradictions are g4::Errors naming the file.
 #pragma once
 
-#include <cstdint>
-#include <optional>
 #include <string>
-#include <vector>
 
+#include "core/gemma4_config.h"
 #include "io/json.h"
 
 namespace g4 {
-
-enum class AttentionKind { sliding, full };
-std::string_view attention_kind_name(AttentionKind kind);  // "sliding_attention" / "full_attention"
-
-struct RopeSpec {
-  std::string type = "default";  // "default" or "proportional"
-  double theta = 10000.0;
-  double partial_rotary_factor = 1.0;  // proportional only
-  double factor = 1.0;                 // divides inv_freq (proportional only)
-  int head_dim = 0;                    // the exponent's denominator
-  int rotated_pairs = 0;  // inv_freq entries that are non-zero; the other head_dim/2 - this are 0
-};
-
-struct LayerSpec {
-  int index = 0;
-  AttentionKind attention = AttentionKind::sliding;
-  int head_dim = 0;
-  int num_q_heads = 0;
-  int num_kv_heads = 0;
-  bool k_eq_v = false;  // full layer of a k_eq_v model: no v_proj, V is the raw K projection
-  int window = 0;       // sliding layers: key j visible to query i iff i - window < j <= i; 0 = unlimited
-  RopeSpec rope;
-  int kv_source = -1;             // KV-shared layer: the layer whose K/V it reads; -1 = computes its own
-  bool stores_shared_kv = false;  // the last non-shared layer of its kind, read by shared layers
-  int mlp_width = 0;  // dense GEGLU MLP width (doubled on KV-shared layers with use_double_wide_mlp)
-  bool moe = false;
-  int ple_width = 0;  // hidden_size_per_layer_input, 0 = no per-layer input
-};
-
-struct TextConfig {
-  std::int64_t vocab_size = 262144;
-  std::int64_t hidden_size = 2304;
-  std::int64_t intermediate_size = 9216;
-  int num_hidden_layers = 30;
-  int num_attention_heads = 8;
-  int num_key_value_heads = 4;
-  int head_dim = 256;
-  std::string hidden_activation = "gelu_pytorch_tanh";
-  double rms_norm_eps = 1e-6;
-  bool tie_word_embeddings = true;
-  std::optional<double> final_logit_softcapping;
-  int sliding_window = 512;
-  bool attention_k_eq_v = false;
-  int num_kv_shared_layers = 0;
-  bool enable_moe_block = false;
-  bool use_double_wide_mlp = false;
-  int num_experts = 0;
-  int top_k_experts = 0;
-  std::int64_t moe_intermediate_size = 0;
-  std::int64_t vocab_size_per_layer_input = 262144;
-  int hidden_size_per_layer_input = 256;
-  std::string use_bidirectional_attention;  // "", "vision" or "all"
-  std::int64_t pad_token_id = 0;
-  std::vector<AttentionKind> layer_types;
-  std::vector<LayerSpec> layers;
-};
-
-struct ModelConfig {
-  std::string path;           // where it was read from (for messages)
-  std::string model_type;     // "gemma4" or "gemma4_text"
-  std::string architecture;   // "Gemma4ForConditionalGeneration" or "Gemma4ForCausalLM"
-  bool nested = false;        // text fields live under "text_config"
-  std::string text_prefix;    // weight-name prefix of the text model: "model.language_model." or "model."
-  std::string weights_dtype;  // "bfloat16", "float32", ... as the config says, or ""
-  TextConfig text;
-  Json vision_config;  // kept verbatim for later use (null when absent)
-  Json audio_config;
-  Json raw;  // the whole document
-};
 
 ModelConfig parse_config(const Json& doc, const std::string& where);
 ModelConfig load_config(const std::string& path);  // path of a config.json or of a checkpoint directory

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "core/batch.h"
+#include "core/gemma4_config.h"
 #include "core/tensor.h"
-#include "io/config.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/rope.h"
 

@@ -1,7 +1,6 @@
 #include "model/gemma4_model.h"
 
 #include <cmath>
-#include <optional>
 
 #include "core/error.h"
 #include "core/finite.h"
@@ -11,23 +10,6 @@
 #include "ops/ops.h"
 
 namespace g4 {
-
-Gemma4Model load_gemma4_model(const std::string& dir, ExpertRange experts) {
-  Gemma4Model m;
-  m.config = load_config(dir);
-  const Checkpoint ckpt = Checkpoint::open(dir);
-  m.weights = load_gemma4_weights(m.config, ckpt, nullptr, experts);
-  std::optional<DType> shared;
-  bool mixed = false;
-  for (const std::string& name : ckpt.names()) {
-    const DType d = ckpt.info(name).dtype;
-    if (!dtype_is_float(d)) continue;
-    mixed = mixed || (shared && *shared != d);
-    shared = d;
-  }
-  m.storage_dtype = shared && !mixed ? *shared : DType::f32;
-  return m;
-}
 
 std::string non_finite_weight(const Gemma4Model& model) {
   std::string found;

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "core/batch.h"
+#include "core/gemma4_config.h"
 #include "core/tensor.h"
-#include "io/config.h"
 #include "model/gemma4_weights.h"
 #include "ops/cpu/cross_entropy.h"
 
@@ -27,10 +27,6 @@ struct Gemma4Model {
   // tokens through it; nullptr: every expert is here.
   const MoeParallel* moe_parallel = nullptr;
 };
-
-// Reads config.json and the weights of a checkpoint directory (either layout); with a non-empty `experts`
-// range only those experts of every MoE layer are kept.
-Gemma4Model load_gemma4_model(const std::string& dir, ExpertRange experts = {});
 
 // The first weight holding NaN or Inf, as "<name> (element <i>)", or "" when every weight is finite.
 std::string non_finite_weight(const Gemma4Model& model);

@@ -1,21 +1,18 @@
-// gemma4_weights.h: the parameters of a Gemma 4 text model in memory (fp32, Hugging Face layout), loaded
-// from a checkpoint in either layout (`model.` or `model.language_model.` names, one file or shards).
+// gemma4_weights.h: the parameters of a Gemma 4 text model in memory (fp32), named as a checkpoint names
+// them.
 //
-// Invariants after load_gemma4_weights: every tensor has the shape the config implies (checked against
-// expected_text_tensors); bf16/f16/f64 weights are converted to fp32; optional parts are empty Tensors when
-// the config has none (v_proj on k_eq_v full layers, k/v on KV-shared layers, PLE, MoE). A tied head reads
-// embed_tokens. MoE weights are held in the native layout: an HF checkpoint's are converted on load by the
-// state-dict adapter (moe/state_dict_adapter.h), a native checkpoint's are read as they are.
+// Invariants (train/model_loading.h loads them, train/presets.h initialises them): every tensor is fp32 with
+// the shape the config implies (model/weight_layout.h); optional parts are empty Tensors when the config has
+// none (v_proj on k_eq_v full layers, k/v on KV-shared layers, PLE, MoE). A tied head reads embed_tokens. MoE
+// weights are held in the native (NeMo) layout, whatever the checkpoint's.
 #pragma once
 
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "core/gemma4_config.h"
 #include "core/tensor.h"
-#include "io/checkpoint.h"
-#include "io/config.h"
-#include "moe/state_dict_adapter.h"
 
 namespace g4 {
 
@@ -51,13 +48,6 @@ struct Gemma4Weights {
 
   const Tensor& head() const { return lm_head.empty() ? embed_tokens : lm_head; }
 };
-
-// `native_moe` (out, optional): whether the checkpoint stored its MoE weights in the native layout.
-// `experts` (count > 0): load only those experts of every MoE layer (expert parallelism); the checkpoint
-// itself must hold all of them. Only their rows of the fused expert tensors (and of per_expert_scale) are
-// copied out of the mapped files: a rank never holds another rank's experts, not even transiently.
-Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& checkpoint,
-                                  bool* native_moe = nullptr, ExpertRange experts = {});
 
 // Calls fn(checkpoint name, tensor) for every trainable tensor of `weights` that the config has, in
 // checkpoint naming (the config's text prefix; "lm_head.weight" when untied). layer_scalar is a buffer and is

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/gemma4_config.h"
 #include "core/tensor.h"
-#include "io/config.h"
 
 namespace g4 {
 

@@ -6,7 +6,7 @@
 #include "core/finite.h"
 #include "io/output_paths.h"
 #include "io/safetensors_writer.h"
-#include "model/checkpoint_layout.h"
+#include "train/checkpoint_layout.h"
 
 namespace g4 {
 
@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The model's weights in the HF layout and names (model/checkpoint_layout.h), in the model's storage dtype.
+// The model's weights in the HF layout and names (train/checkpoint_layout.h), in the model's storage dtype.
 std::vector<std::pair<std::string, Tensor>> hf_tensors(Gemma4Model& model) {
   std::vector<std::pair<std::string, Tensor>> out = weights_in_hf_layout(model);
   for (auto& [name, t] : out) {

@@ -15,6 +15,8 @@ tree core '#include "model/gemma4_model.h"'
 check "core including model is refused" 1 "src/core/x.h:1: core may not include \"model/gemma4_model.h\""
 tree data '#include "model/batch.h"'
 check "data including model is refused" 1 "data may not include"
+tree model '#include "io/checkpoint.h"'
+check "model including io is refused (loading lives in train/)" 1 "model may not include \"io/checkpoint.h\""
 tree model '#include <cuda_runtime.h>'
 check "a CUDA header in model/ is refused" 1 "only CUDA backend code may include <cuda_runtime.h>"
 tree misc '#include "core/error.h"'

@@ -94,7 +94,8 @@ TEST(Config, NestedConditionalGenerationLayout) {
   EXPECT_TRUE(m.nested);
   EXPECT_EQ(m.text_prefix, "model.language_model.");
   EXPECT_EQ(m.architecture, "Gemma4ForConditionalGeneration");
-  EXPECT_EQ(m.vision_config["hidden_size"], 8);
+  EXPECT_TRUE(m.has_vision_config);
+  EXPECT_FALSE(m.has_audio_config);
 }
 
 TEST(Config, OlderExpertWidthName) {

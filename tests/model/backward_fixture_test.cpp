@@ -7,9 +7,10 @@
 #include "data/score_input.h"
 #include "fixture_cases.h"
 #include "io/safetensors.h"
-#include "model/checkpoint_layout.h"
 #include "model/gemma4_training.h"
 #include "test_paths.h"
+#include "train/checkpoint_layout.h"
+#include "train/model_loading.h"
 
 namespace g4 {
 namespace {

@@ -10,6 +10,7 @@
 #include "model/gemma4_model.h"
 #include "ops/cpu/cross_entropy.h"
 #include "test_paths.h"
+#include "train/model_loading.h"
 
 namespace g4 {
 namespace {

@@ -14,6 +14,7 @@
 #include "model/gemma4_weights.h"
 #include "moe/state_dict_adapter.h"
 #include "test_paths.h"
+#include "train/model_loading.h"
 
 namespace g4 {
 namespace {

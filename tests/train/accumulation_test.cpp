@@ -8,6 +8,7 @@
 #include "data/score_input.h"
 #include "model/gemma4_training.h"
 #include "test_paths.h"
+#include "train/model_loading.h"
 
 namespace g4 {
 namespace {

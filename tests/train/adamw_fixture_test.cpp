@@ -25,6 +25,7 @@
 #include "model/gemma4_training.h"
 #include "test_paths.h"
 #include "train/adamw.h"
+#include "train/model_loading.h"
 #include "train/parameter_refs.h"
 
 namespace g4 {

@@ -1,9 +1,10 @@
-#include "model/presets.h"
+#include "train/presets.h"
 
 #include <map>
 #include <random>
 
 #include "core/error.h"
+#include "io/config.h"
 
 namespace g4 {
 

@@ -1,4 +1,4 @@
-#include "model/checkpoint_layout.h"
+#include "train/checkpoint_layout.h"
 
 #include "moe/state_dict_adapter.h"
 
