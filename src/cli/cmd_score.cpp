@@ -75,7 +75,7 @@ int run_score(const ScoreOptions& o) {
   Gemma4Model model = load_gemma4_model(o.model, par.experts);
   const std::string bad = non_finite_weight(model);
   check(bad.empty(), "weight ", bad, " of ", o.model, " is NaN or infinite: no loss is computed");
-  model.moe_parallel = par.moe_parallel();
+  model.dispatcher = par.dispatcher.get();
   const Batch full = read_score_input(o.input, model.config.text.vocab_size);
   Communicator& dp = *par.groups.dp;
   check(full.batch_size >= dp.size(), "the batch has ", full.batch_size, " rows, fewer than the ", dp.size(),

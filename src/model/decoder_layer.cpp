@@ -46,8 +46,8 @@ void decoder_layer_forward(const TextConfig& c, const LayerSpec& s, const LayerW
     Tensor m1 = ops::rms_norm(m, w.moe.post_norm_1, eps);
     Tensor xe = ops::rms_norm(r, w.moe.pre_norm_2, eps);
     Gemma4MoeContext<float> local;
-    Tensor e2 = moe_block_forward(moe_config(c), moe_weights(w.moe), r, xe, tape ? tape->moe : local,
-                                  ctx.moe_parallel);
+    Tensor e2 =
+        moe_block_forward(moe_config(c), moe_weights(w.moe), r, xe, tape ? tape->moe : local, ctx.dispatcher);
     ops::add_(m1, ops::rms_norm(e2, w.moe.post_norm_2, eps));
     m = std::move(m1);
     if (tape) {
@@ -99,8 +99,7 @@ Tensor decoder_layer_backward(const TextConfig& c, const LayerSpec& s, const Lay
         ops::rms_norm_backward(t.experts_out, w.moe.post_norm_2, dm_sum, g.moe.post_norm_2, eps);
     const MoeBlockInputGrads d = moe_block_backward(
         moe_config(c), moe_weights(w.moe), t.xe, t.moe, de2,
-        MoeBlockGrads{g.moe.router_proj, g.moe.router_scale, g.moe.gate_and_up, g.moe.down},
-        ctx.moe_parallel);
+        MoeBlockGrads{g.moe.router_proj, g.moe.router_scale, g.moe.gate_and_up, g.moe.down}, ctx.dispatcher);
     ops::add_(dx, ops::rms_norm_backward(t.x_mid, w.moe.pre_norm_2, d.expert_input, g.moe.pre_norm_2, eps));
     ops::add_(dx, d.gate_input);
   }

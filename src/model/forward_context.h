@@ -13,12 +13,11 @@
 #include "core/batch.h"
 #include "core/gemma4_config.h"
 #include "core/tensor.h"
+#include "moe/dispatcher.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/rope.h"
 
 namespace g4 {
-
-struct MoeParallel;  // moe/token_dispatcher.h
 
 struct ForwardContext {
   const TextConfig* config = nullptr;
@@ -27,7 +26,7 @@ struct ForwardContext {
   std::vector<std::vector<std::int64_t>> segments;  // per row: [S] segment ids when the batch is packed
   std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv;       // K, V [T, Nkv, D] of the storing layer
   std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv_grad;  // backward: dK, dV accumulated for it
-  const MoeParallel* moe_parallel = nullptr;  // expert parallelism of the MoE blocks; nullptr: none
+  const Dispatcher<float>* dispatcher = nullptr;  // the MoE blocks' experts (Gemma4Model::dispatcher)
 };
 
 ForwardContext make_forward_context(const TextConfig& config, const Batch& batch);

@@ -72,7 +72,7 @@ ForwardResult gemma4_forward(const Gemma4Model& m, const Batch& batch, bool keep
   if (keep_hidden) result.hidden.push_back(x.clone().reshaped({B, S, H}));
   const Tensor ple = c.hidden_size_per_layer_input > 0 ? per_layer_inputs(m, batch, x, nullptr) : Tensor();
   ForwardContext ctx = make_forward_context(c, batch);
-  ctx.moe_parallel = m.moe_parallel;
+  ctx.dispatcher = m.dispatcher;
   for (const LayerSpec& s : c.layers) {
     decoder_layer_forward(c, s, m.weights.layers[s.index], x, ple, ctx);
     if (keep_hidden) result.hidden.push_back(x.clone().reshaped({B, S, H}));

@@ -11,11 +11,10 @@
 #include "core/gemma4_config.h"
 #include "core/tensor.h"
 #include "model/gemma4_weights.h"
+#include "moe/dispatcher.h"
 #include "ops/cpu/cross_entropy.h"
 
 namespace g4 {
-
-struct MoeParallel;  // moe/token_dispatcher.h
 
 struct Gemma4Model {
   ModelConfig config;
@@ -23,9 +22,10 @@ struct Gemma4Model {
   // The dtype the weights were stored in (the checkpoint's float dtype when all its weights share one, else
   // f32): checkpoints written from this model use it again, so a bf16 model stays a bf16 checkpoint.
   DType storage_dtype = DType::f32;
-  // Expert parallelism (not owned): the weights hold only this rank's experts and the MoE blocks dispatch
-  // tokens through it; nullptr: every expert is here.
-  const MoeParallel* moe_parallel = nullptr;
+  // How the MoE blocks reach their experts (not owned; moe/dispatcher.h), installed from outside the model
+  // (train/, cli/: ParallelSetup::dispatcher); the weights hold its local_experts() only. nullptr: every
+  // expert is here (moe/'s InProcessDispatcher).
+  const Dispatcher<float>* dispatcher = nullptr;
 };
 
 // The first weight holding NaN or Inf, as "<name> (element <i>)", or "" when every weight is finite.

@@ -1,5 +1,6 @@
 #include "model/gemma4_training.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -22,7 +23,7 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   Tensor ple_projected;
   const Tensor ple = P > 0 ? per_layer_inputs(m, batch, x0, &ple_projected) : Tensor();
   ForwardContext ctx = make_forward_context(c, batch);
-  ctx.moe_parallel = m.moe_parallel;
+  ctx.dispatcher = m.dispatcher;
   std::vector<LayerTape> tapes(c.layers.size());
   Tensor x = x0.clone();
   std::vector<Tensor> layer_inputs(recompute ? c.layers.size() : 0);
@@ -36,10 +37,9 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   const LossResult loss = batch_loss(m, batch, logits);
   result.loss_sum = loss.loss_sum;
   result.num_tokens = loss.num_tokens;
-  if (normaliser <= 0) normaliser = static_cast<double>(loss.num_tokens);
-  // Nothing counts: no gradient. Under expert parallelism the backward still runs (zero gradients) because
-  // the other ranks' MoE backward needs this rank in its collectives.
-  if (loss.num_tokens == 0 && !m.moe_parallel) return result;
+  // With no counted token the backward still runs (every gradient it adds is zero): a collective
+  // dispatcher needs every rank of its group in each MoE block's backward.
+  if (normaliser <= 0) normaliser = static_cast<double>(std::max<std::int64_t>(loss.num_tokens, 1));
 
   // Head: logits = softcap(norm(x) · Eᵀ).
   Tensor dlogits = ops::causal_lm_loss_backward(logits, batch.labels, normaliser).reshaped({T, V});

@@ -27,31 +27,27 @@ Gemma4MoeConfig gemma4_moe_config(std::int64_t hidden, std::int64_t num_experts,
 template <class T>
 void gemma4_moe_forward(const Gemma4MoeConfig& cfg, const Gemma4MoeWeights<T>& w, const T* gate_input,
                         const T* expert_input, const std::uint8_t* token_mask, std::int64_t tokens, T* y,
-                        Gemma4MoeContext<T>* ctx, const MoeParallel* parallel) {
+                        Gemma4MoeContext<T>* ctx, const Dispatcher<T>* dispatcher) {
   const std::int64_t K = cfg.gate.top_k;
   ctx->weights.resize(static_cast<std::size_t>(tokens * K));
   ctx->indices.resize(static_cast<std::size_t>(tokens * K));
   gemma4_gate_forward<T>(cfg.gate, gate_input, w.router_proj, w.router_scale, tokens, ctx->weights.data(),
                          ctx->indices.data(), &ctx->gate);
-  if (parallel)
-    dispatched_experts_forward<T>(*parallel, cfg.experts, expert_input, token_mask, ctx->weights.data(),
-                                  ctx->indices.data(), tokens, K, w.gate_and_up, w.down, y, &ctx->dispatch);
-  else
-    grouped_experts_forward<T>(cfg.experts, expert_input, token_mask, ctx->weights.data(),
-                               ctx->indices.data(), tokens, K, w.gate_and_up, w.down, y, &ctx->experts);
+  const InProcessDispatcher<T> in_process;
+  (dispatcher ? *dispatcher : in_process)
+      .forward(cfg.experts, expert_input, token_mask, ctx->weights.data(), ctx->indices.data(), tokens, K,
+               w.gate_and_up, w.down, y, &ctx->dispatch);
 }
 
 template <class T>
 void gemma4_moe_backward(const Gemma4MoeConfig& cfg, const Gemma4MoeWeights<T>& w, const T* expert_input,
                          Gemma4MoeContext<T>& ctx, const T* dy, T* d_gate_input, T* d_expert_input,
-                         const Gemma4MoeGrads<T>& grads, const MoeParallel* parallel) {
+                         const Gemma4MoeGrads<T>& grads, const Dispatcher<T>* dispatcher) {
   ctx.dweights.resize(ctx.weights.size());
-  if (parallel)
-    dispatched_experts_backward<T>(*parallel, cfg.experts, w.gate_and_up, w.down, ctx.dispatch, dy,
-                                   d_expert_input, ctx.dweights.data(), grads.gate_and_up, grads.down);
-  else
-    grouped_experts_backward<T>(cfg.experts, expert_input, w.gate_and_up, w.down, ctx.experts, dy,
-                                d_expert_input, ctx.dweights.data(), grads.gate_and_up, grads.down);
+  const InProcessDispatcher<T> in_process;
+  (dispatcher ? *dispatcher : in_process)
+      .backward(cfg.experts, expert_input, w.gate_and_up, w.down, ctx.dispatch, dy, d_expert_input,
+                ctx.dweights.data(), grads.gate_and_up, grads.down);
   gemma4_gate_backward<T>(cfg.gate, w.router_proj, w.router_scale, ctx.gate, ctx.dweights.data(),
                           d_gate_input, grads.router_scale, grads.router_proj);
 }
@@ -59,10 +55,10 @@ void gemma4_moe_backward(const Gemma4MoeConfig& cfg, const Gemma4MoeWeights<T>& 
 #define G4_INSTANTIATE(T)                                                                                    \
   template void gemma4_moe_forward<T>(const Gemma4MoeConfig&, const Gemma4MoeWeights<T>&, const T*,          \
                                       const T*, const std::uint8_t*, std::int64_t, T*, Gemma4MoeContext<T>*, \
-                                      const MoeParallel*);                                                   \
+                                      const Dispatcher<T>*);                                                 \
   template void gemma4_moe_backward<T>(const Gemma4MoeConfig&, const Gemma4MoeWeights<T>&, const T*,         \
                                        Gemma4MoeContext<T>&, const T*, T*, T*, const Gemma4MoeGrads<T>&,     \
-                                       const MoeParallel*);
+                                       const Dispatcher<T>*);
 G4_INSTANTIATE(float)
 G4_INSTANTIATE(double)
 #undef G4_INSTANTIATE

@@ -13,9 +13,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "moe/dispatcher.h"
 #include "moe/gemma4_gate.h"
 #include "moe/grouped_experts.h"
-#include "moe/token_dispatcher.h"
 
 namespace g4 {
 
@@ -49,26 +49,25 @@ struct Gemma4MoeGrads {
 template <class T>
 struct Gemma4MoeContext {
   Gemma4GateContext<T> gate;
-  ExpertsContext<T> experts;
   std::vector<T> weights;             // [T, K] renormalised routing weights
   std::vector<std::int64_t> indices;  // [T, K]
   std::vector<T> dweights;            // scratch
-  DispatchContext<T> dispatch;        // expert parallelism only
+  DispatchContext<T> dispatch;        // the experts' part, whichever dispatcher ran them
 };
 
 // token_mask may be nullptr (all valid). y [T, H] overwritten.
-// With `parallel` (expert parallelism, token_dispatcher.h): the gate runs here on this rank's own tokens
-// (router weights are replicated), the experts through the dispatcher; w.gate_and_up / w.down hold only this
-// rank's experts. Backward must get the same `parallel`.
+// The gate runs here on this rank's own tokens (router weights are replicated), the experts through
+// `dispatcher` (dispatcher.h; nullptr: an InProcessDispatcher); w.gate_and_up / w.down hold the dispatcher's
+// local_experts(). Backward must get the same dispatcher.
 template <class T>
 void gemma4_moe_forward(const Gemma4MoeConfig& cfg, const Gemma4MoeWeights<T>& w, const T* gate_input,
                         const T* expert_input, const std::uint8_t* token_mask, std::int64_t tokens, T* y,
-                        Gemma4MoeContext<T>* ctx, const MoeParallel* parallel = nullptr);
+                        Gemma4MoeContext<T>* ctx, const Dispatcher<T>* dispatcher = nullptr);
 
 // d_gate_input and d_expert_input [T, H] overwritten; grads accumulated.
 template <class T>
 void gemma4_moe_backward(const Gemma4MoeConfig& cfg, const Gemma4MoeWeights<T>& w, const T* expert_input,
                          Gemma4MoeContext<T>& ctx, const T* dy, T* d_gate_input, T* d_expert_input,
-                         const Gemma4MoeGrads<T>& grads, const MoeParallel* parallel = nullptr);
+                         const Gemma4MoeGrads<T>& grads, const Dispatcher<T>* dispatcher = nullptr);
 
 }  // namespace g4

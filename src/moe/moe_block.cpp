@@ -19,25 +19,26 @@ void require_tokens_by_hidden(const Tensor& x, std::int64_t hidden, const char* 
 
 Tensor moe_block_forward(const Gemma4MoeConfig& config, const MoeBlockWeights& w, const Tensor& gate_input,
                          const Tensor& expert_input, Gemma4MoeContext<float>& ctx,
-                         const MoeParallel* parallel) {
+                         const Dispatcher<float>* dispatcher) {
   const std::int64_t T = gate_input.dim(0), H = gate_input.dim(1);
   require_tokens_by_hidden(expert_input, H, "expert input");
   Tensor y(DType::f32, {T, H});
   gemma4_moe_forward<float>(config, pointers(w), gate_input.f32(), expert_input.f32(), nullptr, T, y.f32(),
-                            &ctx, parallel);
+                            &ctx, dispatcher);
   return y;
 }
 
 MoeBlockInputGrads moe_block_backward(const Gemma4MoeConfig& config, const MoeBlockWeights& w,
                                       const Tensor& expert_input, Gemma4MoeContext<float>& ctx,
-                                      const Tensor& dy, const MoeBlockGrads& g, const MoeParallel* parallel) {
+                                      const Tensor& dy, const MoeBlockGrads& g,
+                                      const Dispatcher<float>* dispatcher) {
   const std::int64_t T = expert_input.dim(0), H = expert_input.dim(1);
   require_tokens_by_hidden(dy, H, "output gradient");
   MoeBlockInputGrads d{Tensor(DType::f32, {T, H}), Tensor(DType::f32, {T, H})};
   gemma4_moe_backward<float>(
       config, pointers(w), expert_input.f32(), ctx, dy.f32(), d.gate_input.f32(), d.expert_input.f32(),
       Gemma4MoeGrads<float>{g.router_proj.f32(), g.router_scale.f32(), g.gate_and_up.f32(), g.down.f32()},
-      parallel);
+      dispatcher);
   return d;
 }
 

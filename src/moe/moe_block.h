@@ -21,7 +21,7 @@ using MoeBlockGrads = MoeBlockParameters<Tensor&>;
 // combined output [T, H]; `ctx` keeps routing and expert activations for the backward.
 Tensor moe_block_forward(const Gemma4MoeConfig& config, const MoeBlockWeights& w, const Tensor& gate_input,
                          const Tensor& expert_input, Gemma4MoeContext<float>& ctx,
-                         const MoeParallel* parallel);
+                         const Dispatcher<float>* dispatcher);
 
 struct MoeBlockInputGrads {
   Tensor gate_input, expert_input;
@@ -29,6 +29,6 @@ struct MoeBlockInputGrads {
 MoeBlockInputGrads moe_block_backward(const Gemma4MoeConfig& config, const MoeBlockWeights& w,
                                       const Tensor& expert_input, Gemma4MoeContext<float>& ctx,
                                       const Tensor& dy, const MoeBlockGrads& grads,
-                                      const MoeParallel* parallel);
+                                      const Dispatcher<float>* dispatcher);
 
 }  // namespace g4

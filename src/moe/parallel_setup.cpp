@@ -15,10 +15,13 @@ ParallelSetup make_parallel_setup(Communicator& world, std::int64_t num_experts,
         " ranks of this job");
   ParallelSetup s;
   s.groups = make_process_groups(world, ep);
-  s.moe.ep = s.groups.ep.get();
-  s.moe.dispatcher = dispatcher;
-  s.moe.replicated_tokens = true;
-  if (ep > 1) s.experts = expert_range(num_experts, ep, s.groups.ep_rank);
+  s.moe = make_moe_parallel(*s.groups.ep, dispatcher, /*replicated_tokens=*/true, num_experts);
+  if (ep > 1) {
+    s.experts = s.moe.experts;
+    s.dispatcher = std::make_shared<GroupDispatcher<float>>(s.moe);
+  } else {
+    s.dispatcher = std::make_shared<InProcessDispatcher<float>>();
+  }
   return s;
 }
 

@@ -6,20 +6,23 @@
 //
 // Invariants after make_parallel_setup: num_experts % ep == 0 (the issue asks for a clear error otherwise,
 // although expert_range handles remainders), world size % ep == 0; with ep == 1 the experts range is empty
-// (all experts) and moe_parallel() is nullptr, so the model runs exactly as in one process.
+// (all experts) and the dispatcher is in-process, so the model runs exactly as in one process.
 #pragma once
 
+#include <memory>
 #include "dist/process_groups.h"
 #include "moe/state_dict_adapter.h"
-#include "moe/token_dispatcher.h"
+
+#include "moe/dispatcher.h"
 
 namespace g4 {
 
 struct ParallelSetup {
   ProcessGroups groups;
   MoeParallel moe;      // moe.ep == groups.ep.get(), moe.replicated_tokens
-  ExpertRange experts;  // this rank's experts; count 0 when ep == 1
-  const MoeParallel* moe_parallel() const { return groups.ep_size > 1 ? &moe : nullptr; }
+  ExpertRange experts;  // this rank's experts (moe.experts); count 0 when ep == 1
+  // What to install into the model: a GroupDispatcher over `moe` when ep > 1, else an InProcessDispatcher.
+  std::shared_ptr<const Dispatcher<float>> dispatcher;
 };
 
 // num_experts 0: a dense model (then ep must be 1). Collective over `world` (it splits communicators).

@@ -19,8 +19,17 @@ const char* dispatcher_name(DispatcherKind kind) {
   return kind == DispatcherKind::allgather ? "allgather" : "alltoall";
 }
 
+MoeParallel make_moe_parallel(Communicator& ep, DispatcherKind dispatcher, bool replicated_tokens,
+                              std::int64_t num_experts) {
+  // A dense model (no experts) has nothing to spread; its MoeParallel is never dispatched through.
+  const ExpertRange mine = num_experts > 0 ? expert_range(num_experts, ep.size(), ep.rank()) : ExpertRange{};
+  return MoeParallel{&ep, dispatcher, replicated_tokens, num_experts, mine};
+}
+
 ExpertsConfig local_experts_config(const ExpertsConfig& cfg, const MoeParallel& parallel) {
-  const ExpertRange r = expert_range(cfg.num_experts, parallel.ep->size(), parallel.ep->rank());
+  check(cfg.num_experts == parallel.num_experts, "a MoE block of ", cfg.num_experts,
+        " experts dispatched over an expert-parallel group set up for ", parallel.num_experts);
+  const ExpertRange r = parallel.experts;
   ExpertsConfig local = cfg;
   local.start = r.start;
   local.n_local = r.count;

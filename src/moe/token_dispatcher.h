@@ -30,6 +30,7 @@
 #include "core/tensor.h"
 #include "dist/communicator.h"
 #include "moe/grouped_experts.h"
+#include "moe/state_dict_adapter.h"
 
 namespace g4 {
 
@@ -37,8 +38,8 @@ enum class DispatcherKind { allgather, alltoall };
 DispatcherKind dispatcher_from_name(std::string_view name);  // "allgather" / "alltoall", else g4::Error
 const char* dispatcher_name(DispatcherKind kind);
 
-// Expert parallelism of the MoE blocks: the EP group (not owned) and the dispatcher. Rank r of the group
-// holds experts expert_range(E, ep->size(), r).
+// Expert parallelism of the MoE blocks: the EP group (not owned), the exchange, and this rank's experts
+// (expert_range(num_experts, ep->size(), ep->rank()), computed once by make_moe_parallel).
 //
 // replicated_tokens: every rank of the EP group holds the same tokens (the rest of the model runs replicated
 // over the EP group, as `score --ep E` does with one data-parallel replica). Each rank then dispatches only
@@ -49,9 +50,14 @@ struct MoeParallel {
   Communicator* ep = nullptr;
   DispatcherKind dispatcher = DispatcherKind::alltoall;
   bool replicated_tokens = false;
+  std::int64_t num_experts = 0;  // E of every MoE block
+  ExpertRange experts;           // this rank's block of them
 };
 
-// cfg with start / n_local set to this rank's experts.
+MoeParallel make_moe_parallel(Communicator& ep, DispatcherKind dispatcher, bool replicated_tokens,
+                              std::int64_t num_experts);
+
+// cfg with start / n_local set to this rank's experts (parallel.experts).
 ExpertsConfig local_experts_config(const ExpertsConfig& cfg, const MoeParallel& parallel);
 
 template <class T>

@@ -31,7 +31,7 @@ TrainParallel make_train_parallel(const ModelConfig& config, int ep, const std::
 }
 
 void shard_model(const TrainParallel& par, Gemma4Model& model) {
-  model.moe_parallel = par.setup.moe_parallel();
+  model.dispatcher = par.setup.dispatcher.get();
   if (par.setup.experts.count == 0) return;
   for (const LayerSpec& s : model.config.text.layers) {
     if (!s.moe) continue;
@@ -97,8 +97,8 @@ void with_gathered(const TrainParallel& par, Gemma4Model& model, AdamW& optimize
   }
   Communicator& ep = *par.setup.groups.ep;
   const std::int64_t E = num_experts(model.config);
-  Gemma4Model full = model;  // shares every tensor but the experts, replaced below
-  full.moe_parallel = nullptr;
+  Gemma4Model full = model;   // shares every tensor but the experts, replaced below
+  full.dispatcher = nullptr;  // every expert is here now
   for (const LayerSpec& s : full.config.text.layers) {
     if (!s.moe) continue;
     MoeWeights& m = full.weights.layers[s.index].moe;

@@ -1,15 +1,15 @@
 // token_dispatcher_test.cpp: the parallel pieces in one process (the one-rank communicator): both dispatchers
-// reduce to the plain grouped experts bit for bit, process groups and the EP setup check their sizes, and
-// batch rows split by the remainder rule. The multi-rank behaviour is tested under mpirun
-// (tests/mpi/dispatcher_mpi.cpp, tests/cli/mpi_test.sh).
+// (through the Dispatcher interface) reduce to the plain grouped experts bit for bit, process groups and the
+// EP setup check their sizes, and batch rows split by the remainder rule. The multi-rank behaviour is tested
+// under mpirun (tests/mpi/dispatcher_mpi.cpp, tests/cli/mpi_test.sh).
 #include <gtest/gtest.h>
 
 #include "core/error.h"
 #include "dist/process_groups.h"
 #include "model/batch_rows.h"
+#include "moe/dispatcher.h"
 #include "moe/moe_test_util.h"
 #include "moe/parallel_setup.h"
-#include "moe/token_dispatcher.h"
 
 namespace g4 {
 namespace {
@@ -36,13 +36,15 @@ TEST(TokenDispatcher, OneRankEqualsGroupedExpertsExactly) {
   auto one = make_single_communicator();
   for (DispatcherKind kind : {DispatcherKind::allgather, DispatcherKind::alltoall}) {
     for (bool replicated : {false, true}) {
-      MoeParallel par{one.get(), kind, replicated};
+      const GroupDispatcher<float> group(make_moe_parallel(*one, kind, replicated, E));
+      EXPECT_TRUE(group.collective());
+      EXPECT_EQ(group.local_experts(E).count, E);
       std::vector<float> y(T * H), dx(T * H), dw(T * K), dgu(gu.size()), ddown(down.size());
       DispatchContext<float> ctx;
-      dispatched_experts_forward<float>(par, cfg, x.data(), mask.data(), w.data(), idx.data(), T, K,
-                                        gu.data(), down.data(), y.data(), &ctx);
-      dispatched_experts_backward<float>(par, cfg, gu.data(), down.data(), ctx, dy.data(), dx.data(),
-                                         dw.data(), dgu.data(), ddown.data());
+      group.forward(cfg, x.data(), mask.data(), w.data(), idx.data(), T, K, gu.data(), down.data(), y.data(),
+                    &ctx);
+      group.backward(cfg, x.data(), gu.data(), down.data(), ctx, dy.data(), dx.data(), dw.data(), dgu.data(),
+                     ddown.data());
       EXPECT_EQ(y, y_ref) << dispatcher_name(kind);
       EXPECT_EQ(dx, dx_ref) << dispatcher_name(kind);
       EXPECT_EQ(dw, dw_ref) << dispatcher_name(kind);
@@ -61,7 +63,7 @@ TEST(TokenDispatcher, NamesAreCheckedAndRoundTrip) {
 TEST(ParallelSetup, ChecksExpertAndRankCounts) {
   auto one = make_single_communicator();
   EXPECT_NO_THROW(make_parallel_setup(*one, 8, 1, DispatcherKind::alltoall));
-  EXPECT_EQ(make_parallel_setup(*one, 8, 1, DispatcherKind::alltoall).moe_parallel(), nullptr);
+  EXPECT_FALSE(make_parallel_setup(*one, 8, 1, DispatcherKind::alltoall).dispatcher->collective());
   EXPECT_THROW(make_parallel_setup(*one, 8, 3, DispatcherKind::alltoall), Error);  // 8 % 3
   EXPECT_THROW(make_parallel_setup(*one, 8, 2, DispatcherKind::alltoall), Error);  // 2 ranks needed
   EXPECT_THROW(make_parallel_setup(*one, 0, 2, DispatcherKind::alltoall), Error);  // dense model

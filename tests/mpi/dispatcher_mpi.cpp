@@ -108,7 +108,7 @@ void run(const Problem& p, DispatcherKind kind, double rtol) {
                               dw_ref.data(), dgu_ref.data(), ddown_ref.data());
 
   // Dispatched: this rank's tokens, this rank's experts.
-  MoeParallel par{&world, kind};
+  const MoeParallel par = make_moe_parallel(world, kind, false, p.E);
   const std::int64_t gu_per = H * 2 * I, down_per = I * H;
   std::vector<T> gu(d.gu.begin() + mine.start * gu_per, d.gu.begin() + (mine.start + mine.count) * gu_per);
   std::vector<T> down(d.down.begin() + mine.start * down_per,
@@ -283,7 +283,7 @@ TEST(DispatcherBenchmark, DISABLED_ForwardBackward) {
     return std::chrono::duration<double, std::milli>(b - a).count();
   };
   for (DispatcherKind kind : {DispatcherKind::allgather, DispatcherKind::alltoall}) {
-    MoeParallel par{&world, kind};
+    const MoeParallel par = make_moe_parallel(world, kind, false, E);
     DispatchContext<float> ctx;
     ExpertsContext<float> local;
     std::vector<double> f, b;
