@@ -274,4 +274,23 @@ Tensor causal_lm_loss_backward(const Tensor& logits, std::span<const std::int64_
   return dlogits;
 }
 
+void adamw_(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
+            const AdamWStepConstants& k, std::int64_t first) {
+  require_cpu("adamw_", {&param, &grad, &exp_avg, &exp_avg_sq});
+  require_same_numel("adamw_", param, grad);
+  require_same_numel("adamw_", exp_avg, exp_avg_sq);
+  const std::int64_t n = exp_avg.numel();
+  if (first < 0 || first > param.numel() - n)
+    fail("op adamw_: elements [", first, ", ", first + n, ") outside a parameter of ", param.numel());
+  adamw_update(param.f32() + first, grad.f32() + first, exp_avg.f32(), exp_avg_sq.f32(), n, k);
+}
+
+double sum_of_squares(const Tensor& x, std::int64_t first, std::int64_t count) {
+  require_cpu("sum_of_squares", {&x});
+  if (count < 0) count = x.numel() - first;
+  if (first < 0 || count < 0 || first > x.numel() - count)
+    fail("op sum_of_squares: elements [", first, ", ", first + count, ") outside a tensor of ", x.numel());
+  return g4::sum_of_squares(x.f32() + first, count);
+}
+
 }  // namespace g4::ops

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/cpu/adamw.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/cross_entropy.h"
 #include "ops/cpu/rope.h"
@@ -74,5 +75,12 @@ void softcap_(Tensor& logits, float cap);
 void softcap_backward_(const Tensor& capped, Tensor& grad, float cap);
 LossResult causal_lm_loss(const Tensor& logits, std::span<const std::int64_t> labels);  // logits [B, S, V]
 Tensor causal_lm_loss_backward(const Tensor& logits, std::span<const std::int64_t> labels, double normaliser);
+
+// ---- optimizer (ops/cpu/adamw.h): AdamW's step on elements [first, first + exp_avg.numel()) of `param`
+// and `grad` (the whole tensor, or a ZeRO-1 shard), in place; the moments hold those elements only.
+void adamw_(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
+            const AdamWStepConstants& k, std::int64_t first = 0);
+// Σ x² over elements [first, first + count) (count -1: to the end), accumulated in double.
+double sum_of_squares(const Tensor& x, std::int64_t first = 0, std::int64_t count = -1);
 
 }  // namespace g4::ops

@@ -1,7 +1,5 @@
-// adamw.h: AdamW with decoupled weight decay and bias correction, as torch.optim.AdamW computes it:
-//   p ← p · (1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
-//   p ← p − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps)
-// Master weights and both moments are fp32; each element's update is evaluated in double and rounded once.
+// adamw.h: the AdamW optimizer (torch.optim.AdamW's arithmetic: ops/cpu/adamw.h) over named parameters, and
+// the global gradient norm and its clip.
 // Invariant: state tensors are created on the first step and keep the parameter's shape; parameters are
 // identified by name, so the state survives a reordering of the list (and is what a checkpoint saves).
 #pragma once
@@ -12,15 +10,11 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/cpu/adamw.h"
 
 namespace g4 {
 
-struct AdamWConfig {
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-};
+using AdamWConfig = AdamWHyper;
 
 struct ParamRef {
   std::string name;
@@ -46,15 +40,6 @@ class AdamW {
   std::int64_t steps_ = 0;
   std::map<std::string, std::pair<Tensor, Tensor>> state_;
 };
-
-// The per-step constants of the update above (step t = `step`, counted from 1).
-struct AdamWStepConstants {
-  double b1, b2, step_size, bc2_sqrt, decay, eps;
-};
-AdamWStepConstants adamw_step_constants(const AdamWConfig& config, std::int64_t step, double lr);
-// The update of n consecutive elements in place (what AdamW::step does to each parameter): sharded optimizers
-// (ZeRO-1) call it on their slices and get the same bits per element.
-void adamw_update(float* w, const float* g, float* m, float* v, std::int64_t n, const AdamWStepConstants& k);
 
 // sqrt(Σ g²) over all gradients (double accumulation).
 double global_grad_norm(const std::vector<ParamRef>& params);

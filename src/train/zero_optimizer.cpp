@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "ops/ops.h"
 #include "train/parallel_training.h"
 
 namespace g4 {
@@ -36,9 +37,7 @@ double ZeroOptimizer::clip_grad_norm(const std::vector<ParamRef>& params, double
   double sums[2] = {0, 0};  // replicated, experts
   for (const ParamRef& p : params) {
     const Block b = block(p.grad->numel(), dp_->rank());
-    const float* g = p.grad->f32() + b.start;
-    double s = 0;
-    for (std::int64_t i = 0; i < b.count; ++i) s += static_cast<double>(g[i]) * g[i];
+    const double s = ops::sum_of_squares(*p.grad, b.start, b.count);
     sums[is_expert_parameter(p.name) ? 1 : 0] += s;
   }
   dp_->all_reduce_sum(sums, 2);
@@ -65,9 +64,8 @@ void ZeroOptimizer::step(const std::vector<ParamRef>& params, double lr) {
     const Block b = block(n, dp_->rank());
     auto [it, created] = moments_.try_emplace(p.name);
     if (created) it->second = {Tensor(DType::f32, {b.count}), Tensor(DType::f32, {b.count})};
+    ops::adamw_(*p.param, *p.grad, it->second.first, it->second.second, k, b.start);
     float* w = p.param->f32();
-    adamw_update(w + b.start, p.grad->f32() + b.start, it->second.first.f32(), it->second.second.f32(),
-                 b.count, k);
     // Every rank's updated block to every rank (the send block is copied out: MPI forbids aliasing).
     scratch_.assign(w + b.start, w + b.start + b.count);
     std::vector<std::size_t> bytes = block_counts(n);

@@ -188,5 +188,40 @@ TEST(Ops, LossOverTensorsChecksTheLabelCount) {
   EXPECT_NE(test::error_of([&] { ops::causal_lm_loss(logits, short_labels); }), "");
 }
 
+TEST(Ops, AdamWMatchesTorchsFormulaAndShardsEqualTheWhole) {
+  const std::int64_t n = 11;
+  const AdamWHyper hyper{0.9, 0.95, 1e-8, 0.1};
+  Tensor w = random_tensor({n}, 20), g = random_tensor({n}, 21);
+  Tensor m(DType::f32, {n}), v(DType::f32, {n});
+  const Tensor w0 = w.clone();
+  for (int step = 1; step <= 3; ++step) ops::adamw_(w, g, m, v, adamw_step_constants(hyper, step, 1e-2));
+  // torch.optim.AdamW, written out in float64 (the gradient is the same at every step).
+  for (std::int64_t i = 0; i < n; ++i) {
+    double p = w0.f32()[i], mi = 0, vi = 0;
+    const double gi = g.f32()[i];
+    for (int t = 1; t <= 3; ++t) {
+      p *= 1 - 1e-2 * 0.1;
+      mi = 0.9 * mi + 0.1 * gi;
+      vi = 0.95 * vi + 0.05 * gi * gi;
+      p -= 1e-2 / (1 - std::pow(0.9, t)) * mi / (std::sqrt(vi) / std::sqrt(1 - std::pow(0.95, t)) + 1e-8);
+    }
+    EXPECT_NEAR(w.f32()[i], p, 1e-6 * std::max(1.0, std::abs(p))) << i;
+  }
+  // Two shards (ZeRO-1's split) give the whole step's bits.
+  Tensor whole = w0.clone(), halves = w0.clone();
+  Tensor mw(DType::f32, {n}), vw(DType::f32, {n}), m1(DType::f32, {5}), v1(DType::f32, {5}),
+      m2(DType::f32, {6}), v2(DType::f32, {6});
+  const AdamWStepConstants k = adamw_step_constants(hyper, 1, 1e-2);
+  ops::adamw_(whole, g, mw, vw, k);
+  ops::adamw_(halves, g, m1, v1, k, 0);
+  ops::adamw_(halves, g, m2, v2, k, 5);
+  for (std::int64_t i = 0; i < n; ++i) EXPECT_EQ(whole.f32()[i], halves.f32()[i]) << i;
+  EXPECT_NE(test::error_of([&] { ops::adamw_(halves, g, m2, v2, k, 6); }), "");  // past the end
+  double squares = 0;
+  for (std::int64_t i = 5; i < n; ++i) squares += static_cast<double>(g.f32()[i]) * g.f32()[i];
+  EXPECT_EQ(ops::sum_of_squares(g, 5), squares);
+  EXPECT_NE(test::error_of([&] { ops::sum_of_squares(g, 3, 9); }), "");
+}
+
 }  // namespace
 }  // namespace g4
