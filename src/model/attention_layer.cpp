@@ -1,6 +1,7 @@
 #include "model/attention_layer.h"
 
 #include "core/profile.h"
+#include "model/linear.h"
 #include "ops/ops.h"
 
 namespace g4 {
@@ -12,7 +13,7 @@ Tensor attention_layer_forward(const LayerSpec& s, const AttentionWeights& w, co
   const int D = s.head_dim, Nq = s.num_q_heads, Nkv = s.num_kv_heads;
   const RopeTable& rope = ctx.rope.at(s.attention);
 
-  const Tensor q_raw = ops::linear(a, w.q_proj).reshaped({T, Nq, D});
+  const Tensor q_raw = Linear(w.q_proj).forward(a).reshaped({T, Nq, D});
   Tensor q = ops::rms_norm(q_raw, w.q_norm, eps);
   ops::rope_(q, rope);
 
@@ -20,9 +21,9 @@ Tensor attention_layer_forward(const LayerSpec& s, const AttentionWeights& w, co
   if (s.kv_source >= 0) {
     std::tie(k, v) = ctx.shared_kv.at(s.attention);
   } else {
-    k_raw = ops::linear(a, w.k_proj).reshaped({T, Nkv, D});
+    k_raw = Linear(w.k_proj).forward(a).reshaped({T, Nkv, D});
     // k_eq_v: V is the raw K projection, before k_norm and RoPE.
-    v_raw = s.k_eq_v ? k_raw : ops::linear(a, w.v_proj).reshaped({T, Nkv, D});
+    v_raw = s.k_eq_v ? k_raw : Linear(w.v_proj).forward(a).reshaped({T, Nkv, D});
     k = ops::rms_norm(k_raw, w.k_norm, eps);
     ops::rope_(k, rope);
     v = ops::rms_norm(v_raw, Tensor(), eps);
@@ -31,7 +32,7 @@ Tensor attention_layer_forward(const LayerSpec& s, const AttentionWeights& w, co
 
   ScopedPhase core_phase("attention core");
   const Tensor o = ops::attention(q, k, v, attention_rows(ctx, s.window)).reshaped({T, Nq * D});
-  Tensor out = ops::linear(o, w.o_proj);
+  Tensor out = Linear(w.o_proj).forward(o);
   if (tape) *tape = {a, q_raw, k_raw, v_raw, q, k, v, o};
   return out;
 }
@@ -42,8 +43,7 @@ Tensor attention_layer_backward(const LayerSpec& s, const AttentionWeights& w, c
   const int D = s.head_dim, Nq = s.num_q_heads, Nkv = s.num_kv_heads;
   const RopeTable& rope = ctx.rope.at(s.attention);
 
-  ops::linear_backward_weight(dout, t.o, g.o_proj);
-  const Tensor d_o = ops::linear_backward_input(dout, w.o_proj).reshaped({T, Nq, D});
+  const Tensor d_o = Linear(w.o_proj, &g.o_proj).backward(t.o, dout).reshaped({T, Nq, D});
 
   // dK/dV accumulators: a shared layer adds into its source's; a source starts from what shared layers added.
   auto& acc = ctx.shared_kv_grad[s.attention];
@@ -54,8 +54,7 @@ Tensor attention_layer_backward(const LayerSpec& s, const AttentionWeights& w, c
   ops::rope_backward_(dq, rope);
   Tensor unused;  // the weightless norms have no weight gradient
   const Tensor dq_raw = ops::rms_norm_backward(t.q_raw, w.q_norm, dq, g.q_norm, eps).reshaped({T, Nq * D});
-  ops::linear_backward_weight(dq_raw, t.a, g.q_proj);
-  Tensor da = ops::linear_backward_input(dq_raw, w.q_proj);
+  Tensor da = Linear(w.q_proj, &g.q_proj).backward(t.a, dq_raw);
   if (s.kv_source >= 0) return da;  // dK/dV wait in the context for the source layer
 
   Tensor dk = std::move(acc.first), dv = std::move(acc.second);
@@ -66,11 +65,9 @@ Tensor attention_layer_backward(const LayerSpec& s, const AttentionWeights& w, c
   if (s.k_eq_v) {
     ops::add_(dk_raw, dv_raw);
   } else {
-    ops::linear_backward_weight(dv_raw, t.a, g.v_proj);
-    ops::linear_backward_input_add_(da, dv_raw, w.v_proj);
+    Linear(w.v_proj, &g.v_proj).backward_add(t.a, dv_raw, da);
   }
-  ops::linear_backward_weight(dk_raw, t.a, g.k_proj);
-  ops::linear_backward_input_add_(da, dk_raw, w.k_proj);
+  Linear(w.k_proj, &g.k_proj).backward_add(t.a, dk_raw, da);
   return da;
 }
 

@@ -1,6 +1,7 @@
 #include "model/decoder_layer.h"
 
 #include "core/profile.h"
+#include "model/linear.h"
 #include "moe/moe_block.h"
 #include "ops/ops.h"
 
@@ -60,9 +61,9 @@ void decoder_layer_forward(const TextConfig& c, const LayerSpec& s, const LayerW
 
   if (s.ple_width > 0) {
     if (tape) tape->x_post = x.clone();
-    Tensor g_pre = ops::linear(x, w.ple_gate);
+    Tensor g_pre = Linear(w.ple_gate).forward(x);
     Tensor g = ops::geglu(g_pre, ops::middle_slice(ple, s.index));
-    Tensor proj = ops::linear(g, w.ple_projection);
+    Tensor proj = Linear(w.ple_projection).forward(g);
     ops::add_(x, ops::rms_norm(proj, w.ple_post_norm, eps));
     if (tape) {
       tape->ple_gate_pre = std::move(g_pre);
@@ -81,12 +82,10 @@ Tensor decoder_layer_backward(const TextConfig& c, const LayerSpec& s, const Lay
 
   if (s.ple_width > 0) {
     const Tensor dproj = ops::rms_norm_backward(t.ple_proj, w.ple_post_norm, dx, g.ple_post_norm, eps);
-    ops::linear_backward_weight(dproj, t.ple_mixed, g.ple_projection);
-    const ops::GegluGrads dg = ops::geglu_backward(t.ple_gate_pre, ops::middle_slice(ple, s.index),
-                                                   ops::linear_backward_input(dproj, w.ple_projection));
+    const Tensor dmixed = Linear(w.ple_projection, &g.ple_projection).backward(t.ple_mixed, dproj);
+    const ops::GegluGrads dg = ops::geglu_backward(t.ple_gate_pre, ops::middle_slice(ple, s.index), dmixed);
     ops::middle_slice_add_(dple, s.index, dg.up);
-    ops::linear_backward_weight(dg.gate, t.x_post, g.ple_gate);
-    ops::linear_backward_input_add_(dx, dg.gate, w.ple_gate);
+    Linear(w.ple_gate, &g.ple_gate).backward_add(t.x_post, dg.gate, dx);
   }
 
   // x_post = x_mid + post_ff_norm(m_sum)

@@ -7,6 +7,7 @@
 #include "core/profile.h"
 #include "model/decoder_layer.h"
 #include "model/forward_context.h"
+#include "model/linear.h"
 #include "ops/ops.h"
 
 namespace g4 {
@@ -43,7 +44,7 @@ Tensor per_layer_inputs(const Gemma4Model& m, const Batch& batch, const Tensor& 
   const Gemma4Weights& w = m.weights;
   const std::int64_t T = batch.tokens(), H = c.hidden_size, L = c.num_hidden_layers,
                      P = c.hidden_size_per_layer_input;
-  Tensor proj = ops::linear(embedded, w.per_layer_model_projection).reshaped({T, L, P});
+  Tensor proj = Linear(w.per_layer_model_projection).forward(embedded).reshaped({T, L, P});
   ops::scale_(proj, static_cast<float>(1.0 / std::sqrt(static_cast<double>(H))));
   Tensor ple = ops::rms_norm(proj, w.per_layer_projection_norm, static_cast<float>(c.rms_norm_eps));
   const float token_scale = static_cast<float>(std::sqrt(static_cast<double>(P)));
@@ -57,8 +58,8 @@ Tensor per_layer_inputs(const Gemma4Model& m, const Batch& batch, const Tensor& 
 Tensor final_logits(const Gemma4Model& m, const Tensor& x, std::int64_t B, std::int64_t S) {
   ScopedPhase phase("final norm + head");
   const TextConfig& c = m.config.text;
-  Tensor logits = ops::linear(ops::rms_norm(x, m.weights.final_norm, static_cast<float>(c.rms_norm_eps)),
-                              m.weights.head())
+  Tensor logits = Linear(m.weights.head())
+                      .forward(ops::rms_norm(x, m.weights.final_norm, static_cast<float>(c.rms_norm_eps)))
                       .reshaped({B, S, c.vocab_size});
   if (c.final_logit_softcapping) ops::softcap_(logits, static_cast<float>(*c.final_logit_softcapping));
   return logits;

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "model/decoder_layer.h"
 #include "model/forward_context.h"
+#include "model/linear.h"
 #include "ops/ops.h"
 
 namespace g4 {
@@ -45,10 +46,9 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   Tensor dlogits = ops::causal_lm_loss_backward(logits, batch.labels, normaliser).reshaped({T, V});
   if (c.final_logit_softcapping)
     ops::softcap_backward_(logits, dlogits, static_cast<float>(*c.final_logit_softcapping));
-  ops::linear_backward_weight(dlogits, ops::rms_norm(x, w.final_norm, eps),
-                              c.tie_word_embeddings ? g.embed_tokens : g.lm_head);
-  Tensor dx = ops::rms_norm_backward(x, w.final_norm, ops::linear_backward_input(dlogits, w.head()),
-                                     g.final_norm, eps);
+  const Linear head(w.head(), c.tie_word_embeddings ? &g.embed_tokens : &g.lm_head);
+  Tensor dx = ops::rms_norm_backward(
+      x, w.final_norm, head.backward(ops::rms_norm(x, w.final_norm, eps), dlogits), g.final_norm, eps);
 
   // Layers, last to first (KV-shared layers come after their sources, so their dK/dV are ready in time).
   Tensor dple = P > 0 ? Tensor(DType::f32, {T, L, P}) : Tensor();
@@ -72,8 +72,7 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
                                           g.per_layer_projection_norm, eps)
                        .reshaped({T, L * P});
     ops::scale_(dproj, static_cast<float>(1.0 / std::sqrt(static_cast<double>(H))));
-    ops::linear_backward_weight(dproj, x0, g.per_layer_model_projection);
-    ops::linear_backward_input_add_(dx, dproj, w.per_layer_model_projection);
+    Linear(w.per_layer_model_projection, &g.per_layer_model_projection).backward_add(x0, dproj, dx);
   }
 
   // Embedding: x0 = E[ids] · sqrt(H).
