@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include "cli/cli_common.h"
+#include "core/caching_allocator.h"
 #include "core/error.h"
 #include "core/profile.h"
 #include "model/gemma4_model.h"
@@ -86,6 +87,8 @@ int run_bench_train(const BenchOptions& o) {
   const std::vector<Tensor*> grad_list = gradient_tensors(model.config, grads);
   const std::vector<ParamRef> params = parameter_refs(model.config, model.weights, grads);
   AdamW adamw(AdamWConfig{0.9, 0.999, 1e-8, 0.01});
+  HostCachingAllocator activations;  // as `g4moe train` runs its steps
+  const ActivationScope scope(activations);
   return time_steps("g4moe cpu train step", o, batch, [&] {
     for (Tensor* g : grad_list) std::fill(g->f32(), g->f32() + g->numel(), 0.0f);
     gemma4_forward_backward(model, batch, grads);
@@ -98,6 +101,8 @@ int run_bench_forward(const BenchOptions& o) {
         "--batch, --seq, --repeat must be positive");
   const Gemma4Model model = bench_model(o);
   const Batch batch = random_batch(model, o.batch, o.seq);
+  HostCachingAllocator activations;
+  const ActivationScope scope(activations);
   return time_steps("g4moe cpu forward", o, batch, [&] { gemma4_forward(model, batch); });
 }
 

@@ -19,24 +19,10 @@ class HeapAllocator final : public Allocator {
 
   std::shared_ptr<std::byte[]> allocate(std::uint64_t bytes) override {
     if (bytes == 0) return nullptr;
-    // Every byte is zeroed below, so a block larger than physical memory cannot work: say so rather than let
-    // an overcommitted allocation end in the OOM killer or a bad_alloc.
-    const std::uint64_t memory_bytes = physical_memory_bytes();
-    check(memory_bytes == 0 || bytes <= memory_bytes, "a tensor needs ", bytes,
-          " bytes, more than this machine's memory (", memory_bytes, " bytes)");
     const std::uint64_t rounded = checked_add(bytes, std::uint64_t{63}, "tensor bytes") / 64 * 64;
-    check(rounded <= std::numeric_limits<std::size_t>::max(), "a tensor needs ", bytes,
-          " bytes, more than this machine can address");
-    void* memory = std::aligned_alloc(64, static_cast<std::size_t>(rounded));
+    void* memory = allocate_host_block(rounded);
     if (!memory) fail("out of memory allocating ", bytes, " bytes for a tensor");
-    // Zero in parallel chunks: a serial memset of a large activation is a visible share of a step on 16
-    // cores.
-    const std::int64_t chunks = static_cast<std::int64_t>((rounded + (1u << 20) - 1) >> 20);
-#pragma omp parallel for schedule(static) if (chunks > 4)
-    for (std::int64_t c = 0; c < chunks; ++c) {
-      const std::size_t begin = static_cast<std::size_t>(c) << 20;
-      std::memset(static_cast<char*>(memory) + begin, 0, std::min<std::size_t>(rounded - begin, 1u << 20));
-    }
+    zero_host_block(memory, rounded);
     return std::shared_ptr<std::byte[]>(static_cast<std::byte*>(memory), [](std::byte* p) { std::free(p); });
   }
 
@@ -47,6 +33,13 @@ class HeapAllocator final : public Allocator {
     if (bytes) std::memcpy(mine, host, bytes);
   }
 };
+
+thread_local Allocator* cpu_activations = nullptr;
+thread_local Allocator* cuda_activations = nullptr;
+
+Allocator*& activation_slot(Device device) {
+  return device == Device::cpu ? cpu_activations : cuda_activations;
+}
 
 }  // namespace
 
@@ -59,37 +52,40 @@ Allocator& host_allocator() {
   return heap;
 }
 
-HostArena::HostArena(std::uint64_t capacity_bytes)
-    : block_(host_allocator().allocate(capacity_bytes)), capacity_(capacity_bytes) {}
-
-std::shared_ptr<std::byte[]> HostArena::allocate(std::uint64_t bytes) {
-  if (bytes == 0) return nullptr;
-  const std::uint64_t rounded = checked_add(bytes, std::uint64_t{63}, "arena slice") / 64 * 64;
-  check(rounded <= capacity_ - used_, "the activation arena of ", capacity_, " bytes is full: ", used_,
-        " used, ", bytes, " more asked for");
-  std::byte* slice = block_.get() + used_;
-  // Bytes below the peak may hold an earlier step's data; above it the block is still as allocated (zero).
-  if (used_ < peak_) std::memset(slice, 0, static_cast<std::size_t>(std::min(rounded, peak_ - used_)));
-  used_ += rounded;
-  peak_ = std::max(peak_, used_);
-  ++*live_;
-  // The slice keeps the block alive, so a slice outliving the arena is still valid memory.
-  std::shared_ptr<std::byte[]> block = block_;
-  std::shared_ptr<std::int64_t> live = live_;
-  return std::shared_ptr<std::byte[]>(slice, [block, live](std::byte*) { --*live; });
+void* allocate_host_block(std::uint64_t bytes) {
+  // Every byte is zeroed, so a block larger than physical memory cannot work: say so rather than let an
+  // overcommitted allocation end in the OOM killer or a bad_alloc.
+  const std::uint64_t memory_bytes = physical_memory_bytes();
+  check(memory_bytes == 0 || bytes <= memory_bytes, "a tensor needs ", bytes,
+        " bytes, more than this machine's memory (", memory_bytes, " bytes)");
+  check(bytes <= std::numeric_limits<std::size_t>::max(), "a tensor needs ", bytes,
+        " bytes, more than this machine can address");
+  return std::aligned_alloc(64, static_cast<std::size_t>(bytes));
 }
 
-void HostArena::copy_to_host(void* host, const void* mine, std::size_t bytes) const {
-  host_allocator().copy_to_host(host, mine, bytes);
+void zero_host_block(void* block, std::uint64_t bytes) {
+  // Parallel chunks: a serial memset of a large activation is a visible share of a step on 16 cores.
+  const std::int64_t chunks = static_cast<std::int64_t>((bytes + (1u << 20) - 1) >> 20);
+#pragma omp parallel for schedule(static) if (chunks > 4)
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::size_t begin = static_cast<std::size_t>(c) << 20;
+    std::memset(static_cast<char*>(block) + begin, 0, std::min<std::size_t>(bytes - begin, 1u << 20));
+  }
 }
 
-void HostArena::copy_from_host(void* mine, const void* host, std::size_t bytes) const {
-  host_allocator().copy_from_host(mine, host, bytes);
+Allocator& activation_allocator(Device device) {
+  if (Allocator* installed = activation_slot(device)) return *installed;
+  if (device == Device::cpu) return host_allocator();
+  fail("no activation allocator is installed for the ", device_name(device), " device");
 }
 
-void HostArena::reset() {
-  check(*live_ == 0, "internal: ", *live_, " tensors of the activation arena are still alive at its reset");
-  used_ = 0;
+ActivationScope::ActivationScope(Allocator& allocator)
+    : previous_(activation_slot(allocator.device())), device_(allocator.device()) {
+  activation_slot(device_) = &allocator;
+}
+
+ActivationScope::~ActivationScope() {
+  activation_slot(device_) = previous_;
 }
 
 }  // namespace g4

@@ -1,6 +1,7 @@
 // allocator.h: where a tensor's bytes live. Every Tensor is allocated through an Allocator that a backend
-// owns: host_allocator() for the CPU (aligned, zero-filled heap blocks), HostArena for activations planned
-// per step (one block handed out in slices and reused), and on the GPU the caching allocator of core/cuda.
+// owns: host_allocator() for the CPU (aligned, zero-filled heap blocks), caching allocators that reuse freed
+// blocks (core/caching_allocator.h on the host for training steps' activations, core/cuda's on the GPU), and
+// the activation allocator that op outputs come from.
 //
 // Invariants: allocate() returns zero-filled memory, 64-byte aligned, that stays valid while any copy of the
 // returned pointer lives (the deleter gives it back to the allocator); an allocator outlives nothing it
@@ -31,25 +32,30 @@ class Allocator {
 // The process's host allocator (thread-safe; aligned_alloc, refuses more than the machine's memory).
 Allocator& host_allocator();
 
-// A bump arena on the host: allocate() hands out consecutive 64-byte-aligned slices of one block reserved up
-// front, so the activations of a step are planned rather than found; reset() makes the whole block free again
-// for the next step and is an error while any slice is still alive (a tensor that escaped its step).
-class HostArena final : public Allocator {
+// The allocator op outputs (activations) on `device` come from on this thread: the one an ActivationScope
+// installed for that device, else the device's default (host_allocator() for the CPU; a g4::Error for a
+// device without an installed allocator).
+Allocator& activation_allocator(Device device);
+
+// Installs `allocator` as its device's activation allocator on this thread until the scope ends (scopes
+// nest; the previous one comes back). Training installs a caching allocator (core/caching_allocator.h) for
+// its steps, so each step's activations reuse the previous step's blocks.
+class ActivationScope {
  public:
-  explicit HostArena(std::uint64_t capacity_bytes);
-  Device device() const override { return Device::cpu; }
-  std::shared_ptr<std::byte[]> allocate(std::uint64_t bytes) override;  // g4::Error when the block is full
-  void copy_to_host(void* host, const void* mine, std::size_t bytes) const override;
-  void copy_from_host(void* mine, const void* host, std::size_t bytes) const override;
-  void reset();
-  std::uint64_t used_bytes() const { return used_; }
-  std::uint64_t peak_bytes() const { return peak_; }
-  std::int64_t live_slices() const { return *live_; }
+  explicit ActivationScope(Allocator& allocator);
+  ~ActivationScope();
+  ActivationScope(const ActivationScope&) = delete;
+  ActivationScope& operator=(const ActivationScope&) = delete;
 
  private:
-  std::shared_ptr<std::byte[]> block_;
-  std::uint64_t capacity_ = 0, used_ = 0, peak_ = 0;
-  std::shared_ptr<std::int64_t> live_ = std::make_shared<std::int64_t>(0);
+  Allocator* previous_;
+  Device device_;
 };
+
+// Host block primitives shared by the host allocators: a 64-byte-aligned block of `bytes` (a multiple of 64)
+// or nullptr when the heap refuses it (a g4::Error when it exceeds the machine's memory), and zero-filling
+// in parallel chunks.
+void* allocate_host_block(std::uint64_t bytes);
+void zero_host_block(void* block, std::uint64_t bytes);
 
 }  // namespace g4

@@ -24,14 +24,14 @@ void decoder_layer_forward(const TextConfig& c, const LayerSpec& s, const LayerW
                            const Tensor& ple, ForwardContext& ctx, LayerTape* tape) {
   ScopedPhase layer_phase("layer (all)");
   const float eps = static_cast<float>(c.rms_norm_eps);
-  if (tape) tape->x_in = x.clone();
+  if (tape) tape->x_in = ops::copy(x);
 
   Tensor attn = attention_layer_forward(s, w.attention, ops::rms_norm(x, w.input_norm, eps), ctx, eps,
                                         tape ? &tape->attention : nullptr);
   ops::add_(x, ops::rms_norm(attn, w.post_attention_norm, eps));
   if (tape) {
     tape->attn_out = attn;
-    tape->x_mid = x.clone();
+    tape->x_mid = ops::copy(x);
   }
 
   const Tensor& r = x;
@@ -60,7 +60,7 @@ void decoder_layer_forward(const TextConfig& c, const LayerSpec& s, const LayerW
   ops::add_(x, ops::rms_norm(m, w.post_feedforward_norm, eps));
 
   if (s.ple_width > 0) {
-    if (tape) tape->x_post = x.clone();
+    if (tape) tape->x_post = ops::copy(x);
     Tensor g_pre = Linear(w.ple_gate).forward(x);
     Tensor g = ops::geglu(g_pre, ops::middle_slice(ple, s.index));
     Tensor proj = Linear(w.ple_projection).forward(g);

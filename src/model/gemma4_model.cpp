@@ -70,13 +70,13 @@ ForwardResult gemma4_forward(const Gemma4Model& m, const Batch& batch, bool keep
   const std::int64_t B = batch.batch_size, S = batch.seq_len, H = c.hidden_size;
   ForwardResult result;
   Tensor x = embed_tokens(m, batch);
-  if (keep_hidden) result.hidden.push_back(x.clone().reshaped({B, S, H}));
+  if (keep_hidden) result.hidden.push_back(ops::copy(x).reshaped({B, S, H}));
   const Tensor ple = c.hidden_size_per_layer_input > 0 ? per_layer_inputs(m, batch, x, nullptr) : Tensor();
   ForwardContext ctx = make_forward_context(c, batch);
   ctx.dispatcher = m.dispatcher;
   for (const LayerSpec& s : c.layers) {
     decoder_layer_forward(c, s, m.weights.layers[s.index], x, ple, ctx);
-    if (keep_hidden) result.hidden.push_back(x.clone().reshaped({B, S, H}));
+    if (keep_hidden) result.hidden.push_back(ops::copy(x).reshaped({B, S, H}));
   }
   result.logits = final_logits(m, x, B, S);
   return result;

@@ -26,10 +26,10 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   ForwardContext ctx = make_forward_context(c, batch);
   ctx.dispatcher = m.dispatcher;
   std::vector<LayerTape> tapes(c.layers.size());
-  Tensor x = x0.clone();
+  Tensor x = ops::copy(x0);
   std::vector<Tensor> layer_inputs(recompute ? c.layers.size() : 0);
   for (const LayerSpec& s : c.layers) {
-    if (recompute) layer_inputs[s.index] = x.clone();
+    if (recompute) layer_inputs[s.index] = ops::copy(x);
     decoder_layer_forward(c, s, w.layers[s.index], x, ple, ctx, recompute ? nullptr : &tapes[s.index]);
   }
   const Tensor logits = final_logits(m, x, B, S);
@@ -51,10 +51,10 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
       x, w.final_norm, head.backward(ops::rms_norm(x, w.final_norm, eps), dlogits), g.final_norm, eps);
 
   // Layers, last to first (KV-shared layers come after their sources, so their dK/dV are ready in time).
-  Tensor dple = P > 0 ? Tensor(DType::f32, {T, L, P}) : Tensor();
+  Tensor dple = P > 0 ? ops::zeros({T, L, P}) : Tensor();
   for (auto it = c.layers.rbegin(); it != c.layers.rend(); ++it) {
     if (recompute) {  // rebuild this layer's tape from its saved input, then drop it after its backward
-      Tensor layer_x = layer_inputs[it->index].clone();
+      Tensor layer_x = ops::copy(layer_inputs[it->index]);
       decoder_layer_forward(c, *it, w.layers[it->index], layer_x, ple, ctx, &tapes[it->index]);
     }
     dx = decoder_layer_backward(c, *it, w.layers[it->index], tapes[it->index], dx, ple, dple, ctx,

@@ -1,6 +1,7 @@
 #include "moe/moe_block.h"
 
 #include "core/error.h"
+#include "ops/ops.h"
 
 namespace g4 {
 
@@ -22,7 +23,7 @@ Tensor moe_block_forward(const Gemma4MoeConfig& config, const MoeBlockWeights& w
                          const Dispatcher<float>* dispatcher) {
   const std::int64_t T = gate_input.dim(0), H = gate_input.dim(1);
   require_tokens_by_hidden(expert_input, H, "expert input");
-  Tensor y(DType::f32, {T, H});
+  Tensor y = ops::zeros({T, H});
   gemma4_moe_forward<float>(config, pointers(w), gate_input.f32(), expert_input.f32(), nullptr, T, y.f32(),
                             &ctx, dispatcher);
   return y;
@@ -34,7 +35,7 @@ MoeBlockInputGrads moe_block_backward(const Gemma4MoeConfig& config, const MoeBl
                                       const Dispatcher<float>* dispatcher) {
   const std::int64_t T = expert_input.dim(0), H = expert_input.dim(1);
   require_tokens_by_hidden(dy, H, "output gradient");
-  MoeBlockInputGrads d{Tensor(DType::f32, {T, H}), Tensor(DType::f32, {T, H})};
+  MoeBlockInputGrads d{ops::zeros({T, H}), ops::zeros({T, H})};
   gemma4_moe_backward<float>(
       config, pointers(w), expert_input.f32(), ctx, dy.f32(), d.gate_input.f32(), d.expert_input.f32(),
       Gemma4MoeGrads<float>{g.router_proj.f32(), g.router_scale.f32(), g.gate_and_up.f32(), g.down.f32()},

@@ -1,5 +1,6 @@
 #include "ops/ops.h"
 
+#include <cstring>
 #include <initializer_list>
 #include <string>
 
@@ -32,6 +33,11 @@ std::int64_t rows_of(const Tensor& x, std::int64_t width) {
   return width == 0 ? 0 : x.numel() / width;
 }
 
+// An op's fresh output: f32, zero-filled, from this thread's activation allocator (core/allocator.h).
+Tensor output(Shape shape) {
+  return Tensor(DType::f32, std::move(shape), activation_allocator(Device::cpu));
+}
+
 Shape with_last(Shape shape, std::int64_t last) {
   shape.back() = last;
   return shape;
@@ -50,9 +56,20 @@ void scale_(Tensor& x, float factor) {
   scale_inplace(x.f32(), factor, x.numel());
 }
 
+Tensor zeros(Shape shape) {
+  return output(std::move(shape));
+}
+
+Tensor copy(const Tensor& x) {
+  require_cpu("copy", {&x});
+  Tensor y = output(x.shape());
+  if (x.numel() > 0) std::memcpy(y.data(), x.data(), x.nbytes());
+  return y;
+}
+
 Tensor scaled(const Tensor& x, float factor) {
   require_cpu("scaled", {&x});
-  Tensor y(DType::f32, x.shape());
+  Tensor y = output(x.shape());
   scale_copy(x.f32(), factor, y.f32(), x.numel());
   return y;
 }
@@ -65,7 +82,7 @@ Tensor embedding(const Tensor& table, std::span<const std::int64_t> ids, float s
     if (!(id >= 0 && id < rows))
       fail("token id ", id, " is out of range for ", table_name, " (", rows, " rows)");
   const auto count = static_cast<std::int64_t>(ids.size());
-  Tensor out(DType::f32, {count, width});
+  Tensor out = output({count, width});
   gather_rows(table.f32(), ids.data(), count, width, scale, out.f32());
   return out;
 }
@@ -84,7 +101,7 @@ Tensor linear(const Tensor& x, const Tensor& weight) {
   const std::int64_t N = weight.dim(0), K = weight.dim(1);
   if (!(x.dim(-1) == K))
     fail("op linear: input ", shape_str(x.shape()), " against weight ", shape_str(weight.shape()));
-  Tensor y(DType::f32, with_last(x.shape(), N));
+  Tensor y = output(with_last(x.shape(), N));
   linear_forward(x.f32(), weight.f32(), y.f32(), rows_of(x, K), N, K);
   return y;
 }
@@ -101,7 +118,7 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dweight) 
 Tensor linear_backward_input(const Tensor& dy, const Tensor& weight) {
   require_cpu("linear_backward_input", {&dy, &weight});
   const std::int64_t N = weight.dim(0), K = weight.dim(1);
-  Tensor dx(DType::f32, with_last(dy.shape(), K));
+  Tensor dx = output(with_last(dy.shape(), K));
   matmul_nn(dy.f32(), weight.f32(), dx.f32(), rows_of(dy, N), K, N);
   return dx;
 }
@@ -120,7 +137,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
   const std::int64_t dim = x.dim(-1);
   if (!(weight.empty() || weight.numel() == dim))
     fail("op rms_norm: weight ", shape_str(weight.shape()), " for input ", shape_str(x.shape()));
-  Tensor y(DType::f32, x.shape());
+  Tensor y = output(x.shape());
   rms_norm_forward(x.f32(), weight.empty() ? nullptr : weight.f32(), y.f32(), rows_of(x, dim), dim, eps);
   return y;
 }
@@ -130,7 +147,7 @@ Tensor rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& dy
   require_cpu("rms_norm_backward", {&x, &weight, &dy, &dweight});
   require_same_numel("rms_norm_backward", x, dy);
   const std::int64_t dim = x.dim(-1);
-  Tensor dx(DType::f32, x.shape());
+  Tensor dx = output(x.shape());
   g4::rms_norm_backward(x.f32(), weight.empty() ? nullptr : weight.f32(), dy.f32(), dx.f32(),
                         dweight.empty() ? nullptr : dweight.f32(), rows_of(x, dim), dim, eps);
   return dx;
@@ -179,7 +196,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
   const AttentionShape s = attention_shape("attention", q, k, v, rows);
   const std::int64_t q_width = std::int64_t{s.num_q_heads} * s.head_dim;
   const std::int64_t kv_width = std::int64_t{s.num_kv_heads} * s.head_dim;
-  Tensor out(DType::f32, q.shape());
+  Tensor out = output(q.shape());
   std::int64_t q_at = 0, k_at = 0;
   for (const AttentionVisibility& r : rows) {
     attention_forward(q.f32() + q_at * q_width, k.f32() + k_at * kv_width, v.f32() + k_at * kv_width, r,
@@ -199,7 +216,7 @@ Tensor attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     fail("op attention_backward: gradient shapes differ from q, k, v");
   const std::int64_t q_width = std::int64_t{s.num_q_heads} * s.head_dim;
   const std::int64_t kv_width = std::int64_t{s.num_kv_heads} * s.head_dim;
-  Tensor dq(DType::f32, q.shape());
+  Tensor dq = output(q.shape());
   std::int64_t q_at = 0, k_at = 0;
   for (const AttentionVisibility& r : rows) {
     g4::attention_backward(q.f32() + q_at * q_width, k.f32() + k_at * kv_width, v.f32() + k_at * kv_width, r,
@@ -214,7 +231,7 @@ Tensor attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
 Tensor geglu(const Tensor& gate, const Tensor& up) {
   require_cpu("geglu", {&gate, &up});
   require_same_numel("geglu", gate, up);
-  Tensor out(DType::f32, gate.shape());
+  Tensor out = output(gate.shape());
   geglu_forward(gate.f32(), up.f32(), out.f32(), gate.numel());
   return out;
 }
@@ -223,7 +240,7 @@ GegluGrads geglu_backward(const Tensor& gate, const Tensor& up, const Tensor& do
   require_cpu("geglu_backward", {&gate, &up, &dout});
   require_same_numel("geglu_backward", gate, up);
   require_same_numel("geglu_backward", gate, dout);
-  GegluGrads g{Tensor(DType::f32, gate.shape()), Tensor(DType::f32, up.shape())};
+  GegluGrads g{output(gate.shape()), output(up.shape())};
   g4::geglu_backward(gate.f32(), up.f32(), dout.f32(), g.gate.f32(), g.up.f32(), gate.numel());
   return g;
 }
@@ -232,7 +249,7 @@ Tensor middle_slice(const Tensor& x, std::int64_t index) {
   require_cpu("middle_slice", {&x});
   if (!(x.rank() == 3 && index >= 0 && index < x.dim(1)))
     fail("op middle_slice: index ", index, " of ", shape_str(x.shape()));
-  Tensor out(DType::f32, {x.dim(0), x.dim(2)});
+  Tensor out = output({x.dim(0), x.dim(2)});
   middle_slice_copy(x.f32(), x.dim(0), x.dim(1), x.dim(2), index, out.f32());
   return out;
 }
@@ -268,7 +285,7 @@ Tensor causal_lm_loss_backward(const Tensor& logits, std::span<const std::int64_
   require_cpu("causal_lm_loss_backward", {&logits});
   if (!(logits.rank() == 3 && static_cast<std::int64_t>(labels.size()) == logits.dim(0) * logits.dim(1)))
     fail("op causal_lm_loss_backward: ", labels.size(), " labels for logits ", shape_str(logits.shape()));
-  Tensor dlogits(DType::f32, logits.shape());
+  Tensor dlogits = output(logits.shape());
   g4::causal_lm_loss_backward(logits.f32(), labels.data(), dlogits.f32(), logits.dim(0), logits.dim(1),
                               logits.dim(2), normaliser);
   return dlogits;

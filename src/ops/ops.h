@@ -5,9 +5,10 @@
 // twins of these ops are the next issue; the MoE experts' CUDA layer is reached through moe/ today).
 //
 // Conventions (every op): inputs are contiguous and f32; an op returning a Tensor allocates it on the inputs'
-// device; "_backward" ops that take a parameter gradient `d<weight>` add into it (+=), so that gradients
-// accumulate over micro-batches and over layers that share a tensor; the activation gradient they return is
-// fresh. Ops ending in "_" work in place on their first argument.
+// device, from that device's activation allocator (core/allocator.h: a caching allocator while training);
+// "_backward" ops that take a parameter gradient `d<weight>` add into it (+=), so that gradients accumulate
+// over micro-batches and over layers that share a tensor; the activation gradient they return is fresh. Ops
+// ending in "_" work in place on their first argument.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,8 @@ namespace g4::ops {
 void add_(Tensor& x, const Tensor& y);         // x += y (same shape)
 void scale_(Tensor& x, float factor);          // x *= factor
 Tensor scaled(const Tensor& x, float factor);  // x · factor
+Tensor copy(const Tensor& x);                  // a copy, from the activation allocator
+Tensor zeros(Shape shape);                     // f32 zeros on the host, from the activation allocator
 
 // ---- embedding: out [T, E] with out[t] = table[ids[t]] · scale; table [rows, E]. An id outside [0, rows) is
 // a g4::Error that names `table_name`.

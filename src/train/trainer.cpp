@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "core/caching_allocator.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/regex.h"
@@ -242,6 +243,9 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   }
   ProgressBar progress("train", r.steps, 5.0);
   progress.set_first(step);
+  // Every step's activations come from one cache, so after the first step they reuse its blocks.
+  HostCachingAllocator activations;
+  const ActivationScope activation_scope(activations);
   TrainOutcome outcome;
   bool warned_zero_norm = false;
   const auto start = std::chrono::steady_clock::now();

@@ -1,12 +1,15 @@
-// Tensors know their device and come from an allocator: host tensors as before; the host arena hands out
-// planned, zeroed slices, reuses its block after reset(), refuses to reset under a live tensor and says when
-// it is full. (The GPU's caching allocator is tested in tests/cuda.)
+// Tensors know their device and come from an allocator: host tensors as before; the host caching allocator
+// hands a freed block out again (zeroed) for its size class and counts bytes; op outputs come from the
+// activation allocator a scope installs. (The GPU's caching allocator is tested in tests/cuda.)
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstring>
 
 #include "core/allocator.h"
+#include "core/caching_allocator.h"
 #include "core/tensor.h"
+#include "ops/ops.h"
 #include "test_errors.h"
 
 namespace g4 {
@@ -21,25 +24,57 @@ TEST(Allocator, HostTensorsAreOnTheCpuAndCopyToItself) {
   EXPECT_STREQ(device_name(Device::cuda), "cuda");
 }
 
-TEST(Allocator, TheArenaPlansZeroedSlicesAndReusesItsBlock) {
-  HostArena arena(4096);
+TEST(CachingAllocator, TheHostCacheReusesBlocksZeroedAndCountsBytes) {
+  HostCachingAllocator cache;
   const void* first = nullptr;
   {
-    Tensor a(DType::f32, {10}, arena);  // 40 bytes -> one 64-byte slice
-    Tensor b(DType::f32, {100}, arena);
-    EXPECT_EQ(arena.used_bytes(), 64u + 448u);
-    EXPECT_EQ(arena.live_slices(), 2);
+    Tensor a(DType::f32, {10}, cache);  // 40 bytes: the 512-byte class
     first = a.data();
-    for (std::int64_t i = 0; i < b.numel(); ++i) b.f32()[i] = 7.0f;  // dirty the block
-    EXPECT_NE(test::error_of([&] { arena.reset(); }).find("still alive"), std::string::npos);
+    for (std::int64_t i = 0; i < a.numel(); ++i) a.f32()[i] = 7.0f;  // dirty the block
+    EXPECT_EQ(cache.stats().in_use, 512u);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a.data()) % 64, 0u);
   }
-  arena.reset();
-  EXPECT_EQ(arena.used_bytes(), 0u);
-  Tensor c(DType::f32, {128}, arena);  // over the dirtied bytes: must read as zeros again
-  EXPECT_EQ(c.data(), first);
-  for (std::int64_t i = 0; i < c.numel(); ++i) ASSERT_EQ(c.f32()[i], 0.0f) << i;
-  EXPECT_EQ(arena.peak_bytes(), 512u);
-  EXPECT_NE(test::error_of([&] { Tensor d(DType::f32, {2000}, arena); }).find("arena of 4096 bytes is full"),
+  EXPECT_EQ(cache.stats().in_use, 0u);
+  EXPECT_EQ(cache.stats().cached, 512u);
+  const Tensor again(DType::f32, {100}, cache);  // 400 bytes: the same class, the same block, zero again
+  EXPECT_EQ(again.data(), first);
+  for (std::int64_t i = 0; i < again.numel(); ++i) ASSERT_EQ(again.f32()[i], 0.0f) << i;
+  EXPECT_EQ(cache.stats().device_allocations, 1);
+  const Tensor big(DType::f32, {1 << 18}, cache);  // 1 MiB: the 2 MiB class
+  EXPECT_EQ(cache.stats().device_allocations, 2);
+  EXPECT_EQ(cache.stats().peak_in_use, 512u + (2u << 20));
+  cache.release_cached();
+  EXPECT_EQ(cache.stats().cached, 0u);
+}
+
+TEST(CachingAllocator, SizeClassesBoundTheWaste) {
+  EXPECT_EQ(CachingAllocatorBase::size_class(1), 512u);
+  EXPECT_EQ(CachingAllocatorBase::size_class(512), 512u);
+  EXPECT_EQ(CachingAllocatorBase::size_class(513), 1024u);
+  EXPECT_EQ(CachingAllocatorBase::size_class((1u << 20) - 1), 1u << 20);
+  EXPECT_EQ(CachingAllocatorBase::size_class(1u << 20), 2u << 20);
+  EXPECT_EQ(CachingAllocatorBase::size_class((2u << 20) + 1), 4u << 20);
+}
+
+TEST(Allocator, OpOutputsComeFromTheInstalledActivationAllocator) {
+  const Tensor x = Tensor::from_floats({4}, {1.0f, 2.0f, 3.0f, 4.0f});
+  EXPECT_EQ(&activation_allocator(Device::cpu), &host_allocator());
+  HostCachingAllocator cache;
+  {
+    const ActivationScope scope(cache);
+    EXPECT_EQ(&activation_allocator(Device::cpu), &cache);
+    const Tensor y = ops::scaled(x, 2.0f);
+    EXPECT_EQ(cache.stats().in_use, 512u);
+    EXPECT_EQ(y.f32()[3], 8.0f);
+    HostCachingAllocator inner;
+    {
+      const ActivationScope nested(inner);
+      EXPECT_EQ(&activation_allocator(Device::cpu), &inner);
+    }
+    EXPECT_EQ(&activation_allocator(Device::cpu), &cache);
+  }
+  EXPECT_EQ(&activation_allocator(Device::cpu), &host_allocator());
+  EXPECT_NE(test::error_of([] { activation_allocator(Device::cuda); }).find("no activation allocator"),
             std::string::npos);
 }
 
