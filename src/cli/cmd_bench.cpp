@@ -101,8 +101,6 @@ int run_bench_forward(const BenchOptions& o) {
         "--batch, --seq, --repeat must be positive");
   const Gemma4Model model = bench_model(o);
   const Batch batch = random_batch(model, o.batch, o.seq);
-  HostCachingAllocator activations;
-  const ActivationScope scope(activations);
   return time_steps("g4moe cpu forward", o, batch, [&] { gemma4_forward(model, batch); });
 }
 

@@ -50,7 +50,7 @@ std::shared_ptr<std::byte[]> CachingAllocatorBase::allocate(std::uint64_t bytes)
     std::lock_guard<std::mutex> lock(pool_->mutex);
     ++pool_->stats.device_allocations;
   }
-  device_zero(block, size);
+  device_zero(block, bytes);  // the tensor's bytes, not the whole class (up to 2 MiB more)
   {
     std::lock_guard<std::mutex> lock(pool_->mutex);
     pool_->stats.in_use += size;
