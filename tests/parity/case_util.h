@@ -1,0 +1,56 @@
+// case_util.h: what the parity cases share: fixed-seed random inputs, moving a host tensor to a backend and
+// back, and outputs made from scalars and host vectors.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "parity/op_cases.h"
+
+namespace g4::parity {
+
+// Normal(0, stddev) values from a fixed seed.
+inline std::vector<float> random_values(std::size_t n, std::uint32_t seed, float stddev = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+inline Tensor random_tensor(Shape shape, std::uint32_t seed, float stddev = 1.0f) {
+  const auto n = static_cast<std::size_t>(shape_numel(shape));
+  return Tensor::from_floats(std::move(shape), random_values(n, seed, stddev));
+}
+
+// A copy on the backend's device (an empty tensor stays the empty host tensor: "no weight").
+inline Tensor on(const Backend& backend, const Tensor& host) {
+  return host.empty() ? Tensor() : host.to(*backend.allocator);
+}
+
+// An output from a tensor on any device.
+inline Output output(std::string name, const Tensor& t) {
+  return {std::move(name), t.to(host_allocator())};
+}
+
+inline Output scalar_output(std::string name, double value, bool integral = false) {
+  return {std::move(name), Tensor::from_floats({1}, {static_cast<float>(value)}), integral};
+}
+
+inline Output vector_output(std::string name, const std::vector<float>& v) {
+  return {std::move(name), Tensor::from_floats({static_cast<std::int64_t>(v.size())}, v)};
+}
+
+inline Output integral_output(std::string name, const std::vector<std::int64_t>& v) {
+  std::vector<float> f(v.begin(), v.end());
+  return {std::move(name), Tensor::from_floats({static_cast<std::int64_t>(v.size())}, f), true};
+}
+
+inline void round_all_to_bf16(std::vector<float>& v) {
+  for (float& x : v) x = round_to_bf16(x);
+}
+
+}  // namespace g4::parity
