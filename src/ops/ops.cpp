@@ -56,7 +56,8 @@ void scale_(Tensor& x, float factor) {
   scale_inplace(x.f32(), factor, x.numel());
 }
 
-Tensor zeros(Shape shape) {
+Tensor zeros(Shape shape, Device device) {
+  if (device != Device::cpu) fail("op zeros has no ", device_name(device), " version yet");
   return output(std::move(shape));
 }
 

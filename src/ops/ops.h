@@ -24,11 +24,11 @@
 namespace g4::ops {
 
 // ---- elementwise
-void add_(Tensor& x, const Tensor& y);         // x += y (same shape)
-void scale_(Tensor& x, float factor);          // x *= factor
-Tensor scaled(const Tensor& x, float factor);  // x · factor
-Tensor copy(const Tensor& x);                  // a copy, from the activation allocator
-Tensor zeros(Shape shape);                     // f32 zeros on the host, from the activation allocator
+void add_(Tensor& x, const Tensor& y);                   // x += y (same shape)
+void scale_(Tensor& x, float factor);                    // x *= factor
+Tensor scaled(const Tensor& x, float factor);            // x · factor
+Tensor copy(const Tensor& x);                            // a copy, from the activation allocator
+Tensor zeros(Shape shape, Device device = Device::cpu);  // f32 zeros, from the activation allocator
 
 // ---- embedding: out [T, E] with out[t] = table[ids[t]] · scale; table [rows, E]. An id outside [0, rows) is
 // a g4::Error that names `table_name`.

@@ -37,6 +37,12 @@ std::vector<OpCase> elementwise_and_linear() {
                  ops::scale_(x, 0.37f);
                  return Outputs{output("x", x)};
                }});
+  c.push_back({"copy", "copy", exact("a byte copy: no arithmetic"), [](const Backend& b) {
+                 return Outputs{output("y", ops::copy(on(b, random_tensor({3, 17}, 40))))};
+               }});
+  c.push_back({"zeros", "zeros", exact("zero-filled memory: no arithmetic"), [](const Backend& b) {
+                 return Outputs{output("z", ops::zeros({5, 9}, b.allocator->device()))};
+               }});
   c.push_back({"scaled", "scaled", exact(kOneRounding), [](const Backend& b) {
                  return Outputs{output("y", ops::scaled(on(b, random_tensor({4, 33}, 4)), -1.75f))};
                }});
