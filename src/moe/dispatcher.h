@@ -2,7 +2,7 @@
 // blocks call it; which version runs is decided outside the model (train/ and cli/ install
 // ParallelSetup::dispatcher() into Gemma4Model), so the model never branches on parallelism.
 //
-// - InProcessDispatcher: every expert is here and runs over this rank's tokens (grouped_experts.h).
+// - InProcessDispatcher: every expert is here and runs over this rank's tokens (ops/cpu/moe_experts.h).
 // - GroupDispatcher: the experts are spread over an expert-parallel group of Communicator ranks (MPI on the
 //   CPU), tokens exchanged by all-gather or all-to-all (token_dispatcher.h); this rank holds the experts of
 //   MoeParallel::experts only.
@@ -19,9 +19,9 @@
 
 #include "core/error.h"
 
-#include "moe/grouped_experts.h"
 #include "moe/state_dict_adapter.h"
 #include "moe/token_dispatcher.h"
+#include "ops/cpu/moe_experts.h"
 
 namespace g4 {
 
@@ -51,14 +51,13 @@ class InProcessDispatcher final : public Dispatcher<T> {
   void forward(const ExpertsConfig& cfg, const T* x, const std::uint8_t* token_mask, const T* weights,
                const std::int64_t* indices, std::int64_t tokens, std::int64_t top_k, const T* gate_and_up,
                const T* down, T* y, DispatchContext<T>* ctx) const override {
-    grouped_experts_forward<T>(cfg, x, token_mask, weights, indices, tokens, top_k, gate_and_up, down, y,
-                               &ctx->experts);
+    moe_experts_forward<T>(cfg, x, token_mask, weights, indices, tokens, top_k, gate_and_up, down, y,
+                           &ctx->experts);
   }
   void backward(const ExpertsConfig& cfg, const T* x, const T* gate_and_up, const T* down,
                 DispatchContext<T>& ctx, const T* dy, T* dx, T* dweights, T* dgate_and_up,
                 T* ddown) const override {
-    grouped_experts_backward<T>(cfg, x, gate_and_up, down, ctx.experts, dy, dx, dweights, dgate_and_up,
-                                ddown);
+    moe_experts_backward<T>(cfg, x, gate_and_up, down, ctx.experts, dy, dx, dweights, dgate_and_up, ddown);
   }
 };
 

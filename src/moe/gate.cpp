@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "moe/gemma4_gate.h"
 #include "ops/cpu/grouped_gemm.h"
+#include "ops/cpu/moe_gate.h"
 
 namespace g4 {
 

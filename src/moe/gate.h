@@ -1,5 +1,6 @@
 // gate.h: NeMo's generic MoE router `Gate` (the note's §10.1, aux loss §6.7), forward and backward on the
-// CPU. Gemma 4 uses gemma4_gate.h instead; this one serves the other MoE families and the aux-loss machinery.
+// CPU. Gemma 4 uses ops/cpu/moe_gate.h instead; this one serves the other MoE families and the aux-loss
+// machinery.
 //
 // Forward, x [T, dim], weight [E, dim], optional router bias [E]: logits = x·weightᵀ (+ bias), then
 // - softmax, softmax_before_topk = false: top-k on the logits (+ expert_bias for the choice only), weights =

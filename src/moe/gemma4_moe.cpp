@@ -31,8 +31,8 @@ void gemma4_moe_forward(const Gemma4MoeConfig& cfg, const Gemma4MoeWeights<T>& w
   const std::int64_t K = cfg.gate.top_k;
   ctx->weights.resize(static_cast<std::size_t>(tokens * K));
   ctx->indices.resize(static_cast<std::size_t>(tokens * K));
-  gemma4_gate_forward<T>(cfg.gate, gate_input, w.router_proj, w.router_scale, tokens, ctx->weights.data(),
-                         ctx->indices.data(), &ctx->gate);
+  moe_gate_forward<T>(cfg.gate, gate_input, w.router_proj, w.router_scale, tokens, ctx->weights.data(),
+                      ctx->indices.data(), &ctx->gate);
   const InProcessDispatcher<T> in_process;
   (dispatcher ? *dispatcher : in_process)
       .forward(cfg.experts, expert_input, token_mask, ctx->weights.data(), ctx->indices.data(), tokens, K,
@@ -48,8 +48,8 @@ void gemma4_moe_backward(const Gemma4MoeConfig& cfg, const Gemma4MoeWeights<T>& 
   (dispatcher ? *dispatcher : in_process)
       .backward(cfg.experts, expert_input, w.gate_and_up, w.down, ctx.dispatch, dy, d_expert_input,
                 ctx.dweights.data(), grads.gate_and_up, grads.down);
-  gemma4_gate_backward<T>(cfg.gate, w.router_proj, w.router_scale, ctx.gate, ctx.dweights.data(),
-                          d_gate_input, grads.router_scale, grads.router_proj);
+  moe_gate_backward<T>(cfg.gate, w.router_proj, w.router_scale, ctx.gate, ctx.dweights.data(), d_gate_input,
+                       grads.router_scale, grads.router_proj);
 }
 
 #define G4_INSTANTIATE(T)                                                                                    \

@@ -1,5 +1,5 @@
 // gemma4_moe.h: the Gemma 4 MoE block's routed part (NeMo Gemma4MoE.forward, the note's §3) assembled from
-// gemma4_gate.h and grouped_experts.h: what the decoder layer calls.
+// ops/cpu/moe_gate.h and the experts of a Dispatcher (dispatcher.h): what the decoder layer calls.
 //
 //   (w, idx) = Gemma4Gate(gate_input)              gate_input = the RAW residual x1 (not the normed input)
 //   y = GroupedExperts(expert_input, mask, w, idx) expert_input = pre_feedforward_layernorm_2(x1)
@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "moe/dispatcher.h"
-#include "moe/gemma4_gate.h"
-#include "moe/grouped_experts.h"
+#include "ops/cpu/moe_experts.h"
+#include "ops/cpu/moe_gate.h"
 
 namespace g4 {
 

@@ -83,8 +83,8 @@ void allgather_forward(Communicator& ep, const ExpertsConfig& cfg, const T* x, c
                   row_bytes<std::int64_t>(c->lens, K));
   ep.all_gather_v(own_mask.data(), tokens, c->mask.data(), row_bytes<std::uint8_t>(c->lens, 1));
   resize(c->y, c->rows * H);
-  grouped_experts_forward<T>(cfg, c->x.data(), c->mask.data(), c->weights.data(), c->indices.data(), c->rows,
-                             K, gu, down, c->y.data(), &c->experts);
+  moe_experts_forward<T>(cfg, c->x.data(), c->mask.data(), c->weights.data(), c->indices.data(), c->rows, K,
+                         gu, down, c->y.data(), &c->experts);
   sum_over(ep, c->y.data(), static_cast<std::size_t>(c->rows * H));
   std::copy(c->y.begin() + c->offset * H, c->y.begin() + (c->offset + tokens) * H, y);
 }
@@ -99,8 +99,8 @@ void allgather_backward(Communicator& ep, const ExpertsConfig& cfg, const T* gu,
   sum_over(ep, c.dy.data(), static_cast<std::size_t>(N * H));
   resize(c.dx, N * H);
   resize(c.dw, N * K);
-  grouped_experts_backward<T>(cfg, c.x.data(), gu, down, c.experts, c.dy.data(), c.dx.data(), c.dw.data(),
-                              dgu, ddown);
+  moe_experts_backward<T>(cfg, c.x.data(), gu, down, c.experts, c.dy.data(), c.dx.data(), c.dw.data(), dgu,
+                          ddown);
   // Backward of the gathers: all-reduce, then my slice.
   sum_over(ep, c.dx.data(), static_cast<std::size_t>(N * H));
   sum_over(ep, c.dw.data(), static_cast<std::size_t>(N * K));
@@ -170,8 +170,8 @@ void alltoall_forward(Communicator& ep, const ExpertsConfig& cfg, const T* x, co
                   row_bytes<std::int64_t>(c->recv_counts, K));
   // Local experts; slots of other ranks' experts are skipped, so each row is the sum of its local experts.
   resize(c->y, N * H);
-  grouped_experts_forward<T>(cfg, c->x.data(), nullptr, c->weights.data(), c->indices.data(), N, K, gu, down,
-                             c->y.data(), &c->experts);
+  moe_experts_forward<T>(cfg, c->x.data(), nullptr, c->weights.data(), c->indices.data(), N, K, gu, down,
+                         c->y.data(), &c->experts);
   // Combine: rows go back to their sources, which sum them (destination ranks in ascending order).
   resize(c->back, S * H);
   ep.all_to_all_v(c->y.data(), row_bytes<T>(c->recv_counts, H), c->back.data(),
@@ -197,8 +197,8 @@ void alltoall_backward(Communicator& ep, const ExpertsConfig& cfg, const T* gu, 
   ep.all_to_all_v(c.back.data(), row_bytes<T>(c.send_counts, H), c.dy.data(), row_bytes<T>(c.recv_counts, H));
   resize(c.dx, N * H);
   resize(c.dw, N * K);
-  grouped_experts_backward<T>(cfg, c.x.data(), gu, down, c.experts, c.dy.data(), c.dx.data(), c.dw.data(),
-                              dgu, ddown);
+  moe_experts_backward<T>(cfg, c.x.data(), gu, down, c.experts, c.dy.data(), c.dx.data(), c.dw.data(), dgu,
+                          ddown);
   // Backward of the dispatch = combine of the row gradients and of the routing-weight gradients.
   std::vector<T> back_dw(static_cast<std::size_t>(std::max<std::int64_t>(S * K, 1)));
   ep.all_to_all_v(c.dx.data(), row_bytes<T>(c.recv_counts, H), c.back.data(), row_bytes<T>(c.send_counts, H));

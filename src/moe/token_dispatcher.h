@@ -18,7 +18,7 @@
 //
 // Rows are exchanged in rank order and, within a rank, in token order; sums at the source run over
 // destination ranks in ascending order, so results are run-to-run identical. Uneven token counts, ranks that
-// send or receive nothing and batches with every token masked are valid. Invariants as grouped_experts.h:
+// send or receive nothing and batches with every token masked are valid. Invariants as ops/cpu/moe_experts.h:
 // forward overwrites y, backward overwrites dx and dweights and accumulates (+=) into the local experts'
 // gradients. Every rank of the EP group must call forward and backward the same number of times.
 #pragma once
@@ -29,8 +29,8 @@
 
 #include "core/tensor.h"
 #include "dist/communicator.h"
-#include "moe/grouped_experts.h"
 #include "moe/state_dict_adapter.h"
+#include "ops/cpu/moe_experts.h"
 
 namespace g4 {
 

@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <random>
 
-#include "moe/grouped_experts.h"
 #include "moe/moe_test_util.h"
+#include "ops/cpu/moe_experts.h"
 
 namespace g4 {
 namespace {
@@ -43,11 +43,11 @@ TEST(ExpertsBenchmark, DISABLED_LoopVersusGroupedForwardBackward) {
     std::vector<double> fwd_ms, bwd_ms;
     for (int rep = 0; rep < 4; ++rep) {
       const auto t0 = std::chrono::steady_clock::now();
-      grouped_experts_forward<float>(c, x.data(), nullptr, w.data(), idx.data(), T, K, gu.data(), dn.data(),
-                                     y.data(), &ctx);
+      moe_experts_forward<float>(c, x.data(), nullptr, w.data(), idx.data(), T, K, gu.data(), dn.data(),
+                                 y.data(), &ctx);
       const auto t1 = std::chrono::steady_clock::now();
-      grouped_experts_backward<float>(c, x.data(), gu.data(), dn.data(), ctx, dy.data(), dx.data(), dw.data(),
-                                      dgu.data(), ddn.data());
+      moe_experts_backward<float>(c, x.data(), gu.data(), dn.data(), ctx, dy.data(), dx.data(), dw.data(),
+                                  dgu.data(), ddn.data());
       const auto t2 = std::chrono::steady_clock::now();
       if (rep == 0) continue;  // warm-up
       fwd_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());

@@ -50,10 +50,10 @@ TEST(Gemma4Moe, TheRouterReadsTheRawResidualNotTheExpertsNormedInput) {
                              nullptr, T, y.data(), &ctx);
   std::vector<double> w_raw(T * K), w_normed(T * K);
   std::vector<std::int64_t> i_raw(T * K), i_normed(T * K);
-  gemma4_gate_forward<double>(cfg.gate, x1.data(), proj.data(), scale.data(), T, w_raw.data(), i_raw.data(),
-                              nullptr);
-  gemma4_gate_forward<double>(cfg.gate, xe.data(), proj.data(), scale.data(), T, w_normed.data(),
-                              i_normed.data(), nullptr);
+  moe_gate_forward<double>(cfg.gate, x1.data(), proj.data(), scale.data(), T, w_raw.data(), i_raw.data(),
+                           nullptr);
+  moe_gate_forward<double>(cfg.gate, xe.data(), proj.data(), scale.data(), T, w_normed.data(),
+                           i_normed.data(), nullptr);
   EXPECT_EQ(ctx.indices, i_raw);
   EXPECT_EQ(ctx.weights, w_raw);
   EXPECT_GT(tolerance_ratio(w_normed, w_raw, 1e-9, 0), 1.0) << "the inputs do not tell the two apart";
@@ -89,8 +89,8 @@ TEST(Gemma4Moe, NativeFoldedWeightsReproduceHfPerExpertScaleOnTheMoe26bFixture) 
   // proj.
   std::vector<float> w(T * K);
   std::vector<std::int64_t> idx(T * K);
-  gemma4_gate_forward<float>(cfg.gate, x1.data(), hf.at(P + ".router.proj.weight").f32(),
-                             hf.at(P + ".router.scale").f32(), T, w.data(), idx.data(), nullptr);
+  moe_gate_forward<float>(cfg.gate, x1.data(), hf.at(P + ".router.proj.weight").f32(),
+                          hf.at(P + ".router.scale").f32(), T, w.data(), idx.data(), nullptr);
   apply_per_expert_scale(hf.at(P + ".router.per_expert_scale").f32(), idx.data(), T, K, w.data());
   const float* gup = hf.at(P + ".experts.gate_up_proj").f32();
   const float* dnp = hf.at(P + ".experts.down_proj").f32();

@@ -29,10 +29,10 @@ TEST(TokenDispatcher, OneRankEqualsGroupedExpertsExactly) {
   std::vector<std::uint8_t> mask = {1, 1, 0, 1, 1, 1, 0};
   std::vector<float> y_ref(T * H), dx_ref(T * H), dw_ref(T * K), dgu_ref(gu.size()), ddown_ref(down.size());
   ExpertsContext<float> ref;
-  grouped_experts_forward<float>(cfg, x.data(), mask.data(), w.data(), idx.data(), T, K, gu.data(),
-                                 down.data(), y_ref.data(), &ref);
-  grouped_experts_backward<float>(cfg, x.data(), gu.data(), down.data(), ref, dy.data(), dx_ref.data(),
-                                  dw_ref.data(), dgu_ref.data(), ddown_ref.data());
+  moe_experts_forward<float>(cfg, x.data(), mask.data(), w.data(), idx.data(), T, K, gu.data(), down.data(),
+                             y_ref.data(), &ref);
+  moe_experts_backward<float>(cfg, x.data(), gu.data(), down.data(), ref, dy.data(), dx_ref.data(),
+                              dw_ref.data(), dgu_ref.data(), ddown_ref.data());
   auto one = make_single_communicator();
   for (DispatcherKind kind : {DispatcherKind::allgather, DispatcherKind::alltoall}) {
     for (bool replicated : {false, true}) {

@@ -102,10 +102,10 @@ void run(const Problem& p, DispatcherKind kind, double rtol) {
   std::vector<T> y_ref(static_cast<std::size_t>(total * H) + 1), dx_ref(y_ref.size()),
       dw_ref(static_cast<std::size_t>(total * K) + 1), dgu_ref(d.gu.size()), ddown_ref(d.down.size());
   ExpertsContext<T> ref;
-  grouped_experts_forward<T>(full, d.x.data(), d.mask.data(), d.w.data(), d.idx.data(), total, K, d.gu.data(),
-                             d.down.data(), y_ref.data(), &ref);
-  grouped_experts_backward<T>(full, d.x.data(), d.gu.data(), d.down.data(), ref, d.dy.data(), dx_ref.data(),
-                              dw_ref.data(), dgu_ref.data(), ddown_ref.data());
+  moe_experts_forward<T>(full, d.x.data(), d.mask.data(), d.w.data(), d.idx.data(), total, K, d.gu.data(),
+                         d.down.data(), y_ref.data(), &ref);
+  moe_experts_backward<T>(full, d.x.data(), d.gu.data(), d.down.data(), ref, d.dy.data(), dx_ref.data(),
+                          dw_ref.data(), dgu_ref.data(), ddown_ref.data());
 
   // Dispatched: this rank's tokens, this rank's experts.
   const MoeParallel par = make_moe_parallel(world, kind, false, p.E);
@@ -291,16 +291,16 @@ TEST(DispatcherBenchmark, DISABLED_ForwardBackward) {
       world.barrier();
       const auto t0 = Clock::now();
       if (P == 1)
-        grouped_experts_forward<float>(cfg, x.data(), nullptr, w.data(), idx.data(), tokens, K, gu.data(),
-                                       down.data(), y.data(), &local);
+        moe_experts_forward<float>(cfg, x.data(), nullptr, w.data(), idx.data(), tokens, K, gu.data(),
+                                   down.data(), y.data(), &local);
       else
         dispatched_experts_forward<float>(par, cfg, x.data(), nullptr, w.data(), idx.data(), tokens, K,
                                           gu.data(), down.data(), y.data(), &ctx);
       world.barrier();
       const auto t1 = Clock::now();
       if (P == 1)
-        grouped_experts_backward<float>(cfg, x.data(), gu.data(), down.data(), local, dy.data(), dx.data(),
-                                        dw.data(), dgu.data(), ddown.data());
+        moe_experts_backward<float>(cfg, x.data(), gu.data(), down.data(), local, dy.data(), dx.data(),
+                                    dw.data(), dgu.data(), ddown.data());
       else
         dispatched_experts_backward<float>(par, cfg, gu.data(), down.data(), ctx, dy.data(), dx.data(),
                                            dw.data(), dgu.data(), ddown.data());

@@ -11,7 +11,7 @@
 
 namespace g4::parity {
 
-// The Gemma 4 router (moe/gemma4_gate.h, ops/cuda/moe_gate.h).
+// The Gemma 4 router (ops/cpu/moe_gate.h, ops/cuda/moe_gate.h).
 struct GateInputs {
   std::int64_t tokens = 0, hidden = 0, experts = 0, top_k = 0;
   float eps = 1e-6f;
@@ -28,7 +28,7 @@ struct GateResult {
   std::vector<float> d_scale;         // [H]
 };
 
-// The grouping of routed slots by expert (moe/token_permutation.h, ops/cuda/moe_permute.h).
+// The grouping of routed slots by expert (ops/cpu/moe_permute.h, ops/cuda/moe_permute.h).
 struct PermutationInputs {
   std::int64_t tokens = 0, top_k = 0, experts = 0;
   std::vector<std::int64_t> indices;  // [T, K]; outside [0, E): a dead slot
@@ -42,7 +42,7 @@ struct PermutationResult {
   std::vector<std::int64_t> slot_row;   // [T * K]: row of each slot, -1 for a dead one
 };
 
-// The grouped experts (moe/grouped_experts.h, ops/cuda/moe_experts.h), native layout.
+// The grouped experts (ops/cpu/moe_experts.h, ops/cuda/moe_experts.h), native layout.
 struct ExpertsInputs {
   std::int64_t tokens = 0, hidden = 0, inter = 0, experts = 0, top_k = 0;
   std::vector<float> x;               // [T, H]

@@ -30,7 +30,7 @@ std::vector<float> bf16_values(std::size_t n, std::mt19937& rng, float stddev) {
   return v;
 }
 
-// The token's logits as moe/gemma4_gate.cpp computes them, in double.
+// The token's logits as ops/cpu/moe_gate.cpp computes them, in double.
 std::vector<double> gate_logits(const GateInputs& in, const float* x) {
   const auto H = static_cast<std::size_t>(in.hidden);
   double ss = 0;
@@ -132,12 +132,12 @@ std::vector<OpCase> moe_cases() {
                [](const Backend& b) { return gate_outputs(b.moe->gate(gate_inputs(), false), false); }});
   c.push_back({"moe/gate_backward", "", frobenius(1e-2, kRouter),
                [](const Backend& b) { return gate_outputs(b.moe->gate(gate_inputs(), true), true); }});
-  c.push_back(
-      {"moe/token_permutation", "", exact("integer bookkeeping and copied weights"), [](const Backend& b) {
-         const PermutationResult r = b.moe->permute(permutation_inputs());
-         return Outputs{integral_output("offsets", r.offsets), integral_output("row_token", r.row_token),
-                        vector_output("row_weight", r.row_weight), integral_output("slot_row", r.slot_row)};
-       }});
+  c.push_back({"moe/permute", "", exact("integer bookkeeping and copied weights"), [](const Backend& b) {
+                 const PermutationResult r = b.moe->permute(permutation_inputs());
+                 return Outputs{
+                     integral_output("offsets", r.offsets), integral_output("row_token", r.row_token),
+                     vector_output("row_weight", r.row_weight), integral_output("slot_row", r.slot_row)};
+               }});
   c.push_back({"moe/experts_forward", "", frobenius(1e-2, kBf16), [](const Backend& b) {
                  return Outputs{vector_output("y", b.moe->experts(experts_inputs(), false).y)};
                }});

@@ -2,9 +2,9 @@
 // in float, the reference every other backend is held to.
 #include <cstddef>
 
-#include "moe/gemma4_gate.h"
-#include "moe/grouped_experts.h"
-#include "moe/token_permutation.h"
+#include "ops/cpu/moe_experts.h"
+#include "ops/cpu/moe_gate.h"
+#include "ops/cpu/moe_permute.h"
 #include "parity/moe_backend.h"
 
 namespace g4::parity {
@@ -22,21 +22,20 @@ class CpuMoeBackend final : public MoeBackend {
     r.weights.resize(size(in.tokens * in.top_k));
     r.indices.resize(size(in.tokens * in.top_k));
     Gemma4GateContext<float> ctx;
-    gemma4_gate_forward<float>(cfg, in.x.data(), in.proj.data(), in.scale.data(), in.tokens, r.weights.data(),
-                               r.indices.data(), &ctx);
+    moe_gate_forward<float>(cfg, in.x.data(), in.proj.data(), in.scale.data(), in.tokens, r.weights.data(),
+                            r.indices.data(), &ctx);
     if (!with_backward) return r;
     r.dx.resize(size(in.tokens * in.hidden));
     r.d_proj.assign(size(in.experts * in.hidden), 0.0f);
     r.d_scale.assign(size(in.hidden), 0.0f);
-    gemma4_gate_backward<float>(cfg, in.proj.data(), in.scale.data(), ctx, in.d_weights.data(), r.dx.data(),
-                                r.d_scale.data(), r.d_proj.data());
+    moe_gate_backward<float>(cfg, in.proj.data(), in.scale.data(), ctx, in.d_weights.data(), r.dx.data(),
+                             r.d_scale.data(), r.d_proj.data());
     return r;
   }
 
   PermutationResult permute(const PermutationInputs& in) override {
     TokenPermutation perm;
-    permute_tokens_for_grouped_mm(in.indices.data(), in.mask.data(), in.tokens, in.top_k, in.experts, 0,
-                                  &perm);
+    moe_permute(in.indices.data(), in.mask.data(), in.tokens, in.top_k, in.experts, 0, &perm);
     PermutationResult r;
     r.offsets.push_back(0);
     for (const std::int32_t end : perm.end_offsets) r.offsets.push_back(end);
@@ -60,15 +59,15 @@ class CpuMoeBackend final : public MoeBackend {
     ExpertsResult r;
     r.y.resize(size(in.tokens * in.hidden));
     ExpertsContext<float> ctx;
-    grouped_experts_forward<float>(cfg, in.x.data(), in.mask.data(), in.weights.data(), in.indices.data(),
-                                   in.tokens, in.top_k, in.gate_up.data(), in.down.data(), r.y.data(), &ctx);
+    moe_experts_forward<float>(cfg, in.x.data(), in.mask.data(), in.weights.data(), in.indices.data(),
+                               in.tokens, in.top_k, in.gate_up.data(), in.down.data(), r.y.data(), &ctx);
     if (!with_backward) return r;
     r.dx.resize(size(in.tokens * in.hidden));
     r.d_weights.resize(size(in.tokens * in.top_k));
     r.d_gate_up.assign(in.gate_up.size(), 0.0f);
     r.d_down.assign(in.down.size(), 0.0f);
-    grouped_experts_backward<float>(cfg, in.x.data(), in.gate_up.data(), in.down.data(), ctx, in.dy.data(),
-                                    r.dx.data(), r.d_weights.data(), r.d_gate_up.data(), r.d_down.data());
+    moe_experts_backward<float>(cfg, in.x.data(), in.gate_up.data(), in.down.data(), ctx, in.dy.data(),
+                                r.dx.data(), r.d_weights.data(), r.d_gate_up.data(), r.d_down.data());
     return r;
   }
 };

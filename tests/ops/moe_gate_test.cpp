@@ -1,5 +1,5 @@
 // Gemma4Gate (the note's §2): forward properties, exact constants, and backward against finite differences.
-#include "moe/gemma4_gate.h"
+#include "ops/cpu/moe_gate.h"
 
 #include <gtest/gtest.h>
 
@@ -34,7 +34,7 @@ TEST(Gemma4Gate, WeightsAreFp32SumToOneAreSortedAndIndicesAreDistinctAndInRange)
   std::vector<float> w(T * 3);
   std::vector<std::int64_t> idx(T * 3);
   static_assert(std::is_same_v<decltype(w)::value_type, float>);
-  gemma4_gate_forward<float>(cfg, x.data(), proj.data(), scale.data(), T, w.data(), idx.data(), nullptr);
+  moe_gate_forward<float>(cfg, x.data(), proj.data(), scale.data(), T, w.data(), idx.data(), nullptr);
   for (std::int64_t t = 0; t < T; ++t) {
     float sum = 0;
     for (int k = 0; k < 3; ++k) {
@@ -85,8 +85,8 @@ TEST(Gemma4Gate, MatchesAStepByStepReference) {
   const auto scale = random_vector<double>(H, 6, 0.5, 1.5);
   std::vector<double> w(T * K), wr(T * K);
   std::vector<std::int64_t> idx(T * K), idxr(T * K);
-  gemma4_gate_forward<double>({H, E, K, 1e-6}, x.data(), proj.data(), scale.data(), T, w.data(), idx.data(),
-                              nullptr);
+  moe_gate_forward<double>({H, E, K, 1e-6}, x.data(), proj.data(), scale.data(), T, w.data(), idx.data(),
+                           nullptr);
   reference_gate(x, proj, scale, T, H, E, K, &wr, &idxr);
   EXPECT_EQ(idx, idxr);
   EXPECT_LE(tolerance_ratio(w, wr, 1e-14, 1e-12), 1.0);
@@ -99,11 +99,11 @@ TEST(Gemma4Gate, IsInvariantToTheScaleOfItsInputBecauseItNormsFirst) {
   const std::vector<double> scale(H, 1.0);
   std::vector<double> w1(T * K), w2(T * K);
   std::vector<std::int64_t> i1(T * K), i2(T * K);
-  gemma4_gate_forward<double>({H, E, K, 0.0}, x.data(), proj.data(), scale.data(), T, w1.data(), i1.data(),
-                              nullptr);
+  moe_gate_forward<double>({H, E, K, 0.0}, x.data(), proj.data(), scale.data(), T, w1.data(), i1.data(),
+                           nullptr);
   for (double& v : x) v *= 37.0;
-  gemma4_gate_forward<double>({H, E, K, 0.0}, x.data(), proj.data(), scale.data(), T, w2.data(), i2.data(),
-                              nullptr);
+  moe_gate_forward<double>({H, E, K, 0.0}, x.data(), proj.data(), scale.data(), T, w2.data(), i2.data(),
+                           nullptr);
   EXPECT_EQ(i1, i2);
   EXPECT_LE(tolerance_ratio(w1, w2, 1e-15, 1e-12), 1.0);
 }
@@ -118,12 +118,12 @@ TEST(Gemma4Gate, BackwardMatchesFiniteDifferencesForInputScaleAndProjection) {
   std::vector<double> w(T * K);
   std::vector<std::int64_t> idx(T * K), idx0(T * K);
   Gemma4GateContext<double> ctx;
-  gemma4_gate_forward<double>(cfg, x.data(), proj.data(), scale.data(), T, w.data(), idx0.data(), &ctx);
+  moe_gate_forward<double>(cfg, x.data(), proj.data(), scale.data(), T, w.data(), idx0.data(), &ctx);
   std::vector<double> dx(T * H), dscale(H, 0.0), dproj(E * H, 0.0);
-  gemma4_gate_backward<double>(cfg, proj.data(), scale.data(), ctx, g.data(), dx.data(), dscale.data(),
-                               dproj.data());
+  moe_gate_backward<double>(cfg, proj.data(), scale.data(), ctx, g.data(), dx.data(), dscale.data(),
+                            dproj.data());
   auto loss = [&] {
-    gemma4_gate_forward<double>(cfg, x.data(), proj.data(), scale.data(), T, w.data(), idx.data(), nullptr);
+    moe_gate_forward<double>(cfg, x.data(), proj.data(), scale.data(), T, w.data(), idx.data(), nullptr);
     EXPECT_EQ(idx, idx0) << "a perturbation flipped the top-k choice; pick another seed";
     return test::dot(w, g);
   };
@@ -142,12 +142,10 @@ TEST(Gemma4Gate, ParameterGradientsAccumulate) {
   std::vector<float> w(T * K), dx(T * H), ds1(H, 0.f), dp1(E * H, 0.f);
   std::vector<std::int64_t> idx(T * K);
   Gemma4GateContext<float> ctx;
-  gemma4_gate_forward<float>(cfg, x.data(), proj.data(), scale.data(), T, w.data(), idx.data(), &ctx);
-  gemma4_gate_backward<float>(cfg, proj.data(), scale.data(), ctx, g.data(), dx.data(), ds1.data(),
-                              dp1.data());
+  moe_gate_forward<float>(cfg, x.data(), proj.data(), scale.data(), T, w.data(), idx.data(), &ctx);
+  moe_gate_backward<float>(cfg, proj.data(), scale.data(), ctx, g.data(), dx.data(), ds1.data(), dp1.data());
   std::vector<float> ds2 = ds1, dp2 = dp1;
-  gemma4_gate_backward<float>(cfg, proj.data(), scale.data(), ctx, g.data(), dx.data(), ds2.data(),
-                              dp2.data());
+  moe_gate_backward<float>(cfg, proj.data(), scale.data(), ctx, g.data(), dx.data(), ds2.data(), dp2.data());
   for (std::int64_t j = 0; j < H; ++j) EXPECT_FLOAT_EQ(ds2[j], 2 * ds1[j]);
   for (std::int64_t j = 0; j < E * H; ++j) EXPECT_FLOAT_EQ(dp2[j], 2 * dp1[j]);
 }

@@ -1,8 +1,8 @@
-// grouped_experts.h: the routed experts of a MoE layer (NeMo GroupedExperts, the note's §4), forward and
-// backward on the CPU, with two interchangeable backends:
+// moe_experts.h (CPU twin of ops/cuda/moe_experts.h): the routed experts of a MoE layer (NeMo GroupedExperts,
+// the note's §4), forward and backward on the CPU, with two interchangeable backends:
 // - loop:    per local expert, find its (token, slot) pairs, gather, GEMM, activation, GEMM, scatter-add
 //            (the readable reference; allocates per expert);
-// - grouped: one stable expert-major permutation (token_permutation.h), then one GEMM per contiguous expert
+// - grouped: one stable expert-major permutation (moe_permute.h), then one GEMM per contiguous expert
 //            segment into buffers held by the context (no per-expert allocation; buffers are reused across
 //            calls once large enough).
 //
@@ -24,7 +24,7 @@
 
 #include "core/uninit_vector.h"
 
-#include "moe/token_permutation.h"
+#include "ops/cpu/moe_permute.h"
 
 namespace g4 {
 
@@ -55,14 +55,13 @@ struct ExpertsContext {
 };
 
 template <class T>
-void grouped_experts_forward(const ExpertsConfig& cfg, const T* x, const std::uint8_t* token_mask,
-                             const T* weights, const std::int64_t* indices, std::int64_t tokens,
-                             std::int64_t top_k, const T* gate_and_up, const T* down, T* y,
-                             ExpertsContext<T>* ctx);
+void moe_experts_forward(const ExpertsConfig& cfg, const T* x, const std::uint8_t* token_mask,
+                         const T* weights, const std::int64_t* indices, std::int64_t tokens,
+                         std::int64_t top_k, const T* gate_and_up, const T* down, T* y,
+                         ExpertsContext<T>* ctx);
 
 template <class T>
-void grouped_experts_backward(const ExpertsConfig& cfg, const T* x, const T* gate_and_up, const T* down,
-                              ExpertsContext<T>& ctx, const T* dy, T* dx, T* dweights, T* dgate_and_up,
-                              T* ddown);
+void moe_experts_backward(const ExpertsConfig& cfg, const T* x, const T* gate_and_up, const T* down,
+                          ExpertsContext<T>& ctx, const T* dy, T* dx, T* dweights, T* dgate_and_up, T* ddown);
 
 }  // namespace g4

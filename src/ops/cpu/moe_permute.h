@@ -1,5 +1,5 @@
-// token_permutation.h: the grouping of (token, slot) routing assignments by local expert that the grouped
-// GEMM needs (NeMo `_permute_tokens_for_grouped_mm`, the note's §4.3).
+// moe_permute.h (CPU twin of ops/cuda/moe_permute.h): the grouping of (token, slot) routing assignments by
+// local expert that the grouped GEMM needs (NeMo `_permute_tokens_for_grouped_mm`, the note's §4.3).
 //
 // Input: indices [T, K] of global expert ids (slot s = t·K + k), an optional token mask (0 = padding).
 // Invariants of the result:
@@ -30,9 +30,8 @@ struct TokenPermutation {
 
 // token_mask may be nullptr (every token valid). Reuses `out`'s buffers (no allocation once they are large
 // enough). Throws g4::Error if the row count does not fit int32.
-void permute_tokens_for_grouped_mm(const std::int64_t* indices, const std::uint8_t* token_mask,
-                                   std::int64_t tokens, std::int64_t top_k, std::int64_t n_local,
-                                   std::int64_t start, TokenPermutation* out);
+void moe_permute(const std::int64_t* indices, const std::uint8_t* token_mask, std::int64_t tokens,
+                 std::int64_t top_k, std::int64_t n_local, std::int64_t start, TokenPermutation* out);
 
 // sorted[r] = weights[sorted_slot_ids[r]]   (weights [T, K])
 template <class T>

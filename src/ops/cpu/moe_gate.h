@@ -1,4 +1,5 @@
-// gemma4_gate.h: Gemma 4's MoE router (NeMo Gemma4Gate, the note's §2), forward and backward on the CPU.
+// moe_gate.h (CPU twin of ops/cuda/moe_gate.h): Gemma 4's MoE router (NeMo Gemma4Gate, the note's §2),
+// forward and backward on the CPU.
 //
 // Forward, x [T, H] (the raw residual after attention, not the experts' normed input):
 //   n = x · (mean(x²) + eps)^-0.5            RMS norm without a learned scale
@@ -43,12 +44,12 @@ T gemma4_router_root_size(std::int64_t hidden);
 
 // weights [T, K], indices [T, K]; ctx may be nullptr for inference.
 template <class T>
-void gemma4_gate_forward(const Gemma4GateConfig& cfg, const T* x, const T* proj, const T* scale,
-                         std::int64_t tokens, T* weights, std::int64_t* indices, Gemma4GateContext<T>* ctx);
+void moe_gate_forward(const Gemma4GateConfig& cfg, const T* x, const T* proj, const T* scale,
+                      std::int64_t tokens, T* weights, std::int64_t* indices, Gemma4GateContext<T>* ctx);
 
 template <class T>
-void gemma4_gate_backward(const Gemma4GateConfig& cfg, const T* proj, const T* scale,
-                          const Gemma4GateContext<T>& ctx, const T* dweights, T* dx, T* dscale, T* dproj);
+void moe_gate_backward(const Gemma4GateConfig& cfg, const T* proj, const T* scale,
+                       const Gemma4GateContext<T>& ctx, const T* dweights, T* dx, T* dscale, T* dproj);
 
 // HF's last router step: weights[t, k] *= per_expert_scale[indices[t, k]].
 template <class T>

@@ -1,4 +1,4 @@
-#include "moe/grouped_experts.h"
+#include "ops/cpu/moe_experts.h"
 
 #include <algorithm>
 #include <cstring>
@@ -61,7 +61,7 @@ void combine_rows_by_token(const T* src, const TokenPermutation& perm, std::int6
 }
 
 // The loop backend discovers each expert's slots by scanning the routing table itself, then records them in
-// the same expert-major order as token_permutation.h.
+// the same expert-major order as moe_permute.h.
 void loop_assignments(const ExpertsConfig& cfg, const std::uint8_t* token_mask, const std::int64_t* indices,
                       std::int64_t tokens, std::int64_t top_k, TokenPermutation* perm) {
   perm->tokens = tokens;
@@ -129,14 +129,14 @@ void forward_grouped(const ExpertsConfig& cfg, const T* x, const T* gate_and_up,
 }  // namespace
 
 template <class T>
-void grouped_experts_forward(const ExpertsConfig& cfg, const T* x, const std::uint8_t* token_mask,
-                             const T* weights, const std::int64_t* indices, std::int64_t tokens,
-                             std::int64_t top_k, const T* gate_and_up, const T* down, T* y,
-                             ExpertsContext<T>* ctx) {
+void moe_experts_forward(const ExpertsConfig& cfg, const T* x, const std::uint8_t* token_mask,
+                         const T* weights, const std::int64_t* indices, std::int64_t tokens,
+                         std::int64_t top_k, const T* gate_and_up, const T* down, T* y,
+                         ExpertsContext<T>* ctx) {
   check_config(cfg);
   const std::int64_t H = cfg.hidden, I = cfg.inter, W = 2 * I;
   if (cfg.backend == ExpertsBackend::grouped)
-    permute_tokens_for_grouped_mm(indices, token_mask, tokens, top_k, cfg.n_local, cfg.start, &ctx->perm);
+    moe_permute(indices, token_mask, tokens, top_k, cfg.n_local, cfg.start, &ctx->perm);
   else
     loop_assignments(cfg, token_mask, indices, tokens, top_k, &ctx->perm);
   const std::int64_t M = ctx->perm.rows();
@@ -154,9 +154,9 @@ void grouped_experts_forward(const ExpertsConfig& cfg, const T* x, const std::ui
 }
 
 template <class T>
-void grouped_experts_backward(const ExpertsConfig& cfg, const T* x, const T* gate_and_up, const T* down,
-                              ExpertsContext<T>& ctx, const T* dy, T* dx, T* dweights, T* dgate_and_up,
-                              T* ddown) {
+void moe_experts_backward(const ExpertsConfig& cfg, const T* x, const T* gate_and_up, const T* down,
+                          ExpertsContext<T>& ctx, const T* dy, T* dx, T* dweights, T* dgate_and_up,
+                          T* ddown) {
   check_config(cfg);
   const std::int64_t H = cfg.hidden, I = cfg.inter, W = 2 * I;
   const TokenPermutation& perm = ctx.perm;
@@ -208,12 +208,12 @@ void grouped_experts_backward(const ExpertsConfig& cfg, const T* x, const T* gat
   }
 }
 
-#define G4_INSTANTIATE(T)                                                                                 \
-  template void grouped_experts_forward<T>(const ExpertsConfig&, const T*, const std::uint8_t*, const T*, \
-                                           const std::int64_t*, std::int64_t, std::int64_t, const T*,     \
-                                           const T*, T*, ExpertsContext<T>*);                             \
-  template void grouped_experts_backward<T>(const ExpertsConfig&, const T*, const T*, const T*,           \
-                                            ExpertsContext<T>&, const T*, T*, T*, T*, T*);
+#define G4_INSTANTIATE(T)                                                                                   \
+  template void moe_experts_forward<T>(const ExpertsConfig&, const T*, const std::uint8_t*, const T*,       \
+                                       const std::int64_t*, std::int64_t, std::int64_t, const T*, const T*, \
+                                       T*, ExpertsContext<T>*);                                             \
+  template void moe_experts_backward<T>(const ExpertsConfig&, const T*, const T*, const T*,                 \
+                                        ExpertsContext<T>&, const T*, T*, T*, T*, T*);
 G4_INSTANTIATE(float)
 G4_INSTANTIATE(double)
 #undef G4_INSTANTIATE

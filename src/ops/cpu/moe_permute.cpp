@@ -1,4 +1,4 @@
-#include "moe/token_permutation.h"
+#include "ops/cpu/moe_permute.h"
 
 #include <limits>
 
@@ -6,9 +6,8 @@
 
 namespace g4 {
 
-void permute_tokens_for_grouped_mm(const std::int64_t* indices, const std::uint8_t* token_mask,
-                                   std::int64_t tokens, std::int64_t top_k, std::int64_t n_local,
-                                   std::int64_t start, TokenPermutation* out) {
+void moe_permute(const std::int64_t* indices, const std::uint8_t* token_mask, std::int64_t tokens,
+                 std::int64_t top_k, std::int64_t n_local, std::int64_t start, TokenPermutation* out) {
   check(tokens >= 0 && top_k >= 0 && n_local >= 0 && start >= 0, "token permutation: negative size");
   out->tokens = tokens;
   out->top_k = top_k;

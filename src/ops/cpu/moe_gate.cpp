@@ -1,4 +1,4 @@
-#include "moe/gemma4_gate.h"
+#include "ops/cpu/moe_gate.h"
 
 #include <algorithm>
 #include <cmath>
@@ -47,8 +47,8 @@ void topk_descending(const T* row, std::int64_t n, std::int64_t k, std::int64_t*
 }
 
 template <class T>
-void gemma4_gate_forward(const Gemma4GateConfig& cfg, const T* x, const T* proj, const T* scale,
-                         std::int64_t tokens, T* weights, std::int64_t* indices, Gemma4GateContext<T>* ctx) {
+void moe_gate_forward(const Gemma4GateConfig& cfg, const T* x, const T* proj, const T* scale,
+                      std::int64_t tokens, T* weights, std::int64_t* indices, Gemma4GateContext<T>* ctx) {
   check_config(cfg);
   const std::int64_t H = cfg.hidden, E = cfg.num_experts, K = cfg.top_k;
   const T root = gemma4_router_root_size<T>(H);
@@ -100,8 +100,8 @@ void gemma4_gate_forward(const Gemma4GateConfig& cfg, const T* x, const T* proj,
 }
 
 template <class T>
-void gemma4_gate_backward(const Gemma4GateConfig& cfg, const T* proj, const T* scale,
-                          const Gemma4GateContext<T>& ctx, const T* dweights, T* dx, T* dscale, T* dproj) {
+void moe_gate_backward(const Gemma4GateConfig& cfg, const T* proj, const T* scale,
+                       const Gemma4GateContext<T>& ctx, const T* dweights, T* dx, T* dscale, T* dproj) {
   check_config(cfg);
   const std::int64_t H = cfg.hidden, E = cfg.num_experts, K = cfg.top_k, tokens = ctx.tokens;
   const T root = gemma4_router_root_size<T>(H);
@@ -152,13 +152,13 @@ void apply_per_expert_scale(const T* per_expert_scale, const std::int64_t* indic
     if (indices[s] >= 0) weights[s] *= per_expert_scale[indices[s]];
 }
 
-#define G4_INSTANTIATE(T)                                                                                   \
-  template T gemma4_router_root_size<T>(std::int64_t);                                                      \
-  template void topk_descending<T>(const T*, std::int64_t, std::int64_t, std::int64_t*);                    \
-  template void gemma4_gate_forward<T>(const Gemma4GateConfig&, const T*, const T*, const T*, std::int64_t, \
-                                       T*, std::int64_t*, Gemma4GateContext<T>*);                           \
-  template void gemma4_gate_backward<T>(const Gemma4GateConfig&, const T*, const T*,                        \
-                                        const Gemma4GateContext<T>&, const T*, T*, T*, T*);                 \
+#define G4_INSTANTIATE(T)                                                                                    \
+  template T gemma4_router_root_size<T>(std::int64_t);                                                       \
+  template void topk_descending<T>(const T*, std::int64_t, std::int64_t, std::int64_t*);                     \
+  template void moe_gate_forward<T>(const Gemma4GateConfig&, const T*, const T*, const T*, std::int64_t, T*, \
+                                    std::int64_t*, Gemma4GateContext<T>*);                                   \
+  template void moe_gate_backward<T>(const Gemma4GateConfig&, const T*, const T*,                            \
+                                     const Gemma4GateContext<T>&, const T*, T*, T*, T*);                     \
   template void apply_per_expert_scale<T>(const T*, const std::int64_t*, std::int64_t, std::int64_t, T*);
 G4_INSTANTIATE(float)
 G4_INSTANTIATE(double)

@@ -1,6 +1,6 @@
 // GroupedExperts (the note's §4): loop ≡ grouped, a naive reference, backward against finite differences,
 // masking, empty experts, and expert-parallel ranges.
-#include "moe/grouped_experts.h"
+#include "ops/cpu/moe_experts.h"
 
 #include <gtest/gtest.h>
 
@@ -86,8 +86,8 @@ template <class T>
 std::vector<T> forward(const Problem<T>& p, const ExpertsConfig& c, ExpertsContext<T>* ctx) {
   std::vector<T> y(p.T_ * p.H);
   const std::int64_t off_gu = c.start * p.H * 2 * p.I, off_d = c.start * p.I * p.H;
-  grouped_experts_forward<T>(c, p.x.data(), p.mask.data(), p.weights.data(), p.indices.data(), p.T_, p.K,
-                             p.gate_and_up.data() + off_gu, p.down.data() + off_d, y.data(), ctx);
+  moe_experts_forward<T>(c, p.x.data(), p.mask.data(), p.weights.data(), p.indices.data(), p.T_, p.K,
+                         p.gate_and_up.data() + off_gu, p.down.data() + off_d, y.data(), ctx);
   return y;
 }
 
@@ -100,9 +100,9 @@ Grads backward(const Problem<T>& p, const ExpertsConfig& c, ExpertsContext<T>& c
                const std::vector<T>& dy) {
   std::vector<T> dx(p.T_ * p.H), dw(p.T_ * p.K), dgu(c.n_local * p.H * 2 * p.I, T(0)),
       dd(c.n_local * p.I * p.H, T(0));
-  grouped_experts_backward<T>(c, p.x.data(), p.gate_and_up.data() + c.start * p.H * 2 * p.I,
-                              p.down.data() + c.start * p.I * p.H, ctx, dy.data(), dx.data(), dw.data(),
-                              dgu.data(), dd.data());
+  moe_experts_backward<T>(c, p.x.data(), p.gate_and_up.data() + c.start * p.H * 2 * p.I,
+                          p.down.data() + c.start * p.I * p.H, ctx, dy.data(), dx.data(), dw.data(),
+                          dgu.data(), dd.data());
   return {{dx.begin(), dx.end()}, {dw.begin(), dw.end()}, {dgu.begin(), dgu.end()}, {dd.begin(), dd.end()}};
 }
 
@@ -255,11 +255,11 @@ TEST(GroupedExperts, ABatchOfZeroTokensIsValid) {
   for (ExpertsBackend b : {ExpertsBackend::loop, ExpertsBackend::grouped}) {
     const auto gu = random_vector<float>(3 * 4 * 4, 1), dn = random_vector<float>(3 * 2 * 4, 2);
     ExpertsContext<float> ctx;
-    grouped_experts_forward<float>(config(4, 2, 3, b), nullptr, nullptr, nullptr, nullptr, 0, 2, gu.data(),
-                                   dn.data(), nullptr, &ctx);
+    moe_experts_forward<float>(config(4, 2, 3, b), nullptr, nullptr, nullptr, nullptr, 0, 2, gu.data(),
+                               dn.data(), nullptr, &ctx);
     std::vector<float> dgu(gu.size(), 0.f), ddn(dn.size(), 0.f);
-    grouped_experts_backward<float>(config(4, 2, 3, b), nullptr, gu.data(), dn.data(), ctx, nullptr, nullptr,
-                                    nullptr, dgu.data(), ddn.data());
+    moe_experts_backward<float>(config(4, 2, 3, b), nullptr, gu.data(), dn.data(), ctx, nullptr, nullptr,
+                                nullptr, dgu.data(), ddn.data());
     EXPECT_EQ(ctx.perm.rows(), 0);
     for (float v : dgu) EXPECT_EQ(v, 0.0f);
   }
