@@ -1,7 +1,7 @@
 // caching_allocator.cpp: the GPU's caching allocator (core/cuda/caching_allocator.h) and tensors on the CUDA
 // device: data survives a round trip host -> GPU -> host bit for bit, new blocks are zero, a freed block is
 // handed out again for the same size class without another cudaMalloc, the statistics follow, and host access
-// to a device tensor is an error.
+// to a device tensor is an error. (The size classes, shared with the host cache, are tested in tests/core.)
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -40,15 +40,6 @@ TEST(CachingAllocator, RoundTripsReusesBlocksAndCountsBytes) {
   EXPECT_EQ(gpu.stats().peak_in_use, 512u + (2u << 20));
   gpu.release_cached();
   EXPECT_EQ(gpu.stats().cached, 0u);
-}
-
-TEST(CachingAllocator, SizeClassesBoundTheWaste) {
-  EXPECT_EQ(CachingAllocator::size_class(1), 512u);
-  EXPECT_EQ(CachingAllocator::size_class(512), 512u);
-  EXPECT_EQ(CachingAllocator::size_class(513), 1024u);
-  EXPECT_EQ(CachingAllocator::size_class((1u << 20) - 1), 1u << 20);
-  EXPECT_EQ(CachingAllocator::size_class(1u << 20), 2u << 20);
-  EXPECT_EQ(CachingAllocator::size_class((2u << 20) + 1), 4u << 20);
 }
 
 }  // namespace
