@@ -5,9 +5,10 @@
 //
 // Invariants: a block serves one tensor at a time; sizes are rounded up to a class (512 bytes below 1 MiB,
 // then 2 MiB multiples) and a request is served only by a block of its own class, so waste is bounded by the
-// rounding; allocate() zero-fills the bytes asked for; when the device refuses a block the cache is released and the request
-// retried once, then a g4::Error says how much was asked, in use and cached. The cache lives as long as any
-// block it handed out (the deleters hold it), and gives its free blocks back to the device when it dies.
+// rounding; allocate() zero-fills the bytes asked for; when the device refuses a block the cache is released
+// and the request retried once, then a g4::Error says how much was asked, in use and cached. The cache lives
+// as long as any block it handed out (the deleters hold it), and gives its free blocks back to the device
+// when it dies.
 #pragma once
 
 #include <cstdint>

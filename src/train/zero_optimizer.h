@@ -7,8 +7,8 @@
 // Per step: reduce_gradients sums each gradient over the group into its owner's block only
 // (reduce-scatter); clip_grad_norm and step work on the owned blocks (step keeps moments for them alone, 2 ×
 // 4 bytes per owned element), then all-gathers the updated blocks so that every rank again holds the whole
-// parameters. The element-wise update is AdamW's (ops::adamw_ on its slice), so with the same summed gradients the
-// parameters equal plain data parallelism's bit for bit.
+// parameters. The element-wise update is AdamW's (ops::adamw_ on its slice), so with the same summed
+// gradients the parameters equal plain data parallelism's bit for bit.
 //
 // Invariant: outside reduce_gradients..step, every rank of the DP group holds identical parameters; inside,
 // only the owned block of each gradient is meaningful (the rest is this rank's unsummed local gradient).
