@@ -1,6 +1,7 @@
 #include "core/allocator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -73,9 +74,19 @@ void zero_host_block(void* block, std::uint64_t bytes) {
   }
 }
 
+namespace {
+std::atomic<Allocator*> cuda_default{nullptr};
+}  // namespace
+
+void set_default_activation_allocator(Allocator& allocator) {
+  check(allocator.device() != Device::cpu, "the host's default activation allocator is host_allocator()");
+  cuda_default = &allocator;
+}
+
 Allocator& activation_allocator(Device device) {
   if (Allocator* installed = activation_slot(device)) return *installed;
   if (device == Device::cpu) return host_allocator();
+  if (Allocator* fallback = cuda_default.load()) return *fallback;
   fail("no activation allocator is installed for the ", device_name(device), " device");
 }
 

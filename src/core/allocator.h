@@ -33,9 +33,12 @@ class Allocator {
 Allocator& host_allocator();
 
 // The allocator op outputs (activations) on `device` come from on this thread: the one an ActivationScope
-// installed for that device, else the device's default (host_allocator() for the CPU; a g4::Error for a
-// device without an installed allocator).
+// installed for that device, else the device's default (host_allocator() for the CPU, the backend's own
+// for a GPU once set_default_activation_allocator ran; a g4::Error for a device without one).
 Allocator& activation_allocator(Device device);
+// Makes `allocator` the default activation allocator of a device other than the host's (the CUDA backend
+// installs its caching allocator when its kernels are installed, ops/cuda/kernels.h). Process-wide.
+void set_default_activation_allocator(Allocator& allocator);
 
 // Installs `allocator` as its device's activation allocator on this thread until the scope ends (scopes
 // nest; the previous one comes back). Training installs a caching allocator (core/caching_allocator.h) for

@@ -10,6 +10,7 @@
 #include "core/cuda/caching_allocator.h"
 #include "core/error.h"
 #include "cuda_test_util.h"
+#include "ops/cuda/kernels.h"
 #include "parity/op_cases.h"
 #include "parity_moe_cuda.h"
 
@@ -48,6 +49,7 @@ class ParityTable : public testing::Environment {
 [[maybe_unused]] testing::Environment* const kTable = testing::AddGlobalTestEnvironment(new ParityTable);
 
 const parity::Backend& cuda_backend() {
+  install_cuda_kernels();     // the ops.h ops' CUDA versions (ops/cuda/kernels.h)
   static CudaMoeBackend moe;  // built on first use: only on a machine with a device
   static const parity::Backend backend{"cuda", &cuda_allocator(), &moe};
   return backend;

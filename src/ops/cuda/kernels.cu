@@ -1,0 +1,377 @@
+#include "ops/cuda/kernels.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <numeric>
+#include <vector>
+
+#include "core/cuda/caching_allocator.h"
+#include "core/cuda/cuda_check.h"
+#include "core/error.h"
+#include "ops/kernels.h"
+
+namespace g4::cuda {
+
+namespace {
+
+using i64 = std::int64_t;
+constexpr int kThreads = 256;
+
+int blocks_for(i64 n) {
+  return static_cast<int>(std::min<i64>((n + kThreads - 1) / kThreads, 65535 * 8));
+}
+
+// A device copy of a host array, from the caching allocator (freed when the returned pointer dies).
+template <class T>
+std::shared_ptr<std::byte[]> upload(const T* host, i64 count) {
+  const std::uint64_t bytes = static_cast<std::uint64_t>(std::max<i64>(count, 1)) * sizeof(T);
+  std::shared_ptr<std::byte[]> d = cuda_allocator().allocate(bytes);
+  if (count > 0) G4_CUDA_CHECK(cudaMemcpy(d.get(), host, count * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+cublasHandle_t cublas() {
+  static cublasHandle_t handle = [] {
+    cublasHandle_t h = nullptr;
+    G4_CUBLAS_CHECK(cublasCreate(&h));
+    G4_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH));  // fp32 as written: no TF32
+    return h;
+  }();
+  return handle;
+}
+
+// ---- elementwise
+
+__global__ void add_kernel(float* x, const float* y, i64 n) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
+    x[i] += y[i];
+}
+__global__ void scale_kernel(const float* x, float f, float* y, i64 n) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
+    y[i] = x[i] * f;
+}
+
+__device__ float gelu_tanh(float x) {
+  const float inner = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(inner));
+}
+__device__ float gelu_tanh_grad(float v) {
+  const double x = v;
+  const double inner = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+  const double t = tanh(inner);
+  const double dinner = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
+  return static_cast<float>(0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner);
+}
+__global__ void geglu_kernel(const float* gate, const float* up, float* out, i64 n) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
+    out[i] = gelu_tanh(gate[i]) * up[i];
+}
+__global__ void geglu_backward_kernel(const float* gate, const float* up, const float* dout, float* dgate,
+                                      float* dup, i64 n) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x) {
+    dgate[i] = dout[i] * up[i] * gelu_tanh_grad(gate[i]);
+    dup[i] = dout[i] * gelu_tanh(gate[i]);
+  }
+}
+
+__global__ void softcap_kernel(float* x, i64 n, float cap) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
+    x[i] = static_cast<float>(tanh(static_cast<double>(x[i]) / cap) * cap);
+}
+__global__ void softcap_backward_kernel(const float* capped, float* grad, i64 n, float cap) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x) {
+    const double t = static_cast<double>(capped[i]) / cap;
+    grad[i] = static_cast<float>(grad[i] * (1.0 - t * t));
+  }
+}
+
+// x [A, M, B]: slice index of the middle axis.
+__global__ void middle_slice_kernel(const float* x, i64 A, i64 M, i64 B, i64 index, float* out, bool add) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < A * B; i += i64{gridDim.x} * blockDim.x) {
+    const i64 a = i / B, b = i % B;
+    if (add)
+      const_cast<float*>(x)[(a * M + index) * B + b] += out[i];
+    else
+      out[i] = x[(a * M + index) * B + b];
+  }
+}
+
+// ---- embedding: rows gathered; the backward sums each distinct id's tokens in token order.
+
+__global__ void gather_rows_kernel(const float* table, const i64* ids, i64 count, i64 width, float scale,
+                                   float* out) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < count * width;
+       i += i64{gridDim.x} * blockDim.x)
+    out[i] = table[ids[i / width] * width + i % width] * scale;
+}
+
+// Block u handles distinct id ids_sorted[first[u]]; tokens[first[u] .. first[u+1]) are its tokens, ascending.
+__global__ void scatter_rows_kernel(const float* d, const i64* tokens, const i64* first, const i64* row_of,
+                                    i64 width, float scale, float* table) {
+  const i64 u = blockIdx.x;
+  float* row = table + row_of[u] * width;
+  for (i64 c = threadIdx.x; c < width; c += blockDim.x) {
+    float acc = row[c];
+    for (i64 j = first[u]; j < first[u + 1]; ++j) acc += d[tokens[j] * width + c] * scale;
+    row[c] = acc;
+  }
+}
+
+// ---- RMSNorm, one block per row, statistics in double (as ops/cpu/rms_norm.cpp).
+
+__device__ double block_sum(double v, double* shared) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  double total = 0;
+  if (threadIdx.x == 0) {
+    for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) total += shared[w];
+    shared[32] = total;
+  }
+  __syncthreads();
+  total = shared[32];
+  __syncthreads();
+  return total;
+}
+
+__global__ void rms_norm_kernel(const float* x, const float* w, float* y, i64 dim, float eps) {
+  __shared__ double shared[33];
+  const float* xr = x + blockIdx.x * dim;
+  float* yr = y + blockIdx.x * dim;
+  double s = 0;
+  for (i64 i = threadIdx.x; i < dim; i += blockDim.x) s += static_cast<double>(xr[i]) * xr[i];
+  const double inv = 1.0 / sqrt(block_sum(s, shared) / static_cast<double>(dim) + static_cast<double>(eps));
+  for (i64 i = threadIdx.x; i < dim; i += blockDim.x) {
+    const double v = xr[i] * inv;
+    yr[i] = static_cast<float>(w ? v * w[i] : v);
+  }
+}
+
+// dx per row; inv of each row kept for the weight gradient.
+__global__ void rms_norm_backward_kernel(const float* x, const float* w, const float* dy, float* dx,
+                                         double* inv_out, i64 dim, float eps) {
+  __shared__ double shared[33];
+  const i64 r = blockIdx.x;
+  const float *xr = x + r * dim, *dyr = dy + r * dim;
+  float* dxr = dx + r * dim;
+  double s = 0;
+  for (i64 i = threadIdx.x; i < dim; i += blockDim.x) s += static_cast<double>(xr[i]) * xr[i];
+  const double inv = 1.0 / sqrt(block_sum(s, shared) / static_cast<double>(dim) + static_cast<double>(eps));
+  double dot = 0;
+  for (i64 i = threadIdx.x; i < dim; i += blockDim.x) {
+    const double dn = w ? static_cast<double>(dyr[i]) * w[i] : dyr[i];
+    dot += dn * xr[i] * inv;
+  }
+  const double mean_dot = block_sum(dot, shared) / static_cast<double>(dim);
+  for (i64 i = threadIdx.x; i < dim; i += blockDim.x) {
+    const double dn = w ? static_cast<double>(dyr[i]) * w[i] : dyr[i];
+    dxr[i] = static_cast<float>(inv * (dn - xr[i] * inv * mean_dot));
+  }
+  if (threadIdx.x == 0) inv_out[r] = inv;
+}
+
+// dweight[i] += Σ_r dy[r,i] · x[r,i] · inv[r], rows in order (one thread per column).
+__global__ void rms_norm_weight_grad_kernel(const float* x, const float* dy, const double* inv, i64 rows,
+                                            i64 dim, float* dweight) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < dim; i += i64{gridDim.x} * blockDim.x) {
+    double acc = 0;
+    for (i64 r = 0; r < rows; ++r) acc += static_cast<double>(dy[r * dim + i]) * x[r * dim + i] * inv[r];
+    dweight[i] += static_cast<float>(acc);
+  }
+}
+
+// ---- optimizer
+
+__global__ void adamw_kernel(float* w, const float* g, float* m, float* v, i64 n, AdamWStepConstants k) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x) {
+    const double gi = g[i];
+    const double mi = k.b1 * m[i] + (1.0 - k.b1) * gi;
+    const double vi = k.b2 * v[i] + (1.0 - k.b2) * gi * gi;
+    m[i] = static_cast<float>(mi);
+    v[i] = static_cast<float>(vi);
+    const double wi = static_cast<double>(w[i]) * k.decay;
+    w[i] = static_cast<float>(wi - k.step_size * mi / (sqrt(vi) / k.bc2_sqrt + k.eps));
+  }
+}
+
+// Partial sums of squares per block (fixed grid), then one block adds them in order.
+__global__ void squares_kernel(const float* x, i64 n, double* partial) {
+  __shared__ double shared[33];
+  double s = 0;
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
+    s += static_cast<double>(x[i]) * x[i];
+  s = block_sum(s, shared);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// ---- host entry points (ops/kernels.h signatures)
+
+void add_inplace(float* x, const float* y, i64 n) {
+  if (n == 0) return;
+  add_kernel<<<blocks_for(n), kThreads>>>(x, y, n);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void scale_inplace(float* x, float f, i64 n) {
+  if (n == 0) return;
+  scale_kernel<<<blocks_for(n), kThreads>>>(x, f, x, n);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void scale_copy(const float* x, float f, float* y, i64 n) {
+  if (n == 0) return;
+  scale_kernel<<<blocks_for(n), kThreads>>>(x, f, y, n);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void copy(const float* x, float* y, i64 n) {
+  if (n > 0) G4_CUDA_CHECK(cudaMemcpyAsync(y, x, n * sizeof(float), cudaMemcpyDeviceToDevice, nullptr));
+}
+void gather_rows(const float* table, const i64* ids, i64 count, i64 width, float scale, float* out) {
+  if (count * width == 0) return;
+  const auto d_ids = upload(ids, count);
+  gather_rows_kernel<<<blocks_for(count * width), kThreads>>>(
+      table, reinterpret_cast<const i64*>(d_ids.get()), count, width, scale, out);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void scatter_add_rows(const float* d, const i64* ids, i64 count, i64 width, float scale, float* table) {
+  if (count * width == 0) return;
+  std::vector<i64> tokens(static_cast<std::size_t>(count));
+  std::iota(tokens.begin(), tokens.end(), i64{0});
+  std::stable_sort(tokens.begin(), tokens.end(), [&](i64 a, i64 b) { return ids[a] < ids[b]; });
+  std::vector<i64> first, row_of;
+  for (i64 j = 0; j < count; ++j)
+    if (j == 0 || ids[tokens[j]] != ids[tokens[j - 1]]) {
+      first.push_back(j);
+      row_of.push_back(ids[tokens[j]]);
+    }
+  first.push_back(count);
+  const auto d_tokens = upload(tokens.data(), count), d_first = upload(first.data(), first.size()),
+             d_rows = upload(row_of.data(), row_of.size());
+  scatter_rows_kernel<<<static_cast<unsigned>(row_of.size()), kThreads>>>(
+      d, reinterpret_cast<const i64*>(d_tokens.get()), reinterpret_cast<const i64*>(d_first.get()),
+      reinterpret_cast<const i64*>(d_rows.get()), width, scale, table);
+  G4_CUDA_CHECK_LAUNCH();
+}
+
+// Row-major GEMMs through column-major cuBLAS: a row-major [R, C] matrix is a column-major [C, R] one.
+void linear_forward(const float* x, const float* w, float* y, i64 M, i64 N, i64 K, bool accumulate) {
+  if (M * N == 0) return;
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  G4_CUBLAS_CHECK(cublasSgemm(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
+                              static_cast<int>(K), &one, w, static_cast<int>(K), x, static_cast<int>(K),
+                              &beta, y, static_cast<int>(N)));
+}
+void matmul_nn(const float* a, const float* b, float* c, i64 M, i64 N, i64 K, bool accumulate) {
+  if (M * N == 0) return;
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  G4_CUBLAS_CHECK(cublasSgemm(cublas(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
+                              static_cast<int>(K), &one, b, static_cast<int>(N), a, static_cast<int>(K),
+                              &beta, c, static_cast<int>(N)));
+}
+void matmul_tn(const float* a, const float* b, float* c, i64 M, i64 N, i64 K, bool accumulate) {
+  if (M * N == 0) return;
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  G4_CUBLAS_CHECK(cublasSgemm(cublas(), CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(N), static_cast<int>(M),
+                              static_cast<int>(K), &one, b, static_cast<int>(N), a, static_cast<int>(M),
+                              &beta, c, static_cast<int>(N)));
+}
+
+void rms_norm_forward(const float* x, const float* w, float* y, i64 rows, i64 dim, float eps) {
+  if (rows == 0) return;
+  rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads>>>(x, w, y, dim, eps);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void rms_norm_backward(const float* x, const float* w, const float* dy, float* dx, float* dweight, i64 rows,
+                       i64 dim, float eps) {
+  if (rows == 0) return;
+  const std::shared_ptr<std::byte[]> inv = cuda_allocator().allocate(rows * sizeof(double));
+  auto* inv_rows = reinterpret_cast<double*>(inv.get());
+  rms_norm_backward_kernel<<<static_cast<unsigned>(rows), kThreads>>>(x, w, dy, dx, inv_rows, dim, eps);
+  G4_CUDA_CHECK_LAUNCH();
+  if (w && dweight) {
+    rms_norm_weight_grad_kernel<<<blocks_for(dim), kThreads>>>(x, dy, inv_rows, rows, dim, dweight);
+    G4_CUDA_CHECK_LAUNCH();
+  }
+}
+
+void geglu_forward(const float* gate, const float* up, float* out, i64 n) {
+  if (n == 0) return;
+  geglu_kernel<<<blocks_for(n), kThreads>>>(gate, up, out, n);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void geglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup, i64 n) {
+  if (n == 0) return;
+  geglu_backward_kernel<<<blocks_for(n), kThreads>>>(gate, up, dout, dgate, dup, n);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void middle_slice_copy(const float* x, i64 A, i64 M, i64 B, i64 index, float* out) {
+  if (A * B == 0) return;
+  middle_slice_kernel<<<blocks_for(A * B), kThreads>>>(x, A, M, B, index, out, false);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void middle_slice_add(float* x, i64 A, i64 M, i64 B, i64 index, const float* d) {
+  if (A * B == 0) return;
+  middle_slice_kernel<<<blocks_for(A * B), kThreads>>>(x, A, M, B, index, const_cast<float*>(d), true);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void softcap_forward(float* x, i64 n, float cap) {
+  if (n == 0) return;
+  softcap_kernel<<<blocks_for(n), kThreads>>>(x, n, cap);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void softcap_backward(const float* capped, float* grad, i64 n, float cap) {
+  if (n == 0) return;
+  softcap_backward_kernel<<<blocks_for(n), kThreads>>>(capped, grad, n, cap);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void adamw_update(float* w, const float* g, float* m, float* v, i64 n, const AdamWStepConstants& k) {
+  if (n == 0) return;
+  adamw_kernel<<<blocks_for(n), kThreads>>>(w, g, m, v, n, k);
+  G4_CUDA_CHECK_LAUNCH();
+}
+double sum_of_squares(const float* x, i64 n) {
+  if (n == 0) return 0.0;
+  constexpr int kBlocks = 256;
+  const std::shared_ptr<std::byte[]> partial = cuda_allocator().allocate(kBlocks * sizeof(double));
+  squares_kernel<<<kBlocks, kThreads>>>(x, n, reinterpret_cast<double*>(partial.get()));
+  G4_CUDA_CHECK_LAUNCH();
+  std::vector<double> host(kBlocks);
+  G4_CUDA_CHECK(cudaMemcpy(host.data(), partial.get(), kBlocks * sizeof(double), cudaMemcpyDeviceToHost));
+  double total = 0;
+  for (double p : host) total += p;
+  return total;
+}
+
+}  // namespace
+
+void install_cuda_kernels() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Kernels& k = cuda_kernels();
+    k.add_inplace = add_inplace;
+    k.scale_inplace = scale_inplace;
+    k.scale_copy = scale_copy;
+    k.copy = copy;
+    k.gather_rows = gather_rows;
+    k.scatter_add_rows = scatter_add_rows;
+    k.linear_forward = linear_forward;
+    k.matmul_nn = matmul_nn;
+    k.matmul_tn = matmul_tn;
+    k.rms_norm_forward = rms_norm_forward;
+    k.rms_norm_backward = rms_norm_backward;
+    k.geglu_forward = geglu_forward;
+    k.geglu_backward = geglu_backward;
+    k.middle_slice_copy = middle_slice_copy;
+    k.middle_slice_add = middle_slice_add;
+    k.softcap_forward = softcap_forward;
+    k.softcap_backward = softcap_backward;
+    k.adamw_update = adamw_update;
+    k.sum_of_squares = sum_of_squares;
+    set_default_activation_allocator(cuda_allocator());
+  });
+}
+
+}  // namespace g4::cuda
