@@ -43,8 +43,8 @@ struct ExpertGrads {
 // GEMMs then read every operand in place, by TMA). automatic: materialised from gather_materialise_rows rows
 // (tokens * K) up, fused below. Measured on the H200 (docs/BENCHMARKS.md, "Gathers"): at 16384 tokens
 // materialising was faster in all four measurements (2-8%), at 4096 tokens 3-5% slower with the real gate's
-// routing. The default is still fused: automatic has not yet run on a GPU (its test,
-// MoeExperts.AutomaticGatherModeMatchesFusedAndMaterialised, is waiting for a device).
+// routing. The default is automatic (its test, MoeExperts.AutomaticGatherModeMatchesFusedAndMaterialised,
+// passed on an H100 on 2026-12-07).
 enum class GatherMode { automatic, fused, materialised };
 inline constexpr std::int64_t gather_materialise_rows = 65536;
 // Whether a layer of `rows` rows (tokens * K) fuses its gathers under `mode`.
@@ -84,7 +84,7 @@ class MoeExpertsCuda {
   ExpertShape shape_;
   DeviceArena arena_;
   std::int64_t tokens_ = 0;
-  GatherMode gather_mode_ = GatherMode::fused;
+  GatherMode gather_mode_ = GatherMode::automatic;
   bool fused_gather_ = true;          // the choice of the last forward (its backward follows it)
   const __nv_bfloat16* x_ = nullptr;  // the forward's X operand (x or x_perm_) and its row map
   const int* x_rows_ = nullptr;
