@@ -209,6 +209,78 @@ __global__ void squares_kernel(const float* x, i64 n, double* partial) {
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
+// ---- RoPE on x [T, heads, D] with the host table's cos/sin rows [T, D] (uploaded per call).
+
+__global__ void rope_kernel(float* x, const float* cos_t, const float* sin_t, i64 tokens, int heads, int D,
+                            bool backward) {
+  const int half = D / 2;
+  const i64 n = tokens * heads * half;
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x) {
+    const int j = static_cast<int>(i % half);
+    const i64 th = i / half, t = th / heads;
+    float* v = x + th * D;
+    const float* c = cos_t + t * D;
+    const float* s = sin_t + t * D;
+    const float a = v[j], b = v[j + half];
+    if (!backward) {
+      v[j] = a * c[j] - b * s[j];
+      v[j + half] = b * c[j + half] + a * s[j + half];
+    } else {  // the rotation's transpose
+      v[j] = a * c[j] + b * s[j + half];
+      v[j + half] = -a * s[j] + b * c[j + half];
+    }
+  }
+}
+
+// ---- causal-LM loss, one block per position (b, t) predicting labels[b, t + 1]; row statistics in double.
+
+constexpr i64 kIgnore = -100;
+
+__device__ double block_max(double v, double* shared) {
+  for (int o = 16; o > 0; o /= 2) v = fmax(v, __shfl_down_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double m = shared[0];
+    for (int w = 1; w < static_cast<int>(blockDim.x / 32); ++w) m = fmax(m, shared[w]);
+    shared[32] = m;
+  }
+  __syncthreads();
+  const double m = shared[32];
+  __syncthreads();
+  return m;
+}
+
+// loss[p] = logsumexp(row) - row[label] for counted positions, 0 (and not counted) otherwise. With dlogits,
+// writes the gradient row instead: (softmax - onehot) / normaliser, or zeros.
+__global__ void loss_kernel(const float* logits, const i64* labels, i64 S, i64 V, double* loss,
+                            float* dlogits, double normaliser) {
+  __shared__ double shared[33];
+  const i64 p = blockIdx.x, t = p % S;
+  const i64 label = t + 1 < S ? labels[p + 1] : kIgnore;
+  const float* row = logits + p * V;
+  if (label == kIgnore) {
+    if (dlogits)
+      for (i64 j = threadIdx.x; j < V; j += blockDim.x) dlogits[p * V + j] = 0.0f;
+    else if (threadIdx.x == 0)
+      loss[p] = 0.0;
+    return;
+  }
+  double m = -INFINITY;
+  for (i64 j = threadIdx.x; j < V; j += blockDim.x) m = fmax(m, static_cast<double>(row[j]));
+  m = block_max(m, shared);
+  double d = 0;
+  for (i64 j = threadIdx.x; j < V; j += blockDim.x) d += exp(row[j] - m);
+  d = block_sum(d, shared);
+  if (dlogits) {
+    for (i64 j = threadIdx.x; j < V; j += blockDim.x)
+      dlogits[p * V + j] = static_cast<float>((exp(row[j] - m) / d - (j == label ? 1.0 : 0.0)) / normaliser);
+  } else if (threadIdx.x == 0) {
+    loss[p] = log(d) + m - row[label];
+  }
+}
+
 // ---- host entry points (ops/kernels.h signatures)
 
 void add_inplace(float* x, const float* y, i64 n) {
@@ -297,6 +369,53 @@ void rms_norm_backward(const float* x, const float* w, const float* dy, float* d
   }
 }
 
+void rope_run(float* x, const RopeTable& table, i64 tokens, int heads, bool backward) {
+  const i64 n = tokens * heads * (table.head_dim / 2);
+  if (n == 0) return;
+  const auto c = upload(table.cos.data(), static_cast<i64>(table.cos.size()));
+  const auto sn = upload(table.sin.data(), static_cast<i64>(table.sin.size()));
+  rope_kernel<<<blocks_for(n), kThreads>>>(x, reinterpret_cast<const float*>(c.get()),
+                                           reinterpret_cast<const float*>(sn.get()), tokens, heads,
+                                           table.head_dim, backward);
+  G4_CUDA_CHECK_LAUNCH();
+}
+void rope_apply(float* x, const RopeTable& table, i64 tokens, int heads) {
+  rope_run(x, table, tokens, heads, false);
+}
+void rope_backward(float* dx, const RopeTable& table, i64 tokens, int heads) {
+  rope_run(dx, table, tokens, heads, true);
+}
+
+LossResult causal_lm_loss(const float* logits, const i64* labels, i64 B, i64 S, i64 V) {
+  LossResult r;
+  const i64 positions = B * S;
+  if (positions == 0) return r;
+  const auto d_labels = upload(labels, positions);
+  const std::shared_ptr<std::byte[]> loss = cuda_allocator().allocate(positions * sizeof(double));
+  loss_kernel<<<static_cast<unsigned>(positions), kThreads>>>(
+      logits, reinterpret_cast<const i64*>(d_labels.get()), S, V, reinterpret_cast<double*>(loss.get()),
+      nullptr, 1.0);
+  G4_CUDA_CHECK_LAUNCH();
+  std::vector<double> host(static_cast<std::size_t>(positions));
+  G4_CUDA_CHECK(cudaMemcpy(host.data(), loss.get(), positions * sizeof(double), cudaMemcpyDeviceToHost));
+  for (i64 p = 0; p < positions; ++p)
+    if (p % S + 1 < S && labels[p + 1] != kIgnore) {
+      r.loss_sum += host[p];
+      r.num_tokens += 1;
+    }
+  return r;
+}
+
+void causal_lm_loss_backward(const float* logits, const i64* labels, float* dlogits, i64 B, i64 S, i64 V,
+                             double normaliser) {
+  const i64 positions = B * S;
+  if (positions == 0) return;
+  const auto d_labels = upload(labels, positions);
+  loss_kernel<<<static_cast<unsigned>(positions), kThreads>>>(
+      logits, reinterpret_cast<const i64*>(d_labels.get()), S, V, nullptr, dlogits, normaliser);
+  G4_CUDA_CHECK_LAUNCH();
+}
+
 void geglu_forward(const float* gate, const float* up, float* out, i64 n) {
   if (n == 0) return;
   geglu_kernel<<<blocks_for(n), kThreads>>>(gate, up, out, n);
@@ -362,6 +481,10 @@ void install_cuda_kernels() {
     k.matmul_tn = matmul_tn;
     k.rms_norm_forward = rms_norm_forward;
     k.rms_norm_backward = rms_norm_backward;
+    k.rope_apply = rope_apply;
+    k.rope_backward = rope_backward;
+    k.causal_lm_loss = causal_lm_loss;
+    k.causal_lm_loss_backward = causal_lm_loss_backward;
     k.geglu_forward = geglu_forward;
     k.geglu_backward = geglu_backward;
     k.middle_slice_copy = middle_slice_copy;

@@ -2,16 +2,17 @@
 // accumulation rules as ops/cpu's), and their installation.
 //
 // install_cuda_kernels() fills cuda_kernels() with the ops that have a CUDA version so far and makes the
-// GPU's caching allocator (core/cuda) the default activation allocator for CUDA tensors; ops without a CUDA
-// version (RoPE, attention, the loss) keep empty entries and say so. Idempotent; call it once before running
-// ops on CUDA tensors (the CLI and the CUDA tests do).
+// GPU's caching allocator (core/cuda) the default activation allocator for CUDA tensors; attention, which
+// has no CUDA version yet (the flash kernels are to come), keeps empty entries and says so. Idempotent; call
+// it once before running ops on CUDA tensors (the CLI and the CUDA tests do).
 //
 // Invariants: every kernel is queued on the legacy default stream, so it is ordered with the blocking
-// cudaMemcpy of Tensor::to and with the caching allocator's zero-fill; host arrays (token ids) are uploaded
-// first. Arithmetic matches the CPU kernels': fp32 storage, and double wherever the CPU kernel reduces or
-// evaluates in double (RMSNorm statistics and its weight gradient, soft-cap, AdamW, sums of squares), in a
-// fixed order: results are run-to-run identical, with no atomics (the embedding gradient sums each row's
-// tokens in token order, as the CPU does). GEMMs are cuBLAS SGEMM in full fp32 (no TF32).
+// cudaMemcpy of Tensor::to and with the caching allocator's zero-fill; host arrays (token ids, labels, RoPE
+// tables) are uploaded first. Arithmetic matches the CPU kernels': fp32 storage, and double wherever the CPU
+// kernel reduces or evaluates in double (RMSNorm statistics and its weight gradient, soft-cap, the loss's row
+// statistics, AdamW, sums of squares), in a fixed order: results are run-to-run identical, with no atomics
+// (the embedding gradient sums each row's tokens in token order, as the CPU does). GEMMs are cuBLAS SGEMM in
+// full fp32 (no TF32).
 #pragma once
 
 namespace g4::cuda {
