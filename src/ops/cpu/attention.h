@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace g4 {
 
@@ -25,6 +26,18 @@ struct AttentionVisibility {
   const std::int64_t* segment = nullptr;   // [Sk]
   const std::uint8_t* key_mask = nullptr;  // [Sk]
 };
+
+// Per query row i, the first and last visible key (first = Sk, last = -1 when the row sees none). Every key
+// between them is visible except those key_mask hides: causality, the window and the segment each cut one
+// interval. Shared by the CPU and the CUDA attention.
+struct RowBounds {
+  std::vector<std::int64_t> first, last;
+  const std::uint8_t* key_mask = nullptr;
+  bool visible(std::int64_t i, std::int64_t j) const {
+    return j >= first[i] && j <= last[i] && (!key_mask || key_mask[j]);
+  }
+};
+RowBounds visible_row_bounds(const AttentionVisibility& visibility);
 
 void attention_forward(const float* q, const float* k, const float* v, const AttentionVisibility& visibility,
                        float* out, int num_q_heads, int num_kv_heads, int head_dim, float scaling = 1.0f);

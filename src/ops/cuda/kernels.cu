@@ -12,6 +12,7 @@
 #include "core/cuda/caching_allocator.h"
 #include "core/cuda/cuda_check.h"
 #include "core/error.h"
+#include "ops/cpu/attention.h"
 #include "ops/kernels.h"
 
 namespace g4::cuda {
@@ -281,6 +282,139 @@ __global__ void loss_kernel(const float* logits, const i64* labels, i64 S, i64 V
   }
 }
 
+// ---- attention over one packed row: q [Sq, Nq, D], k/v [Sk, Nkv, D], what each query sees given by its
+// first/last visible key (ops/cpu/attention.h's RowBounds) and the key mask. The plain reference version:
+// scores recomputed where needed, O(S) memory, no atomics; the flash kernels replace it for speed. Softmax as
+// the CPU's: fp32 scores, max over visible keys, exp(diff) flushed to 0 below -80, denominator in double,
+// p = exp · (float)(1 / denominator); a query that sees nothing gets a zero row.
+
+struct RowView {
+  const i64* first;
+  const i64* last;
+  const std::uint8_t* key_mask;
+  __device__ bool visible(i64 i, i64 j) const {
+    return j >= first[i] && j <= last[i] && (!key_mask || key_mask[j]);
+  }
+};
+
+// Scores of query row (i, head h) against key j: a block-wide dot product over D (threads stride D).
+__device__ float dot_block(const float* a, const float* b, int D, float* shared) {
+  float partial = 0;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) partial += a[d] * b[d];
+  for (int o = 16; o > 0; o /= 2) partial += __shfl_down_sync(0xffffffffu, partial, o);
+  if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = partial;
+  __syncthreads();
+  float total = 0;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) total += shared[w];
+  __syncthreads();
+  return total;
+}
+
+// One block per (query i, query head h): the row's max score m, 1/denominator inv (0 when it sees nothing).
+__device__ void row_stats(const float* qi, const float* k, RowView rows, i64 i, int g, int Nkv, int D,
+                          float* shared, float* m_out, float* inv_out) {
+  float m = -INFINITY;
+  for (i64 j = rows.first[i]; j <= rows.last[i]; ++j)
+    if (rows.visible(i, j)) m = fmaxf(m, dot_block(qi, k + (j * Nkv + g) * D, D, shared));
+  if (m == -INFINITY) {
+    *m_out = 0.0f;
+    *inv_out = 0.0f;
+    return;
+  }
+  double denom = 0;
+  for (i64 j = rows.first[i]; j <= rows.last[i]; ++j) {
+    if (!rows.visible(i, j)) continue;
+    const float diff = dot_block(qi, k + (j * Nkv + g) * D, D, shared) - m;
+    denom += diff > -80.0f ? expf(diff) : 0.0f;
+  }
+  *m_out = m;
+  *inv_out = static_cast<float>(1.0 / denom);
+}
+
+__device__ float prob(float score, float m, float inv) {
+  const float diff = score - m;
+  return inv != 0.0f && diff > -80.0f ? expf(diff) * inv : 0.0f;
+}
+
+__global__ void attention_forward_kernel(const float* q, const float* k, const float* v, RowView rows, int Nq,
+                                         int Nkv, int D, float* out) {
+  __shared__ float shared[32];
+  const i64 i = blockIdx.x;
+  const int h = blockIdx.y, g = h / (Nq / Nkv);
+  const float* qi = q + (i * Nq + h) * D;
+  float m, inv;
+  row_stats(qi, k, rows, i, g, Nkv, D, shared, &m, &inv);
+  float* o = out + (i * Nq + h) * D;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) o[d] = 0.0f;
+  if (inv == 0.0f) return;
+  for (i64 j = rows.first[i]; j <= rows.last[i]; ++j) {
+    if (!rows.visible(i, j)) continue;
+    const float p = prob(dot_block(qi, k + (j * Nkv + g) * D, D, shared), m, inv);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) o[d] += p * v[(j * Nkv + g) * D + d];
+  }
+}
+
+// Backward, pass 1, one block per (i, h): stats, D_i = Σ_j p_ij dP_ij (dP_ij = dout_i · v_j), and
+// dq_i = Σ_j p_ij (dP_ij - D_i) k_j (overwritten).
+__global__ void attention_dq_kernel(const float* q, const float* k, const float* v, const float* dout,
+                                    RowView rows, int Nq, int Nkv, int D, float* dq, float* stats) {
+  __shared__ float shared[32];
+  const i64 i = blockIdx.x;
+  const int h = blockIdx.y, g = h / (Nq / Nkv);
+  const float* qi = q + (i * Nq + h) * D;
+  const float* doi = dout + (i * Nq + h) * D;
+  float m, inv;
+  row_stats(qi, k, rows, i, g, Nkv, D, shared, &m, &inv);
+  float Di = 0;
+  for (i64 j = rows.first[i]; j <= rows.last[i] && inv != 0.0f; ++j) {
+    if (!rows.visible(i, j)) continue;
+    const float p = prob(dot_block(qi, k + (j * Nkv + g) * D, D, shared), m, inv);
+    Di += p * dot_block(doi, v + (j * Nkv + g) * D, D, shared);
+  }
+  float* dqi = dq + (i * Nq + h) * D;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) dqi[d] = 0.0f;
+  for (i64 j = rows.first[i]; j <= rows.last[i] && inv != 0.0f; ++j) {
+    if (!rows.visible(i, j)) continue;
+    const float p = prob(dot_block(qi, k + (j * Nkv + g) * D, D, shared), m, inv);
+    const float ds = p * (dot_block(doi, v + (j * Nkv + g) * D, D, shared) - Di);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) dqi[d] += ds * k[(j * Nkv + g) * D + d];
+  }
+  if (threadIdx.x == 0) {
+    float* st = stats + (i * Nq + h) * 3;
+    st[0] = m;
+    st[1] = inv;
+    st[2] = Di;
+  }
+}
+
+// Backward, pass 2, one block per (key j, KV head g): dk_j += Σ_{h in g, i} ds_ij q_i and
+// dv_j += Σ_{h in g, i} p_ij dout_i, heads then queries in ascending order (no atomics).
+__global__ void attention_dkv_kernel(const float* q, const float* k, const float* v, const float* dout,
+                                     RowView rows, i64 Sq, int Nq, int Nkv, int D, const float* stats,
+                                     float* dk, float* dv) {
+  __shared__ float shared[32];
+  const i64 j = blockIdx.x;
+  const int g = blockIdx.y, group = Nq / Nkv;
+  const float* kj = k + (j * Nkv + g) * D;
+  const float* vj = v + (j * Nkv + g) * D;
+  float* dkj = dk + (j * Nkv + g) * D;
+  float* dvj = dv + (j * Nkv + g) * D;
+  for (int h = g * group; h < (g + 1) * group; ++h)
+    for (i64 i = 0; i < Sq; ++i) {
+      if (!rows.visible(i, j)) continue;
+      const float* st = stats + (i * Nq + h) * 3;
+      if (st[1] == 0.0f) continue;
+      const float* qi = q + (i * Nq + h) * D;
+      const float* doi = dout + (i * Nq + h) * D;
+      const float p = prob(dot_block(qi, kj, D, shared), st[0], st[1]);
+      const float ds = p * (dot_block(doi, vj, D, shared) - st[2]);
+      for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        dkj[d] += ds * qi[d];
+        dvj[d] += p * doi[d];
+      }
+    }
+}
+
 // ---- host entry points (ops/kernels.h signatures)
 
 void add_inplace(float* x, const float* y, i64 n) {
@@ -416,6 +550,49 @@ void causal_lm_loss_backward(const float* logits, const i64* labels, float* dlog
   G4_CUDA_CHECK_LAUNCH();
 }
 
+// The row's visibility on the device: first/last per query and the key mask, uploaded.
+struct DeviceRows {
+  std::shared_ptr<std::byte[]> first, last, mask;
+  RowView view;
+};
+DeviceRows device_rows(const AttentionVisibility& visibility) {
+  const RowBounds bounds = visible_row_bounds(visibility);
+  DeviceRows r;
+  r.first = upload(bounds.first.data(), visibility.queries);
+  r.last = upload(bounds.last.data(), visibility.queries);
+  if (visibility.key_mask) r.mask = upload(visibility.key_mask, visibility.keys);
+  r.view = {reinterpret_cast<const i64*>(r.first.get()), reinterpret_cast<const i64*>(r.last.get()),
+            reinterpret_cast<const std::uint8_t*>(r.mask.get())};
+  return r;
+}
+
+constexpr int kAttentionThreads = 128;
+
+void attention_forward(const float* q, const float* k, const float* v, const AttentionVisibility& visibility,
+                       float* out, int Nq, int Nkv, int D) {
+  if (visibility.queries == 0) return;
+  const DeviceRows rows = device_rows(visibility);
+  attention_forward_kernel<<<dim3(static_cast<unsigned>(visibility.queries), Nq), kAttentionThreads>>>(
+      q, k, v, rows.view, Nq, Nkv, D, out);
+  G4_CUDA_CHECK_LAUNCH();
+}
+
+void attention_backward(const float* q, const float* k, const float* v, const AttentionVisibility& visibility,
+                        const float* dout, float* dq, float* dk, float* dv, int Nq, int Nkv, int D) {
+  if (visibility.queries == 0) return;
+  const DeviceRows rows = device_rows(visibility);
+  const std::shared_ptr<std::byte[]> stats =
+      cuda_allocator().allocate(static_cast<std::uint64_t>(visibility.queries) * Nq * 3 * sizeof(float));
+  auto* st = reinterpret_cast<float*>(stats.get());
+  attention_dq_kernel<<<dim3(static_cast<unsigned>(visibility.queries), Nq), kAttentionThreads>>>(
+      q, k, v, dout, rows.view, Nq, Nkv, D, dq, st);
+  G4_CUDA_CHECK_LAUNCH();
+  if (visibility.keys == 0) return;
+  attention_dkv_kernel<<<dim3(static_cast<unsigned>(visibility.keys), Nkv), kAttentionThreads>>>(
+      q, k, v, dout, rows.view, visibility.queries, Nq, Nkv, D, st, dk, dv);
+  G4_CUDA_CHECK_LAUNCH();
+}
+
 void geglu_forward(const float* gate, const float* up, float* out, i64 n) {
   if (n == 0) return;
   geglu_kernel<<<blocks_for(n), kThreads>>>(gate, up, out, n);
@@ -485,6 +662,8 @@ void install_cuda_kernels() {
     k.rope_backward = rope_backward;
     k.causal_lm_loss = causal_lm_loss;
     k.causal_lm_loss_backward = causal_lm_loss_backward;
+    k.attention_forward = attention_forward;
+    k.attention_backward = attention_backward;
     k.geglu_forward = geglu_forward;
     k.geglu_backward = geglu_backward;
     k.middle_slice_copy = middle_slice_copy;

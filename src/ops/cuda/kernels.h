@@ -2,8 +2,9 @@
 // accumulation rules as ops/cpu's), and their installation.
 //
 // install_cuda_kernels() fills cuda_kernels() with the ops that have a CUDA version so far and makes the
-// GPU's caching allocator (core/cuda) the default activation allocator for CUDA tensors; attention, which
-// has no CUDA version yet (the flash kernels are to come), keeps empty entries and says so. Idempotent; call
+// GPU's caching allocator (core/cuda) the default activation allocator for CUDA tensors. Every entry of the
+// table has a CUDA version; attention's is the plain reference one (scores recomputed per use, O(S) memory,
+// slow), which the flash kernels are to replace. Idempotent; call
 // it once before running ops on CUDA tensors (the CLI and the CUDA tests do).
 //
 // Invariants: every kernel is queued on the legacy default stream, so it is ordered with the blocking
