@@ -2,7 +2,22 @@
 
 #include <cstdio>
 
+#include "core/error.h"
+#ifdef G4MOE_HAVE_CUDA
+#include "ops/cuda/kernels.h"
+#endif
+
 namespace g4::cli {
+
+Allocator& device_allocator(const std::string& device, const char* command) {
+  if (device == "cpu") return host_allocator();
+  check(device == "cuda", "--device must be cpu or cuda, got \"", device, "\"");
+#ifdef G4MOE_HAVE_CUDA
+  return cuda::cuda_device_allocator(command);
+#else
+  fail(command, " --device cuda: this g4moe was built without the CUDA backend (no nvcc was found)");
+#endif
+}
 
 std::string human_count(double n) {
   char buf[32];

@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "core/allocator.h"
+
 namespace g4::cli {
 
 // Each subcommand registers itself and returns the action to run when it is chosen.
@@ -19,6 +21,10 @@ Action register_train(CLI::App& app);
 Action register_init(CLI::App& app);
 
 std::string human_count(double n);  // 25.2B, 3.81M, 512
+
+// The allocator of `device` ("cpu" or "cuda") for a command's tensors; "cuda" installs the CUDA kernels, and
+// is a g4::Error in a build without the CUDA backend or on a machine without a usable GPU.
+Allocator& device_allocator(const std::string& device, const char* command);
 std::string human_bytes(double n);  // 1.5 GiB
 
 }  // namespace g4::cli

@@ -1,6 +1,6 @@
 // cmd_score.cpp: `g4moe score --model DIR --input FILE.json [--output OUT.safetensors] [--grads]
-// [--ep E --dispatcher allgather|alltoall]`: the causal-LM loss of a batch, printed as one JSON line, and
-// optionally the logits as safetensors.
+// [--ep E --dispatcher allgather|alltoall] [--device cpu|cuda]`: the causal-LM loss of a batch, printed as
+// one JSON line, and optionally the logits as safetensors.
 //
 // Under `mpirun -np N`: EP groups of E consecutive ranks each hold a block of experts and share their batch
 // rows (the MoE blocks split the tokens among the group); the N/E data-parallel replicas take contiguous
@@ -35,6 +35,7 @@ struct ScoreOptions {
   bool grads = false, overwrite = false;
   int ep = 1;
   std::string dispatcher = "alltoall";
+  std::string device = "cpu";
 };
 
 // Every DP replica's logits rows [b, S, V] (row_block order), on every rank of the DP group.
@@ -72,10 +73,14 @@ int run_score(const ScoreOptions& o) {
   const TextConfig text = load_config(o.model).text;
   const ParallelSetup par = make_parallel_setup(world, text.enable_moe_block ? text.num_experts : 0, o.ep,
                                                 dispatcher_from_name(o.dispatcher));
+  check(o.device == "cpu" || o.ep == 1, "--device cuda runs one process on one GPU so far (no --ep)");
+  Allocator& device = device_allocator(o.device, "score");
   Gemma4Model model = load_gemma4_model(o.model, par.experts);
   const std::string bad = non_finite_weight(model);
   check(bad.empty(), "weight ", bad, " of ", o.model, " is NaN or infinite: no loss is computed");
   model.dispatcher = par.dispatcher.get();
+  const bool on_gpu = device.device() != Device::cpu;
+  if (on_gpu) move_weights(model.config, model.weights, device);  // fp32 on either device
   const Batch full = read_score_input(o.input, model.config.text.vocab_size);
   Communicator& dp = *par.groups.dp;
   check(full.batch_size >= dp.size(), "the batch has ", full.batch_size, " rows, fewer than the ", dp.size(),
@@ -86,14 +91,17 @@ int run_score(const ScoreOptions& o) {
   LossResult loss = batch_loss(model, batch, out.logits);
   dp.all_reduce_sum(&loss.loss_sum, 1);
   dp.all_reduce_sum(&loss.num_tokens, 1);
-  const Tensor logits = dp.size() > 1 ? gather_logits(dp, out.logits, full.batch_size) : out.logits;
+  const Tensor host_logits = on_gpu ? out.logits.to(host_allocator()) : out.logits;
+  const Tensor logits = dp.size() > 1 ? gather_logits(dp, host_logits, full.batch_size) : host_logits;
   std::vector<std::pair<std::string, Tensor>> tensors = {{"logits", logits}};
   if (o.grads) {
     // Gradients of the mean loss over the whole batch (global token count), summed over the DP replicas
     // (expert slices over their EP replicas, which are the same group), expert slices then gathered over the
     // EP group; in the checkpoint's own names and layout.
     Gemma4Weights grads = zeros_like(model.config, model.weights);
+    if (on_gpu) move_weights(model.config, grads, device);
     gemma4_forward_backward(model, batch, grads, static_cast<double>(loss.num_tokens));
+    if (on_gpu) move_weights(model.config, grads, host_allocator());
     if (dp.size() > 1)
       for_each_parameter(model.config, grads, [&](const std::string&, Tensor& g) {
         dp.all_reduce_sum(g.f32(), static_cast<std::size_t>(g.numel()));
@@ -149,6 +157,10 @@ Action register_score(CLI::App& app) {
       "--dispatcher", o->dispatcher,
       "how tokens reach experts on other ranks: alltoall (DeepEP semantics, default) or allgather "
       "(NeMo's torch dispatcher)");
+  cmd->add_option(
+      "--device", o->device,
+      "cpu (default) or cuda: where the model runs, in fp32 either way; cuda runs every op of the "
+      "interface on the GPU, so far for models without MoE blocks and in one process");
   return [o] { return run_score(*o); };
 }
 

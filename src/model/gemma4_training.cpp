@@ -51,7 +51,7 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
       x, w.final_norm, head.backward(ops::rms_norm(x, w.final_norm, eps), dlogits), g.final_norm, eps);
 
   // Layers, last to first (KV-shared layers come after their sources, so their dK/dV are ready in time).
-  Tensor dple = P > 0 ? ops::zeros({T, L, P}) : Tensor();
+  Tensor dple = P > 0 ? ops::zeros({T, L, P}, x0.device()) : Tensor();
   for (auto it = c.layers.rbegin(); it != c.layers.rend(); ++it) {
     if (recompute) {  // rebuild this layer's tape from its saved input, then drop it after its backward
       Tensor layer_x = ops::copy(layer_inputs[it->index]);

@@ -49,6 +49,10 @@ void for_each_parameter(const ModelConfig& config, Gemma4Weights& w,
   if (!c.tie_word_embeddings) fn("lm_head.weight", w.lm_head);
 }
 
+void move_weights(const ModelConfig& config, Gemma4Weights& weights, Allocator& allocator) {
+  for_each_parameter(config, weights, [&](const std::string&, Tensor& t) { t = t.to(allocator); });
+}
+
 Gemma4Weights zeros_like(const ModelConfig& config, const Gemma4Weights& weights) {
   Gemma4Weights z;
   z.layers.resize(weights.layers.size());

@@ -55,6 +55,9 @@ struct Gemma4Weights {
 void for_each_parameter(const ModelConfig& config, Gemma4Weights& weights,
                         const std::function<void(const std::string&, Tensor&)>& fn);
 
+// Every tensor of `weights` the config has moved onto `allocator`'s device (a copy; host to GPU and back).
+void move_weights(const ModelConfig& config, Gemma4Weights& weights, Allocator& allocator);
+
 // Zero tensors with the shapes of `weights` (for gradients).
 Gemma4Weights zeros_like(const ModelConfig& config, const Gemma4Weights& weights);
 

@@ -13,6 +13,7 @@
 #include "core/cuda/cuda_check.h"
 #include "core/error.h"
 #include "ops/cpu/attention.h"
+#include "ops/cuda/cuda_context.h"
 #include "ops/kernels.h"
 
 namespace g4::cuda {
@@ -642,6 +643,12 @@ double sum_of_squares(const float* x, i64 n) {
 }
 
 }  // namespace
+
+Allocator& cuda_device_allocator(const char* what) {
+  check(cuda_device_available(), what, " needs a CUDA device, and none is usable on this machine");
+  install_cuda_kernels();
+  return cuda_allocator();
+}
 
 void install_cuda_kernels() {
   static std::once_flag once;

@@ -16,8 +16,14 @@
 // full fp32 (no TF32).
 #pragma once
 
+#include "core/allocator.h"
+
 namespace g4::cuda {
 
 void install_cuda_kernels();
+
+// For a command asked to run on the GPU: installs the kernels and returns the GPU's allocator, or a g4::Error
+// naming `what` when no CUDA device is usable.
+Allocator& cuda_device_allocator(const char* what);
 
 }  // namespace g4::cuda
