@@ -75,7 +75,7 @@ class NcclMoeAlltoall {
   ExpertRange range_;
   int ranks_ = 1;
   cuda::GatherMode gather_mode_ = cuda::GatherMode::automatic;  // MoeExpertsCuda's default
-  std::int64_t tokens_ = 0;                                 // of the last forward
+  std::int64_t tokens_ = 0;                                     // of the last forward
   std::vector<std::int64_t> send_counts_, recv_counts_;
   std::int64_t send_total_ = 0, recv_total_ = 0;
 
