@@ -3,8 +3,10 @@
 restated in docs/design.md, "Layers").
 
 Each folder of src/ may include only itself and the folders listed for it below; model/ and everything under
-the op interface never include a CUDA header (only ops/cuda, core/cuda and the NCCL parts do). Prints every
-violation as `file:line: <layer> may not include <header>` and exits 1 if there is any."""
+the op interface never include a CUDA header (only ops/cuda, core/cuda and the NCCL parts do). Tests mirror the
+layers: tests/<layer>/ obeys its layer's row too (test folders named after no layer, such as tests/parity,
+tests/cuda or tests/mpi, exercise several layers at once and are not checked). Prints every violation as
+`file:line: <layer> may not include <header>` and exits 1 if there is any."""
 import os
 import re
 import sys
@@ -29,26 +31,38 @@ CUDA_HEADER = re.compile(r"#include <(cuda|cublas|cuda_runtime|cuda_bf16|nccl)[a
 LOCAL_INCLUDE = re.compile(r'#include "([a-z_]+)/')
 
 
+def check_file(path, rel, layer, problems):
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            m = LOCAL_INCLUDE.match(line)
+            if m and m.group(1) in ALLOWED and m.group(1) != layer and m.group(1) not in ALLOWED[layer]:
+                problems.append(f"{rel}:{number}: {layer} may not include {line.split()[1]}")
+            if CUDA_HEADER.match(line) and rel.startswith("src/") and not rel.startswith(CUDA_ALLOWED):
+                problems.append(f"{rel}:{number}: only CUDA backend code may include {line.split()[1]}")
+
+
 def main(root):
     problems = []
     src = os.path.join(root, "src")
-    for folder, _, files in sorted(os.walk(src)):
-        for name in sorted(files):
-            if not name.endswith((".h", ".cpp", ".cu", ".cuh")):
-                continue
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, root)
-            layer = rel.split(os.sep)[1]
-            if layer not in ALLOWED:
-                problems.append(f"{rel}:1: folder src/{layer} is not in the layer table")
-                continue
-            with open(path, encoding="utf-8") as f:
-                for number, line in enumerate(f, 1):
-                    m = LOCAL_INCLUDE.match(line)
-                    if m and m.group(1) != layer and m.group(1) not in ALLOWED[layer]:
-                        problems.append(f"{rel}:{number}: {layer} may not include {line.split()[1]}")
-                    if CUDA_HEADER.match(line) and not rel.startswith(CUDA_ALLOWED):
-                        problems.append(f"{rel}:{number}: only CUDA backend code may include {line.split()[1]}")
+    if not os.path.isdir(src):
+        print(f"check_layers: no src/ under {os.path.abspath(root)}")
+        return 1
+    for top in ("src", "tests"):
+        for folder, _, files in sorted(os.walk(os.path.join(root, top))):
+            for name in sorted(files):
+                if not name.endswith((".h", ".cpp", ".cu", ".cuh")):
+                    continue
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, root)
+                parts = rel.split(os.sep)
+                if len(parts) < 3:
+                    continue  # tests/ root helpers
+                layer = parts[1]
+                if layer not in ALLOWED:
+                    if top == "src":
+                        problems.append(f"{rel}:1: folder src/{layer} is not in the layer table")
+                    continue
+                check_file(path, rel, layer, problems)
     for p in problems:
         print(p)
     print(f"check_layers: {len(problems)} violation(s)")
@@ -56,4 +70,5 @@ def main(root):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "."))
+    # Default: the repository this script belongs to, wherever it is run from.
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..")))

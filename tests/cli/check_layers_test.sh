@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# scripts/check_layers.py on small trees: an include that points up the layer order, an unknown folder and a
-# CUDA header outside the CUDA backend each fail with the file and line; the repository itself passes.
+# scripts/check_layers.py on small trees: an include that points up the layer order (in src/ or in the tests of
+# a layer), an unknown folder and a CUDA header outside the CUDA backend each fail with the file and line; the
+# repository itself passes.
 # Usage: check_layers_test.sh   (run from the repository root)
 set -u
 g4moe=unused
@@ -21,6 +22,12 @@ tree model '#include <cuda_runtime.h>'
 check "a CUDA header in model/ is refused" 1 "only CUDA backend code may include <cuda_runtime.h>"
 tree misc '#include "core/error.h"'
 check "an unknown folder is refused" 1 "is not in the layer table"
+tree model '#include "ops/ops.h"'
+mkdir -p "$scratch/t/tests/model" && printf '%s\n' '#include "io/checkpoint.h"' >"$scratch/t/tests/model/y_test.cpp"
+check "a model test including io is refused (tests mirror the layers)" 1 "tests/model/y_test.cpp:1: model may not include"
+mkdir -p "$scratch/t/tests/parity" && printf '%s\n' '#include "io/checkpoint.h"' >"$scratch/t/tests/parity/z.cpp"
+rm "$scratch/t/tests/model/y_test.cpp"
+check "a test folder named after no layer is not checked" 0 "0 violation"
 tree train '#include "model/gemma4_model.h"'
 check "train including model passes" 0 "0 violation"
 python3 scripts/check_layers.py . >"$scratch/out" 2>&1 && pass "the repository passes" || bad "the repository: $(cat "$scratch/out")"

@@ -1,6 +1,6 @@
 // Tensors know their device and come from an allocator: host tensors as before; the host caching allocator
-// hands a freed block out again (zeroed) for its size class and counts bytes; op outputs come from the
-// activation allocator a scope installs. (The GPU's caching allocator is tested in tests/cuda.)
+// hands a freed block out again (zeroed) for its size class and counts bytes. (Op outputs and the activation
+// allocator: tests/ops/activation_allocator_test.cpp; the GPU's caching allocator: tests/cuda.)
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -9,7 +9,6 @@
 #include "core/allocator.h"
 #include "core/caching_allocator.h"
 #include "core/tensor.h"
-#include "ops/ops.h"
 #include "test_errors.h"
 
 namespace g4 {
@@ -54,28 +53,6 @@ TEST(CachingAllocator, SizeClassesBoundTheWaste) {
   EXPECT_EQ(CachingAllocatorBase::size_class((1u << 20) - 1), 1u << 20);
   EXPECT_EQ(CachingAllocatorBase::size_class(1u << 20), 2u << 20);
   EXPECT_EQ(CachingAllocatorBase::size_class((2u << 20) + 1), 4u << 20);
-}
-
-TEST(Allocator, OpOutputsComeFromTheInstalledActivationAllocator) {
-  const Tensor x = Tensor::from_floats({4}, {1.0f, 2.0f, 3.0f, 4.0f});
-  EXPECT_EQ(&activation_allocator(Device::cpu), &host_allocator());
-  HostCachingAllocator cache;
-  {
-    const ActivationScope scope(cache);
-    EXPECT_EQ(&activation_allocator(Device::cpu), &cache);
-    const Tensor y = ops::scaled(x, 2.0f);
-    EXPECT_EQ(cache.stats().in_use, 512u);
-    EXPECT_EQ(y.f32()[3], 8.0f);
-    HostCachingAllocator inner;
-    {
-      const ActivationScope nested(inner);
-      EXPECT_EQ(&activation_allocator(Device::cpu), &inner);
-    }
-    EXPECT_EQ(&activation_allocator(Device::cpu), &cache);
-  }
-  EXPECT_EQ(&activation_allocator(Device::cpu), &host_allocator());
-  EXPECT_NE(test::error_of([] { activation_allocator(Device::cuda); }).find("no activation allocator"),
-            std::string::npos);
 }
 
 }  // namespace

@@ -17,7 +17,7 @@
 
 #include "cuda_test_util.h"
 #include "moe/gemma4_moe.h"
-#include "moe/moe_block_fixture.h"
+#include "train/moe_block_fixture.h"
 #include "ops/cuda/moe_experts.h"
 #include "ops/cuda/moe_gate.h"
 #include "test_paths.h"

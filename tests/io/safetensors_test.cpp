@@ -8,6 +8,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "io/safetensors_writer.h"
+#include "test_errors.h"
 #include "test_paths.h"
 
 namespace g4 {
@@ -206,6 +207,14 @@ TEST(Safetensors, WriterLeavesNoFileWhenAbandoned) {
   }
   EXPECT_FALSE(fs::exists(dir + "/x.safetensors"));
   EXPECT_FALSE(fs::exists(dir + "/x.safetensors.tmp"));
+}
+
+TEST(SafetensorsWriter, TensorDeclarationsRefuseByteSizesThatWrap) {
+  const TensorDecl decl{"model.embed_tokens.weight", DType::f32, {std::int64_t{1} << 62}};
+  const std::string decl_error = test::error_of([&] { (void)decl.nbytes(); });
+  EXPECT_NE(decl_error.find("tensor model.embed_tokens.weight: byte size overflows"), std::string::npos)
+      << decl_error;
+  EXPECT_EQ((TensorDecl{"x", DType::bf16, {3, 5}}.nbytes()), 30u);
 }
 
 }  // namespace

@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <random>
 
-#include "moe/moe_test_util.h"
 #include "ops/cpu/moe_experts.h"
+#include "ops/moe_test_util.h"
 
 namespace g4 {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "moe/aux_loss_autoscaler.h"
-#include "moe/moe_test_util.h"
+#include "ops/moe_test_util.h"
 
 namespace g4 {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "moe/moe_test_util.h"
+#include "ops/moe_test_util.h"
 
 namespace g4 {
 namespace {

@@ -9,7 +9,7 @@
 #include <random>
 
 #include "core/error.h"
-#include "moe/moe_test_util.h"
+#include "ops/moe_test_util.h"
 
 namespace g4 {
 namespace {

@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include "core/dtype.h"
-#include "moe/moe_test_util.h"
+#include "ops/moe_test_util.h"
 
 namespace g4 {
 namespace {

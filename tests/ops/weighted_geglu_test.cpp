@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "moe/moe_test_util.h"
+#include "ops/moe_test_util.h"
 
 namespace g4 {
 namespace {

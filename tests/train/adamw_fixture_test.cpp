@@ -21,7 +21,7 @@
 #include "data/score_input.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
-#include "model/fixture_cases.h"
+#include "train/fixture_cases.h"
 #include "model/gemma4_training.h"
 #include "test_paths.h"
 #include "train/adamw.h"

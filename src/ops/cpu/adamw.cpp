@@ -12,15 +12,7 @@ AdamWStepConstants adamw_step_constants(const AdamWHyper& h, std::int64_t step, 
 
 void adamw_update(float* w, const float* g, float* m, float* v, std::int64_t n, const AdamWStepConstants& k) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double gi = g[i];
-    const double mi = k.b1 * m[i] + (1.0 - k.b1) * gi;
-    const double vi = k.b2 * v[i] + (1.0 - k.b2) * gi * gi;
-    m[i] = static_cast<float>(mi);
-    v[i] = static_cast<float>(vi);
-    const double wi = static_cast<double>(w[i]) * k.decay;
-    w[i] = static_cast<float>(wi - k.step_size * mi / (std::sqrt(vi) / k.bc2_sqrt + k.eps));
-  }
+  for (std::int64_t i = 0; i < n; ++i) adamw_element(w[i], g[i], m[i], v[i], k);
 }
 
 double sum_of_squares(const float* x, std::int64_t n) {

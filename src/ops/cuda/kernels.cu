@@ -13,6 +13,7 @@
 #include "core/cuda/cuda_check.h"
 #include "core/error.h"
 #include "ops/cpu/attention.h"
+#include "ops/cpu/gelu.h"
 #include "ops/cuda/cuda_context.h"
 #include "ops/kernels.h"
 
@@ -57,17 +58,6 @@ __global__ void scale_kernel(const float* x, float f, float* y, i64 n) {
     y[i] = x[i] * f;
 }
 
-__device__ float gelu_tanh(float x) {
-  const float inner = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-  return 0.5f * x * (1.0f + tanhf(inner));
-}
-__device__ float gelu_tanh_grad(float v) {
-  const double x = v;
-  const double inner = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-  const double t = tanh(inner);
-  const double dinner = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
-  return static_cast<float>(0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner);
-}
 __global__ void geglu_kernel(const float* gate, const float* up, float* out, i64 n) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
     out[i] = gelu_tanh(gate[i]) * up[i];
@@ -190,15 +180,8 @@ __global__ void rms_norm_weight_grad_kernel(const float* x, const float* dy, con
 // ---- optimizer
 
 __global__ void adamw_kernel(float* w, const float* g, float* m, float* v, i64 n, AdamWStepConstants k) {
-  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x) {
-    const double gi = g[i];
-    const double mi = k.b1 * m[i] + (1.0 - k.b1) * gi;
-    const double vi = k.b2 * v[i] + (1.0 - k.b2) * gi * gi;
-    m[i] = static_cast<float>(mi);
-    v[i] = static_cast<float>(vi);
-    const double wi = static_cast<double>(w[i]) * k.decay;
-    w[i] = static_cast<float>(wi - k.step_size * mi / (sqrt(vi) / k.bc2_sqrt + k.eps));
-  }
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
+    adamw_element(w[i], g[i], m[i], v[i], k);
 }
 
 // Partial sums of squares per block (fixed grid), then one block adds them in order.

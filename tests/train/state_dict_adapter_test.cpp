@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "io/checkpoint.h"
-#include "moe/moe_test_util.h"
+#include "ops/moe_test_util.h"
 #include "test_paths.h"
 
 namespace g4 {

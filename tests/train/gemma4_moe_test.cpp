@@ -9,7 +9,7 @@
 
 #include "io/checkpoint.h"
 #include "io/config.h"
-#include "moe/moe_test_util.h"
+#include "ops/moe_test_util.h"
 #include "moe/state_dict_adapter.h"
 #include "test_paths.h"
 

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "moe/gemma4_moe.h"
-#include "moe/moe_block_fixture.h"
+#include "train/moe_block_fixture.h"
 #include "test_paths.h"
 
 namespace g4 {
