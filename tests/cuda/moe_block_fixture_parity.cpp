@@ -17,10 +17,10 @@
 
 #include "cuda_test_util.h"
 #include "moe/gemma4_moe.h"
-#include "train/moe_block_fixture.h"
 #include "ops/cuda/moe_experts.h"
 #include "ops/cuda/moe_gate.h"
 #include "test_paths.h"
+#include "train/moe_block_fixture.h"
 
 namespace g4::cuda::test {
 namespace {

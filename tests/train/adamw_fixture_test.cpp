@@ -21,10 +21,10 @@
 #include "data/score_input.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
-#include "train/fixture_cases.h"
 #include "model/gemma4_training.h"
 #include "test_paths.h"
 #include "train/adamw.h"
+#include "train/fixture_cases.h"
 #include "train/model_loading.h"
 #include "train/parameter_refs.h"
 

@@ -9,8 +9,8 @@
 
 #include "io/checkpoint.h"
 #include "io/config.h"
-#include "ops/moe_test_util.h"
 #include "moe/state_dict_adapter.h"
+#include "ops/moe_test_util.h"
 #include "test_paths.h"
 
 namespace g4 {

@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "moe/gemma4_moe.h"
-#include "train/moe_block_fixture.h"
 #include "test_paths.h"
+#include "train/moe_block_fixture.h"
 
 namespace g4 {
 namespace {
