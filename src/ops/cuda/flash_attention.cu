@@ -6,6 +6,15 @@
 // (bf16 in, fp32 accumulate). The score tile of a step is split among the warps as 4 row groups of 16 × 2
 // key halves; the output-like accumulators (O, dQ: 64 rows × D; dK, dV: key block × D) are split by columns,
 // which keeps D = 512 within the register file (128 fp32 accumulators per thread).
+//
+// Tiles: 64 query rows everywhere; keys per tile 32, except the D = 512 forward (64, 223 KB of shared
+// memory). At D = 256 two CTAs share an SM (≤ 128 registers, ≤ 113 KB each), at D = 512 one.
+// Forward: per key tile S = QKᵀ to shared fp32, an online softmax (4 threads per row, running max and sum in
+// registers), P (bf16) to shared memory, O = diag(α)·O + P·V; K(t+1) loads during softmax and P·V, V(t+1)
+// during the next S. The dQ and dK/dV kernels compute dP before S, so that the second operand's tile
+// arrives while the first product runs (see the comments at their loops).
+// Known costs: the dQ kernel recomputes S and dP (the price of determinism without atomics: 7 products of
+// S·D per row-key pair in the backward instead of 5); no wgmma/TMA.
 #include "ops/cuda/flash_attention.h"
 
 #include <cmath>
@@ -23,6 +32,12 @@ using bf16 = __nv_bfloat16;
 constexpr int kThreads = 256;
 constexpr int kBlockQ = 64;  // query rows per tile, in every kernel
 constexpr float kLog2e = 1.4426950408889634f;
+
+// CTAs per SM the kernels are built for: at D = 256 two (≤ 128 registers per thread, ≤ 113 KB of shared
+// memory each) so that one CTA's loads and barriers overlap the other's math; at D = 512 the 64 × 512 fp32
+// accumulators need ~128 registers of their own, so one.
+template <int D>
+constexpr int kMinBlocks = D == 256 ? 2 : 1;
 
 // ---- PTX wrappers ----
 
@@ -123,6 +138,28 @@ __device__ __forceinline__ bool visible(std::int64_t j, std::int64_t f, std::int
   return j >= f && j <= l && (mask == nullptr || mask[j] != 0);
 }
 
+// acc (16 rows × BK / 2 columns of this warp) = A[wrow .. wrow + 15, :] · B[wkey .. wkey + BK / 2 - 1, :]ᵀ
+// over the D columns of two [rows][D + 8] shared tiles.
+template <int D, int BK>
+__device__ __forceinline__ void score_tile(float (&acc)[BK / 16][4], const bf16* sA, const bf16* sB, int wrow,
+                                           int wkey, int lane) {
+  constexpr int ld = D + 8;
+#pragma unroll
+  for (int n = 0; n < BK / 16; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+#pragma unroll 4
+  for (int kk = 0; kk < D / 16; ++kk) {
+    std::uint32_t a[4];
+    ldsm_x4(a, a_ptr(sA, ld, wrow, kk * 16, lane));
+#pragma unroll
+    for (int np = 0; np < BK / 32; ++np) {
+      std::uint32_t b[4];
+      ldsm_x4(b, b_nk_ptr(sB, ld, wkey + np * 16, kk * 16, lane));
+      mma_bf16(acc[2 * np], a, b[0], b[1]);
+      mma_bf16(acc[2 * np + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 // ---- forward ----
 
 template <int D, int BK>
@@ -135,7 +172,7 @@ struct FwdSmem {
 };
 
 template <int D, int BK>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<D>)
     flash_forward_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                          const std::int64_t* __restrict__ first, const std::int64_t* __restrict__ last,
                          const std::uint8_t* __restrict__ mask, std::int64_t Sq, std::int64_t Sk, int Nq,
@@ -156,7 +193,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int h = blockIdx.y, g = h / (Nq / Nkv);
-  const std::int64_t i0 = static_cast<std::int64_t>(blockIdx.x) * kBlockQ;
+  // Last query blocks first: under causal masking they see the most keys, and starting them first keeps
+  // the tail of the grid short.
+  const std::int64_t i0 = static_cast<std::int64_t>(gridDim.x - 1 - blockIdx.x) * kBlockQ;
   const std::int64_t ldq = static_cast<std::int64_t>(Nq) * D, ldk = static_cast<std::int64_t>(Nkv) * D;
   const bf16* qh = q + static_cast<std::int64_t>(h) * D;
   const bf16* kg = k + static_cast<std::int64_t>(g) * D;
@@ -349,7 +388,7 @@ struct DqSmem {
 };
 
 template <int D, int BK>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<D>)
     flash_dq_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                     const bf16* __restrict__ dout, const float* __restrict__ lse,
                     const float* __restrict__ delta, const std::int64_t* __restrict__ first,
@@ -371,7 +410,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int h = blockIdx.y, g = h / (Nq / Nkv);
-  const std::int64_t i0 = static_cast<std::int64_t>(blockIdx.x) * kBlockQ;
+  // Last query blocks first: under causal masking they see the most keys, and starting them first keeps
+  // the tail of the grid short.
+  const std::int64_t i0 = static_cast<std::int64_t>(gridDim.x - 1 - blockIdx.x) * kBlockQ;
   const std::int64_t ldq = static_cast<std::int64_t>(Nq) * D, ldk = static_cast<std::int64_t>(Nkv) * D;
   const bf16* qh = q + static_cast<std::int64_t>(h) * D;
   const bf16* doh = dout + static_cast<std::int64_t>(h) * D;
@@ -390,10 +431,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
   const std::int64_t lo = sRange[0], hi = sRange[1];
   const std::int64_t t0 = lo <= hi ? lo / BK : 0, t1 = lo <= hi ? hi / BK : -1;
-  if (t0 <= t1) {
-    load_tile<BK, D>(sK, kg, ldk, t0 * BK, Sk, tid);
-    load_tile<BK, D>(sV, vg, ldk, t0 * BK, Sk, tid);
-  }
+  if (t0 <= t1) load_tile<BK, D>(sV, vg, ldk, t0 * BK, Sk, tid);
+  cp_async_commit();  // with Q and dO
+  if (t0 <= t1) load_tile<BK, D>(sK, kg, ldk, t0 * BK, Sk, tid);
   cp_async_commit();
 
   constexpr int kOutTiles = D / 16;
@@ -402,33 +442,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int n = 0; n < kOutTiles; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
   const int wrow = (warp & 3) * 16, wkey = (warp >> 2) * (BK / 2), wcol = (warp >> 2) * (D / 2);
 
+  // Groups in flight at the top of step t: V(t), then K(t). dP (needs V) runs while K arrives; V(t + 1) loads
+  // during S and dQ, K(t + 1) during the next dP.
   for (std::int64_t t = t0; t <= t1; ++t) {
     const std::int64_t j0 = t * BK;
-    cp_async_wait<0>();
+    cp_async_wait<1>();
     __syncthreads();
     {
       constexpr int kST = BK / 16;
       float s[kST][4], dp[kST][4];
-#pragma unroll
-      for (int n = 0; n < kST; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.0f;
-#pragma unroll 2
-      for (int kk = 0; kk < D / 16; ++kk) {
-        std::uint32_t a[4], ad[4];
-        ldsm_x4(a, a_ptr(sQ, ld, wrow, kk * 16, lane));
-        ldsm_x4(ad, a_ptr(sdO, ld, wrow, kk * 16, lane));
-#pragma unroll
-        for (int np = 0; np < kST / 2; ++np) {
-          std::uint32_t b[4], bv[4];
-          ldsm_x4(b, b_nk_ptr(sK, ld, wkey + np * 16, kk * 16, lane));
-          ldsm_x4(bv, b_nk_ptr(sV, ld, wkey + np * 16, kk * 16, lane));
-          mma_bf16(s[2 * np], a, b[0], b[1]);
-          mma_bf16(s[2 * np + 1], a, b[2], b[3]);
-          mma_bf16(dp[2 * np], ad, bv[0], bv[1]);
-          mma_bf16(dp[2 * np + 1], ad, bv[2], bv[3]);
-        }
-      }
+      score_tile<D, BK>(dp, sdO, sV, wrow, wkey, lane);  // dP = dO Vᵀ
+      cp_async_wait<0>();                                // K(t)
+      __syncthreads();                                   // ... and every warp is done with V(t)
+      if (t < t1) load_tile<BK, D>(sV, vg, ldk, (t + 1) * BK, Sk, tid);
+      cp_async_commit();
+      score_tile<D, BK>(s, sQ, sK, wrow, wkey, lane);  // S = Q Kᵀ
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = wrow + (lane >> 2) + half * 8;
@@ -445,8 +473,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     __syncthreads();
-    if (t < t1) load_tile<BK, D>(sV, vg, ldk, (t + 1) * BK, Sk, tid);
-    cp_async_commit();
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {  // dQ += dS K
       std::uint32_t a[4];
@@ -493,7 +519,7 @@ struct DkvSmem {
 };
 
 template <int D, int BK>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<D>)
     flash_dkdv_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                       const bf16* __restrict__ dout, const float* __restrict__ lse,
                       const float* __restrict__ delta, const std::int64_t* __restrict__ first,
@@ -522,7 +548,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   load_tile<BK, D>(sK, k + static_cast<std::int64_t>(g) * D, ldk, j0, Sk, tid);
   load_tile<BK, D>(sV, v + static_cast<std::int64_t>(g) * D, ldk, j0, Sk, tid);
-  cp_async_commit();
 
   constexpr int kMT = BK / 16, kNT = D / 64;  // this warp: all BK keys × D / 8 columns
   float acc_dv[kMT][kNT][4], acc_dk[kMT][kNT][4];
@@ -534,91 +559,102 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int e = 0; e < 4; ++e) acc_dv[m][n][e] = acc_dk[m][n][e] = 0.0f;
   const int wrow = (warp & 3) * 16, wkey = (warp >> 2) * (BK / 2), wcol = warp * (D / 8);
 
-  for (int h = g * group; h < (g + 1) * group; ++h) {
-    const bf16* qh = q + static_cast<std::int64_t>(h) * D;
-    const bf16* doh = dout + static_cast<std::int64_t>(h) * D;
-    for (std::int64_t qb = qb0; qb <= qb1; ++qb) {
-      const std::int64_t i0 = qb * kBlockQ;
-      load_tile<kBlockQ, D>(sQ, qh, ldq, i0, Sq, tid);
-      load_tile<kBlockQ, D>(sdO, doh, ldq, i0, Sq, tid);
-      cp_async_commit();
-      if (tid < kBlockQ) {
-        const std::int64_t i = i0 + tid;
-        const std::int64_t at = static_cast<std::int64_t>(h) * Sq + i;
-        std::int64_t f = 1, l = 0;
-        if (i < Sq) f = first[i], l = last[i];
-        sFirst[tid] = f;
-        sLast[tid] = l;
-        sLse[tid] = i < Sq ? lse[at] * kLog2e : 0.0f;
-        sDelta[tid] = i < Sq ? delta[at] : 0.0f;
-      }
-      cp_async_wait<0>();
+  // One step per (query head of the group, query block that sees this key block). Groups in flight at the top
+  // of a step: dO, then Q. dP (needs dO) runs while Q arrives; dO of the next step loads while this step
+  // computes dK, Q of the next step while the next step computes dP.
+  const std::int64_t blocks = qb0 <= qb1 ? qb1 - qb0 + 1 : 0, steps = group * blocks;
+  const auto step_rows = [&](std::int64_t n, int& h, std::int64_t& i0) {
+    h = g * group + static_cast<int>(n / blocks);
+    i0 = (qb0 + n % blocks) * kBlockQ;
+  };
+  int h0 = 0;
+  std::int64_t i00 = 0;
+  if (steps > 0) step_rows(0, h0, i00);
+  if (steps > 0) load_tile<kBlockQ, D>(sdO, dout + static_cast<std::int64_t>(h0) * D, ldq, i00, Sq, tid);
+  cp_async_commit();  // with K and V
+  if (steps > 0) load_tile<kBlockQ, D>(sQ, q + static_cast<std::int64_t>(h0) * D, ldq, i00, Sq, tid);
+  cp_async_commit();
+  for (std::int64_t step = 0; step < steps; ++step) {
+    int h, h_next = 0;
+    std::int64_t i0, i0_next = 0;
+    step_rows(step, h, i0);
+    if (step + 1 < steps) step_rows(step + 1, h_next, i0_next);
+    if (tid < kBlockQ) {
+      const std::int64_t i = i0 + tid;
+      const std::int64_t at = static_cast<std::int64_t>(h) * Sq + i;
+      std::int64_t f = 1, l = 0;
+      if (i < Sq) f = first[i], l = last[i];
+      sFirst[tid] = f;
+      sLast[tid] = l;
+      sLse[tid] = i < Sq ? lse[at] * kLog2e : 0.0f;
+      sDelta[tid] = i < Sq ? delta[at] : 0.0f;
+    }
+    cp_async_wait<1>();  // dO(step) (and K, V); Q(step) may be in flight
+    __syncthreads();
+    {
+      constexpr int kST = BK / 16;
+      float s[kST][4], dp[kST][4];
+      score_tile<D, BK>(dp, sdO, sV, wrow, wkey, lane);  // dP = dO Vᵀ
+      cp_async_wait<0>();                                // Q(step)
       __syncthreads();
-      {
-        constexpr int kST = BK / 16;
-        float s[kST][4], dp[kST][4];
+      score_tile<D, BK>(s, sQ, sK, wrow, wkey, lane);  // S = Q Kᵀ
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = wrow + (lane >> 2) + half * 8;
+        const std::int64_t f = sFirst[r], l = sLast[r];
+        const float ls = sLse[r], dl = sDelta[r];
 #pragma unroll
         for (int n = 0; n < kST; ++n)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.0f;
-#pragma unroll 2
-        for (int kk = 0; kk < D / 16; ++kk) {
-          std::uint32_t a[4], ad[4];
-          ldsm_x4(a, a_ptr(sQ, ld, wrow, kk * 16, lane));
-          ldsm_x4(ad, a_ptr(sdO, ld, wrow, kk * 16, lane));
-#pragma unroll
-          for (int np = 0; np < kST / 2; ++np) {
-            std::uint32_t b[4], bv[4];
-            ldsm_x4(b, b_nk_ptr(sK, ld, wkey + np * 16, kk * 16, lane));
-            ldsm_x4(bv, b_nk_ptr(sV, ld, wkey + np * 16, kk * 16, lane));
-            mma_bf16(s[2 * np], a, b[0], b[1]);
-            mma_bf16(s[2 * np + 1], a, b[2], b[3]);
-            mma_bf16(dp[2 * np], ad, bv[0], bv[1]);
-            mma_bf16(dp[2 * np + 1], ad, bv[2], bv[3]);
+          for (int e = 0; e < 2; ++e) {
+            const int c = wkey + n * 8 + 2 * (lane & 3) + e;
+            const float p = visible(j0 + c, f, l, mask) ? exp2f(fmaf(s[n][2 * half + e], kLog2e, -ls)) : 0.0f;
+            sPt[c * ldt + r] = __float2bfloat16(p);
+            sdSt[c * ldt + r] = __float2bfloat16(p * (dp[n][2 * half + e] - dl));
           }
-        }
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int r = wrow + (lane >> 2) + half * 8;
-          const std::int64_t f = sFirst[r], l = sLast[r];
-          const float ls = sLse[r], dl = sDelta[r];
-#pragma unroll
-          for (int n = 0; n < kST; ++n)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int c = wkey + n * 8 + 2 * (lane & 3) + e;
-              const float p =
-                  visible(j0 + c, f, l, mask) ? exp2f(fmaf(s[n][2 * half + e], kLog2e, -ls)) : 0.0f;
-              sPt[c * ldt + r] = __float2bfloat16(p);
-              sdSt[c * ldt + r] = __float2bfloat16(p * (dp[n][2 * half + e] - dl));
-            }
-        }
       }
-      __syncthreads();
+    }
+    __syncthreads();
 #pragma unroll
-      for (int kk = 0; kk < kBlockQ / 16; ++kk) {  // dV += Pᵀ dO, dK += dSᵀ Q
-        std::uint32_t ap[kMT][4], ads[kMT][4];
+    for (int kk = 0; kk < kBlockQ / 16; ++kk) {  // dV += Pᵀ dO
+      std::uint32_t ap[kMT][4];
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) ldsm_x4(ap[m], a_ptr(sPt, ldt, m * 16, kk * 16, lane));
+#pragma unroll
+      for (int np = 0; np < kNT / 2; ++np) {
+        std::uint32_t bd[4];
+        ldsm_x4_trans(bd, b_kn_ptr(sdO, ld, kk * 16, wcol + np * 16, lane));
 #pragma unroll
         for (int m = 0; m < kMT; ++m) {
-          ldsm_x4(ap[m], a_ptr(sPt, ldt, m * 16, kk * 16, lane));
-          ldsm_x4(ads[m], a_ptr(sdSt, ldt, m * 16, kk * 16, lane));
-        }
-#pragma unroll
-        for (int np = 0; np < kNT / 2; ++np) {
-          std::uint32_t bd[4], bq[4];
-          ldsm_x4_trans(bd, b_kn_ptr(sdO, ld, kk * 16, wcol + np * 16, lane));
-          ldsm_x4_trans(bq, b_kn_ptr(sQ, ld, kk * 16, wcol + np * 16, lane));
-#pragma unroll
-          for (int m = 0; m < kMT; ++m) {
-            mma_bf16(acc_dv[m][2 * np], ap[m], bd[0], bd[1]);
-            mma_bf16(acc_dv[m][2 * np + 1], ap[m], bd[2], bd[3]);
-            mma_bf16(acc_dk[m][2 * np], ads[m], bq[0], bq[1]);
-            mma_bf16(acc_dk[m][2 * np + 1], ads[m], bq[2], bq[3]);
-          }
+          mma_bf16(acc_dv[m][2 * np], ap[m], bd[0], bd[1]);
+          mma_bf16(acc_dv[m][2 * np + 1], ap[m], bd[2], bd[3]);
         }
       }
-      __syncthreads();
     }
+    __syncthreads();
+    if (step + 1 < steps)
+      load_tile<kBlockQ, D>(sdO, dout + static_cast<std::int64_t>(h_next) * D, ldq, i0_next, Sq, tid);
+    cp_async_commit();
+#pragma unroll
+    for (int kk = 0; kk < kBlockQ / 16; ++kk) {  // dK += dSᵀ Q
+      std::uint32_t ads[kMT][4];
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) ldsm_x4(ads[m], a_ptr(sdSt, ldt, m * 16, kk * 16, lane));
+#pragma unroll
+      for (int np = 0; np < kNT / 2; ++np) {
+        std::uint32_t bq[4];
+        ldsm_x4_trans(bq, b_kn_ptr(sQ, ld, kk * 16, wcol + np * 16, lane));
+#pragma unroll
+        for (int m = 0; m < kMT; ++m) {
+          mma_bf16(acc_dk[m][2 * np], ads[m], bq[0], bq[1]);
+          mma_bf16(acc_dk[m][2 * np + 1], ads[m], bq[2], bq[3]);
+        }
+      }
+    }
+    __syncthreads();
+    if (step + 1 < steps)
+      load_tile<kBlockQ, D>(sQ, q + static_cast<std::int64_t>(h_next) * D, ldq, i0_next, Sq, tid);
+    cp_async_commit();
   }
   cp_async_wait<0>();
 
@@ -657,11 +693,11 @@ template <int D>
 struct Tiles;
 template <>
 struct Tiles<256> {
-  static constexpr int fwd = 64, dq = 64, dkv = 64;
+  static constexpr int fwd = 32, dq = 32, dkv = 32;
 };
 template <>
 struct Tiles<512> {
-  static constexpr int fwd = 32, dq = 32, dkv = 32;
+  static constexpr int fwd = 64, dq = 32, dkv = 32;
 };
 
 template <class Kernel>
