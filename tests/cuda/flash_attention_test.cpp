@@ -10,6 +10,8 @@
 // the bound is 1e-2 for out, dq, dk and dv alike. Rows that see nothing must give exactly 0 in out and dq,
 // lse = -inf, and nothing may be NaN (rel_error turns a NaN into +inf).
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
