@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds what runs on the GPU machine (g4moe, g4_cuda_tests, g4_bench_moe; g4_nccl_tests and g4_bench_ep when
+# Builds what runs on the GPU machine (g4moe, g4_cuda_tests, g4_bench_moe, g4_bench_flash; g4_nccl_tests and g4_bench_ep when
 # NCCL is found) without MPI, and gathers them with the shared libraries that machine lacks (OpenBLAS, libgomp,
 # yaml-cpp, Fortran runtime) into .devbin/. libnccl is not copied (218 MB): that machine has its own in the default path.
 # There: LD_LIBRARY_PATH=$PWD/.devbin/lib .devbin/g4_cuda_tests   (carry .devbin with the run tool).
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON >/dev/null
-targets=(g4moe g4_cuda_tests g4_bench_moe)
+targets=(g4moe g4_cuda_tests g4_bench_moe g4_bench_flash)
 grep -q "^G4_NCCL_LIBRARY:FILEPATH=/" build-gpu/CMakeCache.txt && targets+=(g4_nccl_tests g4_bench_ep)
 cmake --build build-gpu --parallel "$(nproc)" --target "${targets[@]}"
 rm -rf .devbin && mkdir -p .devbin/lib

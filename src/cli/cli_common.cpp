@@ -44,4 +44,13 @@ std::string human_bytes(double n) {
   return buf;
 }
 
+DType compute_dtype(const std::string& dtype, const std::string& device) {
+  check(dtype == "auto" || dtype == "f32" || dtype == "bf16", "--dtype ", dtype,
+        " is not one of auto, f32, bf16");
+  if (dtype == "auto") return device == "cpu" ? DType::f32 : DType::bf16;
+  check(dtype == "f32" || device != "cpu",
+        "--dtype bf16 runs on the GPU only (--device cuda); the CPU computes in f32");
+  return dtype == "f32" ? DType::f32 : DType::bf16;
+}
+
 }  // namespace g4::cli

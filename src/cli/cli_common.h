@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/allocator.h"
+#include "core/dtype.h"
 
 namespace g4::cli {
 
@@ -26,5 +27,9 @@ std::string human_count(double n);  // 25.2B, 3.81M, 512
 // is a g4::Error in a build without the CUDA backend or on a machine without a usable GPU.
 Allocator& device_allocator(const std::string& device, const char* command);
 std::string human_bytes(double n);  // 1.5 GiB
+
+// The compute dtype of a command: "f32" or "bf16", or "auto" (f32 on the CPU, bf16 on a GPU). bf16 runs on
+// the GPU only; anything else is a g4::Error.
+DType compute_dtype(const std::string& dtype, const std::string& device);
 
 }  // namespace g4::cli

@@ -16,7 +16,9 @@
 #include "core/profile.h"
 #include "model/gemma4_model.h"
 #include "model/gemma4_training.h"
+#include "ops/ops.h"
 #include "train/adamw.h"
+#include "train/compute_weights.h"
 #include "train/model_loading.h"
 #include "train/parameter_refs.h"
 #include "train/presets.h"
@@ -29,6 +31,14 @@ struct BenchOptions {
   std::string model, preset;
   std::int64_t batch = 1, seq = 512;
   int repeat = 5, warmup = 1;
+  std::string device = "cpu", dtype = "auto";
+};
+
+// The bench's model on its device: f32 master weights there (what AdamW updates), and the compute copy.
+struct BenchModel {
+  Gemma4Model master;
+  Allocator* device;
+  DType dtype;
 };
 
 Batch random_batch(const Gemma4Model& model, std::int64_t rows, std::int64_t seq) {
@@ -45,32 +55,48 @@ Batch random_batch(const Gemma4Model& model, std::int64_t rows, std::int64_t seq
   return batch;
 }
 
-Gemma4Model bench_model(const BenchOptions& o) {
+BenchModel bench_model(const BenchOptions& o) {
   check(o.model.empty() != o.preset.empty(), "give exactly one of --model DIR and --preset NAME");
-  return o.model.empty() ? init_gemma4_model(preset_config(o.preset), 1234) : load_gemma4_model(o.model);
+  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0,
+        "--batch, --seq, --repeat must be positive");
+  const DType dtype = compute_dtype(o.dtype, o.device);
+  Allocator& device = device_allocator(o.device, "bench");
+  BenchModel m{
+      o.model.empty() ? init_gemma4_model(preset_config(o.preset), 1234) : load_gemma4_model(o.model),
+      &device, dtype};
+  if (device.device() != Device::cpu) move_weights(m.master.config, m.master.weights, device);
+  return m;
+}
+
+// Peak device memory of the run so far (the GPU's caching allocator holds every tensor and CUDA buffer).
+std::uint64_t peak_bytes(const Allocator& device) {
+  const auto* caching = dynamic_cast<const CachingAllocatorBase*>(&device);
+  return caching ? caching->stats().peak_in_use : 0;
 }
 
 // Runs `step` o.warmup times untimed and o.repeat times timed; prints one JSON line (median, min, tokens/s).
-int time_steps(const char* what, const BenchOptions& o, const Batch& batch,
+int time_steps(const std::string& what, const BenchOptions& o, const Batch& batch, const BenchModel& m,
                const std::function<void()>& step) {
-  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0,
-        "--batch, --seq, --repeat must be positive");
   std::vector<double> seconds;
   for (int r = 0; r < o.warmup + o.repeat; ++r) {
     const auto start = std::chrono::steady_clock::now();
     step();
+    m.device->synchronize();
     if (r >= o.warmup)
       seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(seconds.begin(), seconds.end());
   const double median = seconds[seconds.size() / 2];
-  const Json line = {{"what", what},
-                     {"batch", o.batch},
-                     {"seq", o.seq},
-                     {"threads", omp_get_max_threads()},
-                     {"median_s", median},
-                     {"min_s", seconds.front()},
-                     {"tokens_per_s", static_cast<double>(batch.tokens()) / median}};
+  Json line = {{"what", what},
+               {"device", device_name(m.device->device())},
+               {"dtype", dtype_name(m.dtype)},
+               {"batch", o.batch},
+               {"seq", o.seq},
+               {"threads", omp_get_max_threads()},
+               {"median_s", median},
+               {"min_s", seconds.front()},
+               {"tokens_per_s", static_cast<double>(batch.tokens()) / median}};
+  if (m.device->device() != Device::cpu) line["peak_device_bytes"] = peak_bytes(*m.device);
   std::printf("%s\n", line.dump().c_str());
   print_profile();
   return 0;
@@ -79,29 +105,33 @@ int time_steps(const char* what, const BenchOptions& o, const Batch& batch,
 // One training step = forward + backward + AdamW over every parameter (no clipping), like a peer's
 // loss.backward(); optimizer.step(); optimizer.zero_grad().
 int run_bench_train(const BenchOptions& o) {
-  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0,
-        "--batch, --seq, --repeat must be positive");
-  Gemma4Model model = bench_model(o);
+  BenchModel m = bench_model(o);
+  Gemma4Model& model = m.master;
   const Batch batch = random_batch(model, o.batch, o.seq);
   Gemma4Weights grads = zeros_like(model.config, model.weights);
+  if (m.device->device() != Device::cpu) move_weights(model.config, grads, *m.device);
   const std::vector<Tensor*> grad_list = gradient_tensors(model.config, grads);
   const std::vector<ParamRef> params = parameter_refs(model.config, model.weights, grads);
+  ComputeWeights compute(model, m.dtype);
   AdamW adamw(AdamWConfig{0.9, 0.999, 1e-8, 0.01});
-  HostCachingAllocator activations;  // as `g4moe train` runs its steps
+  // As `g4moe train` runs its steps: the host's activations from a cache (a GPU's always come from one).
+  HostCachingAllocator activations;
   const ActivationScope scope(activations);
-  return time_steps("g4moe cpu train step", o, batch, [&] {
-    for (Tensor* g : grad_list) std::fill(g->f32(), g->f32() + g->numel(), 0.0f);
-    gemma4_forward_backward(model, batch, grads);
+  const std::string what = std::string("g4moe ") + device_name(m.device->device()) + " train step";
+  return time_steps(what, o, batch, m, [&] {
+    for (Tensor* g : grad_list) ops::zero_(*g);
+    gemma4_forward_backward(compute.model(), batch, grads);
     adamw.step(params, 1e-5);
+    compute.refresh();
   });
 }
 
 int run_bench_forward(const BenchOptions& o) {
-  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0,
-        "--batch, --seq, --repeat must be positive");
-  const Gemma4Model model = bench_model(o);
-  const Batch batch = random_batch(model, o.batch, o.seq);
-  return time_steps("g4moe cpu forward", o, batch, [&] { gemma4_forward(model, batch); });
+  BenchModel m = bench_model(o);
+  const ComputeWeights compute(m.master, m.dtype);
+  const Batch batch = random_batch(m.master, o.batch, o.seq);
+  const std::string what = std::string("g4moe ") + device_name(m.device->device()) + " forward";
+  return time_steps(what, o, batch, m, [&] { gemma4_forward(compute.model(), batch); });
 }
 
 }  // namespace
@@ -110,11 +140,11 @@ Action register_bench(CLI::App& app) {
   auto* cmd =
       app.add_subcommand("bench", "Benchmarks (not tests): time parts of g4moe and print JSON lines.");
   cmd->require_subcommand(1);
-  auto* fwd = cmd->add_subcommand("forward",
-                                  "Time the CPU forward pass on random token ids (median of --repeat runs).");
+  auto* fwd =
+      cmd->add_subcommand("forward", "Time the forward pass on random token ids (median of --repeat runs).");
   auto o = std::make_shared<BenchOptions>();
   auto train =
-      cmd->add_subcommand("train", "Time CPU training steps (forward + backward + AdamW) on random ids.");
+      cmd->add_subcommand("train", "Time training steps (forward + backward + AdamW) on random ids.");
   auto mode = std::make_shared<std::string>("forward");
   for (CLI::App* sub : {fwd, train}) {
     sub->add_option("--model", o->model, "checkpoint directory");
@@ -123,6 +153,12 @@ Action register_bench(CLI::App& app) {
     sub->add_option("--seq", o->seq, "tokens per row")->capture_default_str();
     sub->add_option("--repeat", o->repeat, "timed runs")->capture_default_str();
     sub->add_option("--warmup", o->warmup, "untimed runs first")->capture_default_str();
+    sub->add_option("--device", o->device, "cpu or cuda (one GPU)")->capture_default_str();
+    sub->add_option(
+           "--dtype", o->dtype,
+           "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, bf16 (cuda only; f32 master weights "
+           "and AdamW state either way)")
+        ->capture_default_str();
   }
   train->callback([mode] { *mode = "train"; });
   return [o, mode] { return *mode == "train" ? run_bench_train(*o) : run_bench_forward(*o); };

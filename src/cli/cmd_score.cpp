@@ -36,6 +36,7 @@ struct ScoreOptions {
   int ep = 1;
   std::string dispatcher = "alltoall";
   std::string device = "cpu";
+  std::string dtype = "auto";
 };
 
 // Every DP replica's logits rows [b, S, V] (row_block order), on every rank of the DP group.
@@ -74,13 +75,14 @@ int run_score(const ScoreOptions& o) {
   const ParallelSetup par = make_parallel_setup(world, text.enable_moe_block ? text.num_experts : 0, o.ep,
                                                 dispatcher_from_name(o.dispatcher));
   check(o.device == "cpu" || o.ep == 1, "--device cuda runs one process on one GPU so far (no --ep)");
+  const DType dtype = compute_dtype(o.dtype, o.device);
   Allocator& device = device_allocator(o.device, "score");
   Gemma4Model model = load_gemma4_model(o.model, par.experts);
   const std::string bad = non_finite_weight(model);
   check(bad.empty(), "weight ", bad, " of ", o.model, " is NaN or infinite: no loss is computed");
   model.dispatcher = par.dispatcher.get();
   const bool on_gpu = device.device() != Device::cpu;
-  if (on_gpu) move_weights(model.config, model.weights, device);  // fp32 on either device
+  if (on_gpu) move_weights(model.config, model.weights, device, dtype);
   const Batch full = read_score_input(o.input, model.config.text.vocab_size);
   Communicator& dp = *par.groups.dp;
   check(full.batch_size >= dp.size(), "the batch has ", full.batch_size, " rows, fewer than the ", dp.size(),
@@ -159,8 +161,12 @@ Action register_score(CLI::App& app) {
       "(NeMo's torch dispatcher)");
   cmd->add_option(
       "--device", o->device,
-      "cpu (default) or cuda: where the model runs, in fp32 either way; cuda runs every op of the "
-      "interface on the GPU, so far for models without MoE blocks and in one process");
+      "cpu (default) or cuda: where the model runs; cuda runs every op on one GPU, in one process so far");
+  cmd->add_option(
+      "--dtype", o->dtype,
+      "compute dtype: auto (default: f32 on cpu, bf16 on cuda), f32, or bf16 (cuda only: bf16 weights "
+      "and activations with fp32 arithmetic inside each op; the router, logits, loss and every "
+      "gradient written stay f32)");
   return [o] { return run_score(*o); };
 }
 

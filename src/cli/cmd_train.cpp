@@ -60,7 +60,8 @@ Action register_train(CLI::App& app) {
       const auto out = greedy_generate(model, prompt, recipe.sample_tokens, tokenizer.eos);
       if (root) std::printf("sample: %s%s\n", recipe.sample_prompt.c_str(), tokenizer.decode(out).c_str());
     };
-    const TrainOutcome outcome = run_training(recipe, o->resume, o->allow_recipe_change, sample);
+    Allocator& device = device_allocator(recipe.device, "train");
+    const TrainOutcome outcome = run_training(recipe, o->resume, device, o->allow_recipe_change, sample);
     if (world_communicator().rank() == 0)  // under mpirun, rank 0 speaks for the job
       std::printf("{\"steps\": %lld, \"final_loss\": %.6f}\n", static_cast<long long>(outcome.steps_done),
                   outcome.last_loss);

@@ -27,6 +27,9 @@ class Allocator {
   // Copies `bytes` from this allocator's memory to the host, and the other way.
   virtual void copy_to_host(void* host, const void* mine, std::size_t bytes) const = 0;
   virtual void copy_from_host(void* mine, const void* host, std::size_t bytes) const = 0;
+  // Waits until every operation queued on this allocator's device has finished (timing, peak memory); the
+  // host has nothing queued.
+  virtual void synchronize() const {}
 };
 
 // The process's host allocator (thread-safe; aligned_alloc, refuses more than the machine's memory).

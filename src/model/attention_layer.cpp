@@ -47,7 +47,9 @@ Tensor attention_layer_backward(const LayerSpec& s, const AttentionWeights& w, c
 
   // dK/dV accumulators: a shared layer adds into its source's; a source starts from what shared layers added.
   auto& acc = ctx.shared_kv_grad[s.attention];
-  if (acc.first.empty()) acc = {ops::zeros({T, Nkv, D}, t.a.device()), ops::zeros({T, Nkv, D}, t.a.device())};
+  if (acc.first.empty())
+    acc = {ops::zeros({T, Nkv, D}, t.a.device(), t.a.dtype()),
+           ops::zeros({T, Nkv, D}, t.a.device(), t.a.dtype())};
   Tensor dq =
       ops::attention_backward(t.q, t.k, t.v, attention_rows(ctx, s.window), d_o, acc.first, acc.second);
 

@@ -97,7 +97,7 @@ Tensor decoder_layer_backward(const TextConfig& c, const LayerSpec& s, const Lay
     const Tensor de2 =
         ops::rms_norm_backward(t.experts_out, w.moe.post_norm_2, dm_sum, g.moe.post_norm_2, eps);
     const MoeBlockInputGrads d = moe_block_backward(
-        moe_config(c), moe_weights(w.moe), t.xe, t.moe, de2,
+        moe_config(c), moe_weights(w.moe), t.x_mid, t.xe, t.moe, de2,
         MoeBlockGrads{g.moe.router_proj, g.moe.router_scale, g.moe.gate_and_up, g.moe.down}, ctx.dispatcher);
     ops::add_(dx, ops::rms_norm_backward(t.x_mid, w.moe.pre_norm_2, d.expert_input, g.moe.pre_norm_2, eps));
     ops::add_(dx, d.gate_input);

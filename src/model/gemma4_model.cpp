@@ -58,9 +58,11 @@ Tensor per_layer_inputs(const Gemma4Model& m, const Batch& batch, const Tensor& 
 Tensor final_logits(const Gemma4Model& m, const Tensor& x, std::int64_t B, std::int64_t S) {
   ScopedPhase phase("final norm + head");
   const TextConfig& c = m.config.text;
-  Tensor logits = Linear(m.weights.head())
-                      .forward(ops::rms_norm(x, m.weights.final_norm, static_cast<float>(c.rms_norm_eps)))
-                      .reshaped({B, S, c.vocab_size});
+  // Logits in f32 whatever the compute dtype: the soft-cap and the loss read them in f32.
+  Tensor logits =
+      Linear(m.weights.head())
+          .forward_to_f32(ops::rms_norm(x, m.weights.final_norm, static_cast<float>(c.rms_norm_eps)))
+          .reshaped({B, S, c.vocab_size});
   if (c.final_logit_softcapping) ops::softcap_(logits, static_cast<float>(*c.final_logit_softcapping));
   return logits;
 }

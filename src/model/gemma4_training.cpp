@@ -46,12 +46,13 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   Tensor dlogits = ops::causal_lm_loss_backward(logits, batch.labels, normaliser).reshaped({T, V});
   if (c.final_logit_softcapping)
     ops::softcap_backward_(logits, dlogits, static_cast<float>(*c.final_logit_softcapping));
+  if (x.dtype() != DType::f32) dlogits = ops::to_dtype(dlogits, x.dtype());  // into the compute dtype
   const Linear head(w.head(), c.tie_word_embeddings ? &g.embed_tokens : &g.lm_head);
   Tensor dx = ops::rms_norm_backward(
       x, w.final_norm, head.backward(ops::rms_norm(x, w.final_norm, eps), dlogits), g.final_norm, eps);
 
   // Layers, last to first (KV-shared layers come after their sources, so their dK/dV are ready in time).
-  Tensor dple = P > 0 ? ops::zeros({T, L, P}, x0.device()) : Tensor();
+  Tensor dple = P > 0 ? ops::zeros({T, L, P}, x0.device(), x0.dtype()) : Tensor();
   for (auto it = c.layers.rbegin(); it != c.layers.rend(); ++it) {
     if (recompute) {  // rebuild this layer's tape from its saved input, then drop it after its backward
       Tensor layer_x = ops::copy(layer_inputs[it->index]);

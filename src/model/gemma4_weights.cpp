@@ -1,5 +1,7 @@
 #include "model/gemma4_weights.h"
 
+#include <algorithm>
+
 namespace g4 {
 
 void for_each_parameter(const ModelConfig& config, Gemma4Weights& w,
@@ -49,8 +51,22 @@ void for_each_parameter(const ModelConfig& config, Gemma4Weights& w,
   if (!c.tie_word_embeddings) fn("lm_head.weight", w.lm_head);
 }
 
-void move_weights(const ModelConfig& config, Gemma4Weights& weights, Allocator& allocator) {
-  for_each_parameter(config, weights, [&](const std::string&, Tensor& t) { t = t.to(allocator); });
+void move_weights(const ModelConfig& config, Gemma4Weights& weights, Allocator& allocator, DType dtype) {
+  std::vector<const Tensor*> routers;  // f32 in every model: the router's arithmetic is fp32
+  for (const LayerWeights& l : weights.layers) {
+    routers.push_back(&l.moe.router_proj);
+    routers.push_back(&l.moe.router_scale);
+  }
+  for_each_parameter(config, weights, [&](const std::string&, Tensor& t) {
+    const bool router = std::find(routers.begin(), routers.end(), &t) != routers.end();
+    const DType want = router ? DType::f32 : dtype;
+    Tensor x = t;
+    if (x.dtype() != want) {  // converted on the host
+      if (x.device() != Device::cpu) x = x.to(host_allocator());
+      x = want == DType::f32 ? x.to_f32() : x.to_dtype(want);
+    }
+    t = x.to(allocator);
+  });
 }
 
 Gemma4Weights zeros_like(const ModelConfig& config, const Gemma4Weights& weights) {

@@ -55,8 +55,11 @@ struct Gemma4Weights {
 void for_each_parameter(const ModelConfig& config, Gemma4Weights& weights,
                         const std::function<void(const std::string&, Tensor&)>& fn);
 
-// Every tensor of `weights` the config has moved onto `allocator`'s device (a copy; host to GPU and back).
-void move_weights(const ModelConfig& config, Gemma4Weights& weights, Allocator& allocator);
+// Every tensor of `weights` the config has moved onto `allocator`'s device (a copy; host to GPU and back) in
+// `dtype` (f32 or bf16), except the MoE routers' projection and scale, which stay f32 (the router computes in
+// fp32 on every backend, ops/moe_block_kernel.h). Conversions run on the host and round to nearest even.
+void move_weights(const ModelConfig& config, Gemma4Weights& weights, Allocator& allocator,
+                  DType dtype = DType::f32);
 
 // Zero tensors with the shapes of `weights` (for gradients).
 Gemma4Weights zeros_like(const ModelConfig& config, const Gemma4Weights& weights);

@@ -9,6 +9,10 @@ Tensor Linear::forward(const Tensor& x) const {
   return ops::linear(x, weight_);
 }
 
+Tensor Linear::forward_to_f32(const Tensor& x) const {
+  return ops::linear_to_f32(x, weight_);
+}
+
 Tensor& Linear::grad() const {
   check(grad_ != nullptr, "Linear ", shape_str(weight_.shape()), ": backward without a gradient tensor");
   return *grad_;

@@ -18,6 +18,8 @@ class Linear {
   explicit Linear(const Tensor& weight, Tensor* grad = nullptr) : weight_(weight), grad_(grad) {}
 
   Tensor forward(const Tensor& x) const;  // x [..., in] -> [..., out]
+  // The same with an f32 output whatever x's dtype (the vocabulary head); its backward takes dy in x's dtype.
+  Tensor forward_to_f32(const Tensor& x) const;
   // grad += dyᵀ · x; returns dx = dy · W. A Linear without a gradient tensor is an error here.
   Tensor backward(const Tensor& x, const Tensor& dy) const;
   // The same, adding dy · W into `dx` (several projections of one input).

@@ -16,6 +16,7 @@
 #include "moe/dispatcher.h"
 #include "ops/cpu/moe_experts.h"
 #include "ops/cpu/moe_gate.h"
+#include "ops/moe_block_kernel.h"
 
 namespace g4 {
 
@@ -53,6 +54,9 @@ struct Gemma4MoeContext {
   std::vector<std::int64_t> indices;  // [T, K]
   std::vector<T> dweights;            // scratch
   DispatchContext<T> dispatch;        // the experts' part, whichever dispatcher ran them
+  // The block on a device (moe_block.h): routing and expert activations live there; reused while its
+  // planned token count suffices.
+  std::shared_ptr<DeviceMoeBlock> device;
 };
 
 // token_mask may be nullptr (all valid). y [T, H] overwritten.

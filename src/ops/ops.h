@@ -1,11 +1,14 @@
 // ops.h: the op interface the model is written against: forward/backward pairs on Tensors.
 //
-// Every op runs on its tensors' device. The CPU versions live in ops/cpu under the same names; an op whose
-// tensors sit on a device that has no version of it yet is a g4::Error naming the op and the device (the CUDA
-// twins of these ops are the next issue; the MoE experts' CUDA layer is reached through moe/ today).
+// Every op runs on its tensors' device and dtype. The CPU versions (f32) live in ops/cpu under the same
+// names, the CUDA versions (f32 and bf16) in ops/cuda; an op whose tensors sit on a device or in a dtype that
+// has no version of it is a g4::Error naming the op, the device and the dtype.
 //
-// Conventions (every op): inputs are contiguous and f32; an op returning a Tensor allocates it on the inputs'
-// device, from that device's activation allocator (core/allocator.h: a caching allocator while training);
+// Conventions (every op): inputs are contiguous; activations and weights share one dtype, f32 or bf16 (bf16:
+// fp32 arithmetic inside each kernel, one rounding per output element); parameter gradients (`d<weight>`,
+// `dtable`) are f32 whatever the activations' dtype; the loss, soft-cap and optimizer ops take f32 only. An
+// op returning a Tensor allocates it on the inputs' device, in their dtype, from that device's activation
+// allocator (core/allocator.h: a caching allocator while training);
 // "_backward" ops that take a parameter gradient `d<weight>` add into it (+=), so that gradients accumulate
 // over micro-batches and over layers that share a tensor; the activation gradient they return is fresh. Ops
 // ending in "_" work in place on their first argument.
@@ -24,11 +27,15 @@
 namespace g4::ops {
 
 // ---- elementwise
-void add_(Tensor& x, const Tensor& y);                   // x += y (same shape)
-void scale_(Tensor& x, float factor);                    // x *= factor
-Tensor scaled(const Tensor& x, float factor);            // x · factor
-Tensor copy(const Tensor& x);                            // a copy, from the activation allocator
-Tensor zeros(Shape shape, Device device = Device::cpu);  // f32 zeros, from the activation allocator
+void add_(Tensor& x, const Tensor& y);         // x += y (same shape)
+void scale_(Tensor& x, float factor);          // x *= factor
+Tensor scaled(const Tensor& x, float factor);  // x · factor
+Tensor copy(const Tensor& x);                  // a copy, from the activation allocator
+// zeros from the activation allocator
+Tensor zeros(Shape shape, Device device = Device::cpu, DType dtype = DType::f32);
+Tensor to_dtype(const Tensor& x, DType dtype);  // f32 <-> bf16 (round to nearest even), a fresh tensor
+void assign_(Tensor& dst, const Tensor& src);   // dst = src converted to dst's dtype (same numel and device)
+void zero_(Tensor& x);                          // x = 0 (also where x held NaN or Inf)
 
 // ---- embedding: out [T, E] with out[t] = table[ids[t]] · scale; table [rows, E]. An id outside [0, rows) is
 // a g4::Error that names `table_name`.
@@ -38,6 +45,8 @@ void embedding_backward(const Tensor& dout, std::span<const std::int64_t> ids, f
 
 // ---- linear, in Hugging Face's layout: weight [N, K], y [..., N] = x [..., K] · weightᵀ.
 Tensor linear(const Tensor& x, const Tensor& weight);
+// The same product with an f32 output whatever x's dtype (the vocabulary head, whose logits the loss reads).
+Tensor linear_to_f32(const Tensor& x, const Tensor& weight);
 // dweight += dyᵀ · x
 void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dweight);
 // dx = dy · weight, fresh; the _add_ form adds into an existing dx (several projections of one input).

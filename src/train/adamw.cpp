@@ -14,7 +14,12 @@ void AdamW::step(const std::vector<ParamRef>& params, double lr) {
     check(p.param && p.grad && p.param->shape() == p.grad->shape(), "AdamW: parameter ", p.name,
           " and its gradient differ in shape");
     auto [it, created] = state_.try_emplace(p.name);
-    if (created) it->second = {Tensor(DType::f32, p.param->shape()), Tensor(DType::f32, p.param->shape())};
+    if (created) {  // on the parameter's device (a GPU's from its caching allocator)
+      const Device d = p.param->device();
+      it->second = d == Device::cpu
+                       ? std::pair{Tensor(DType::f32, p.param->shape()), Tensor(DType::f32, p.param->shape())}
+                       : std::pair{ops::zeros(p.param->shape(), d), ops::zeros(p.param->shape(), d)};
+    }
     ops::adamw_(*p.param, *p.grad, it->second.first, it->second.second, k);
   }
 }

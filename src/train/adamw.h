@@ -1,7 +1,8 @@
 // adamw.h: the AdamW optimizer (torch.optim.AdamW's arithmetic: ops/cpu/adamw.h) over named parameters, and
 // the global gradient norm and its clip.
-// Invariant: state tensors are created on the first step and keep the parameter's shape; parameters are
-// identified by name, so the state survives a reordering of the list (and is what a checkpoint saves).
+// Invariant: state tensors are created on the first step, f32, with the parameter's shape and on its device;
+// parameters are identified by name, so the state survives a reordering of the list (and is what a checkpoint
+// saves).
 #pragma once
 
 #include <cstdint>

@@ -81,6 +81,11 @@ const std::vector<Field>& fields() {
       field("train.max_grad_norm", &Recipe::max_grad_norm, "global gradient-norm clip (0: off)"),
       field("train.recompute", &Recipe::recompute,
             "recompute each layer's activations in the backward (less memory, one more forward)"),
+      field("train.device", &Recipe::device,
+            "cpu, or cuda: the whole model on one GPU (checkpoints resume on either device)"),
+      field("train.dtype", &Recipe::dtype,
+            "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, or bf16 (cuda only: bf16 weights and "
+            "activations, f32 master weights, gradients and AdamW state)"),
       field("train.freeze", &Recipe::freeze, "regexes of parameter names to freeze, e.g. [\"embed_tokens\"]"),
       field("train.eval_every", &Recipe::eval_every, "steps between eval losses (0: never)"),
       field("train.log_every", &Recipe::log_every, "steps between metric lines (> 0)"),
@@ -119,6 +124,7 @@ constexpr Alias kAliases[] = {
     {"train.logging_steps", "train.log_every"},
     {"output.output_dir", "output.dir"},
     {"output.save_steps", "output.save_every"},
+    {"device", "train.device"},
 };
 
 const Field* find_field(const std::string& key) {
@@ -216,6 +222,11 @@ void validate(Recipe& r, const std::function<std::string(const char*)>& where_of
   range(r.eps >= 0, "train.eps", "at least 0", r.eps);
   range(r.max_grad_norm >= 0, "train.max_grad_norm", "at least 0 (0: no clipping)", r.max_grad_norm);
   range(r.zero <= 1, "parallel.zero", "0 or 1", r.zero);
+  range(r.device == "cpu" || r.device == "cuda", "train.device", "cpu or cuda", r.device);
+  range(r.dtype == "auto" || r.dtype == "f32" || r.dtype == "bf16", "train.dtype", "auto, f32 or bf16",
+        r.dtype);
+  check(r.dtype != "bf16" || r.device == "cuda",
+        "train.dtype bf16 needs train.device cuda (the CPU computes in f32; ", where_of("train.dtype"), ")");
   if (r.warmup_ratio > 0) {
     // warmup_steps may accompany the ratio only as its own result, so that to_json's output reads back.
     const auto from_ratio =

@@ -14,6 +14,8 @@
 #include "data/tokenizer.h"
 #include "io/config.h"
 #include "model/gemma4_training.h"
+#include "ops/ops.h"
+#include "train/compute_weights.h"
 #include "train/loss_plot.h"
 #include "train/lr_schedule.h"
 #include "train/model_loading.h"
@@ -148,8 +150,8 @@ class CheckpointHealth {
 
 }  // namespace
 
-TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool allow_recipe_change,
-                          const AfterTraining& after) {
+TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Allocator& device,
+                          bool allow_recipe_change, const AfterTraining& after) {
   // Under mpirun (parallel.ep): this rank's experts, rows and groups; one process: the plain path.
   TrainParallel par;
   ModelSource src = load_model(r, resume_dir, par);
@@ -174,6 +176,26 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   TrainerState resumed;
   if (!resume_dir.empty())
     resumed = resume_from(resume_dir, r, allow_recipe_change, par, model, params, adamw);
+  // On a GPU: f32 masters, gradients and moments there; the forward and backward on the compute copy.
+  const bool on_device = device.device() != Device::cpu;
+  if (on_device) {
+    check(par.world->size() == 1, "train.device ", device_name(device.device()),
+          " trains on one GPU in one process so far (no mpirun)");
+    check(r.zero == 0, "parallel.zero 1 shards over data-parallel replicas; train.device ",
+          device_name(device.device()), " runs one");
+    move_weights(model.config, model.weights, device);
+    move_weights(model.config, grads, device);
+    for (auto& [name, m] : adamw.state()) m = {m.first.to(device), m.second.to(device)};
+  }
+  const DType dtype = r.dtype == "auto" ? (on_device ? DType::bf16 : DType::f32)
+                                        : (r.dtype == "bf16" ? DType::bf16 : DType::f32);
+  ComputeWeights compute(model, dtype);
+  // Host copies of what lives on the device (checkpoints, the sample): the model itself on the host.
+  auto host_model = [&] {
+    Gemma4Model copy = model;
+    if (on_device) move_weights(copy.config, copy.weights, host_allocator());
+    return copy;
+  };
   std::int64_t step = resumed.step, cursor = resumed.data_cursor;
   double tokens_seen = resumed.tokens_seen;
 
@@ -207,17 +229,21 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   };
   CheckpointHealth health(resume_dir);
   auto save = [&] {  // every rank takes part (experts are gathered); rank 0 writes
-    const std::string bad = non_finite_weight(model);
+    Gemma4Model saved = host_model();
+    const std::string bad = non_finite_weight(saved);
     if (any_rank(par, !bad.empty()))  // every rank stops, also those whose own shard is finite
       fail("a weight became NaN or infinite", bad.empty() ? "" : " (" + bad + ")", " after step ", step,
            ": no checkpoint is written; ", health.advice(), " (lower train.lr or set train.max_grad_norm)");
     AdamW moments = optimizer->moments(params);  // gathered over the DP group when sharded
+    if (on_device)
+      for (auto& [name, m] : moments.state())
+        m = {m.first.to(host_allocator()), m.second.to(host_allocator())};
     const std::string dir = run.checkpoint_path(step);
     CheckpointOptions options;
     options.replace_existing = run.may_replace_checkpoint(step);
     options.byte_tokenizer = byte_tokenizer;
     options.tokenizer_dir = byte_tokenizer ? "" : model_dir;
-    with_gathered(par, model, moments, [&](Gemma4Model& full, AdamW& full_moments) {
+    with_gathered(par, saved, moments, [&](Gemma4Model& full, AdamW& full_moments) {
       save_train_checkpoint(dir, full, src.config_doc, full_moments, trainer_state(), options);
       for (const std::string& removed : run.checkpoint_written(step, r.save_total_limit))
         std::fprintf(stderr, "g4moe train: removed %s (output.save_total_limit %lld)\n", removed.c_str(),
@@ -251,7 +277,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   const auto start = std::chrono::steady_clock::now();
   const double tokens_at_start = tokens_seen;
   while (step < r.steps) {
-    for (Tensor* g : all_grads) std::fill(g->f32(), g->f32() + g->numel(), 0.0f);
+    for (Tensor* g : all_grads) ops::zero_(*g);
     std::vector<Batch> micro;
     std::int64_t label_tokens = 0;
     for (std::int64_t m = 0; m < r.grad_accumulation; ++m) {
@@ -262,7 +288,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
     double loss_sum = 0;
     for (const Batch& b : micro)
       loss_sum +=
-          gemma4_forward_backward(model, local_rows(par, b), grads,
+          gemma4_forward_backward(compute.model(), local_rows(par, b), grads,
                                   static_cast<double>(std::max<std::int64_t>(1, label_tokens)), r.recompute)
               .loss_sum;
     loss_sum = sum_over_replicas(par, loss_sum);
@@ -288,6 +314,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
     }
     const double lr = learning_rate(r.schedule, r.lr, step, r.steps, r.warmup_steps, r.min_lr_ratio);
     optimizer->step(params, lr);
+    compute.refresh();
     for (const Batch& b : micro) tokens_seen += static_cast<double>(b.tokens());
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double tokens_per_s = (tokens_seen - tokens_at_start) / std::max(elapsed, 1e-9);
@@ -300,7 +327,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
                               {"tokens_per_s", tokens_per_s},
                               {"elapsed_s", elapsed}});
     if (r.eval_every > 0 && data.eval.rows() > 0 && (step % r.eval_every == 0 || step == r.steps)) {
-      const double ev = eval_loss(model, data.eval, r.batch_size);
+      const double ev = eval_loss(compute.model(), data.eval, r.batch_size);
       if (par.root()) run.append_metrics(Json{{"step", step}, {"eval_loss", ev}});
     }
     char figures[160];
@@ -325,7 +352,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, bool a
   outcome.steps_done = step;
   if (outcome.exit_code == 0) save();
   if (par.root()) write_loss_plot(r.output_dir + "/loss.png", run.curves());
-  if (outcome.exit_code == 0 && after) after(model, tokenizer, par.root());
+  if (outcome.exit_code == 0 && after) after(on_device ? host_model() : model, tokenizer, par.root());
   return outcome;
 }
 

@@ -35,7 +35,12 @@ struct TrainOutcome {
 // rank speaks for the job); the CLI prints its sample here.
 using AfterTraining = std::function<void(const Gemma4Model& model, const Tokenizer& tokenizer, bool root)>;
 
-TrainOutcome run_training(const Recipe& recipe, const std::string& resume_dir,
+// `device`: where the model trains (the host's allocator, or a GPU's for train.device cuda: the caller
+// resolves the recipe's device, since train/ does not link a GPU backend). On a GPU the f32 master weights,
+// gradients and AdamW moments live there and the forward and backward run in train.dtype
+// (train/compute_weights.h); checkpoints and the AfterTraining hook get host copies, so a run resumes on
+// either device.
+TrainOutcome run_training(const Recipe& recipe, const std::string& resume_dir, Allocator& device,
                           bool allow_recipe_change = false, const AfterTraining& after = {});
 
 }  // namespace g4

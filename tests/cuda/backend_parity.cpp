@@ -1,9 +1,10 @@
 // Backend parity on the GPU: every case of the parity registry (tests/parity/op_cases.h: every op of
 // ops/ops.h, and the MoE ops with CUDA kernels) runs on the CPU backend and on CUDA, with the same inputs,
-// and each output is held to the tolerance its case states (NaN or Inf never passes). An ops.h op that has no
-// CUDA version yet is reported as such, never as passing: its test is skipped with "cuda: not yet", and the
-// table printed at the end (one row per case) counts it apart. The MoE cases have kernels: for them a missing
-// version fails.
+// and each output is held to the tolerance its case states (NaN or Inf never passes); every op must have a
+// CUDA version (a missing one fails). The ops.h cases run twice on CUDA: in f32 (CudaParity) and in bf16
+// (CudaBf16Parity: activations and weights bf16, parameter gradients, logits and optimizer state f32), the
+// bf16 run against the CPU on the bf16-rounded inputs, each bf16 output against the bf16 rounding of the
+// CPU's (compare(): the case's bound plus one bf16 ulp). A table printed at the end has one row per run.
 #include <iomanip>
 #include <iostream>
 
@@ -27,64 +28,67 @@ std::vector<Row>& rows() {
   return table;
 }
 
-// Prints "case | cuda: pass / FAIL / not yet | detail" for every case that ran, and the counts.
+// Prints "case | pass / FAIL | detail" for every run, and the counts.
 class ParityTable : public testing::Environment {
  public:
   void TearDown() override {
     if (rows().empty()) return;
-    int passed = 0, failed = 0, not_yet = 0;
+    int passed = 0, failed = 0;
     std::cout
         << "\nBackend parity, CPU against CUDA (tolerances: tests/parity/op_cases*.cpp, moe_cases.cpp):\n";
     for (const Row& r : rows()) {
-      std::cout << "  " << std::left << std::setw(28) << r.name << " | cuda: " << std::setw(7) << r.status
-                << " | " << r.detail << "\n";
+      std::cout << "  " << std::left << std::setw(34) << r.name << " | " << std::setw(4) << r.status << " | "
+                << r.detail << "\n";
       passed += r.status == "pass";
       failed += r.status == "FAIL";
-      not_yet += r.status == "not yet";
     }
-    std::cout << "Backend parity: " << rows().size() << " cases: " << passed << " pass on CUDA, " << failed
-              << " fail, " << not_yet << " have no CUDA version yet (skipped, not counted as passing)\n\n";
+    std::cout << "Backend parity: " << rows().size() << " runs: " << passed << " pass, " << failed
+              << " fail\n\n";
   }
 };
 [[maybe_unused]] testing::Environment* const kTable = testing::AddGlobalTestEnvironment(new ParityTable);
 
-const parity::Backend& cuda_backend() {
+const parity::Backend& cuda_backend(DType dtype) {
   install_cuda_kernels();     // the ops.h ops' CUDA versions (ops/cuda/kernels.h)
   static CudaMoeBackend moe;  // built on first use: only on a machine with a device
-  static const parity::Backend backend{"cuda", &cuda_allocator(), &moe};
-  return backend;
+  static const parity::Backend f32{"cuda", &cuda_allocator(), &moe};
+  static const parity::Backend bf16{"cuda-bf16", &cuda_allocator(), &moe, DType::bf16};
+  return dtype == DType::bf16 ? bf16 : f32;
 }
 
-class CudaParity : public testing::TestWithParam<OpCase> {};
-
-TEST_P(CudaParity, MatchesTheCpuBackendAtTheCaseTolerance) {
-  G4_SKIP_WITHOUT_CUDA();
-  const OpCase& c = GetParam();
-  const parity::Outputs want = c.run(parity::cpu_backend());
+void run_case(const OpCase& c, DType dtype) {
+  parity::Backend reference = parity::cpu_backend();
+  reference.bf16_inputs = dtype == DType::bf16;
+  const std::string name = c.name + (dtype == DType::bf16 ? " (bf16)" : "");
+  const parity::Outputs want = c.run(reference);
   parity::Outputs got;
   try {
-    got = c.run(cuda_backend());
+    got = c.run(cuda_backend(dtype));
   } catch (const Error& e) {
-    if (!parity::is_not_yet(e.what())) {
-      rows().push_back({c.name, "FAIL", e.what()});
-      FAIL() << c.name << ": " << e.what();
-    }
-    if (c.op.empty()) {
-      rows().push_back({c.name, "FAIL", "a MoE case has CUDA kernels, yet: " + std::string(e.what())});
-      FAIL() << c.name << ": " << e.what();
-    }
-    rows().push_back({c.name, "not yet", "ops::" + c.op + " has no CUDA version"});
-    GTEST_SKIP() << c.name << " | cuda: not yet (" << e.what() << ")";
+    rows().push_back({name, "FAIL", e.what()});
+    FAIL() << name << ": " << e.what();
   }
   const std::vector<parity::Comparison> comparisons = parity::compare_all(got, want, c.tolerance);
   bool all_passed = true;
   std::string detail;
   for (const parity::Comparison& m : comparisons) {
-    EXPECT_TRUE(m.passed) << c.name << " " << m.detail << " (" << c.tolerance.reason << ")";
+    EXPECT_TRUE(m.passed) << name << " " << m.detail << " (" << c.tolerance.reason << ")";
     all_passed = all_passed && m.passed;
     detail += (detail.empty() ? "" : "; ") + m.detail;
   }
-  rows().push_back({c.name, all_passed ? "pass" : "FAIL", detail});
+  rows().push_back({name, all_passed ? "pass" : "FAIL", detail});
+}
+
+class CudaParity : public testing::TestWithParam<OpCase> {};
+TEST_P(CudaParity, MatchesTheCpuBackendAtTheCaseTolerance) {
+  G4_SKIP_WITHOUT_CUDA();
+  run_case(GetParam(), DType::f32);
+}
+
+class CudaBf16Parity : public testing::TestWithParam<OpCase> {};
+TEST_P(CudaBf16Parity, MatchesTheCpuBackendOnBf16Inputs) {
+  G4_SKIP_WITHOUT_CUDA();
+  run_case(GetParam(), DType::bf16);
 }
 
 std::string test_name(const testing::TestParamInfo<OpCase>& info) {
@@ -92,6 +96,7 @@ std::string test_name(const testing::TestParamInfo<OpCase>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCases, CudaParity, testing::ValuesIn(parity::all_cases()), test_name);
+INSTANTIATE_TEST_SUITE_P(OpsCases, CudaBf16Parity, testing::ValuesIn(parity::ops_cases()), test_name);
 
 }  // namespace
 }  // namespace g4::cuda::test

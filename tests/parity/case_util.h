@@ -26,14 +26,33 @@ inline Tensor random_tensor(Shape shape, std::uint32_t seed, float stddev = 1.0f
   return Tensor::from_floats(std::move(shape), random_values(n, seed, stddev));
 }
 
-// A copy on the backend's device (an empty tensor stays the empty host tensor: "no weight").
-inline Tensor on(const Backend& backend, const Tensor& host) {
-  return host.empty() ? Tensor() : host.to(*backend.allocator);
+// f32 input values as the backend sees them: rounded to bf16 for a bf16 backend and its reference.
+inline Tensor backend_values(const Backend& backend, const Tensor& host) {
+  if (backend.dtype != DType::bf16 && !backend.bf16_inputs) return host;
+  Tensor r = host.clone();
+  for (std::int64_t i = 0; i < r.numel(); ++i) r.f32()[i] = round_to_bf16(r.f32()[i]);
+  return r;
 }
 
-// An output from a tensor on any device.
+// An activation or weight on the backend's device, in its dtype (an empty tensor stays the empty host tensor:
+// "no weight").
+inline Tensor on(const Backend& backend, const Tensor& host) {
+  if (host.empty()) return Tensor();
+  const Tensor values = backend_values(backend, host);
+  return (backend.dtype == DType::f32 ? values : values.to_dtype(backend.dtype)).to(*backend.allocator);
+}
+
+// A tensor that is f32 on every backend (parameter gradients, logits, optimizer state), with the values the
+// backend's inputs have.
+inline Tensor on_f32(const Backend& backend, const Tensor& host) {
+  return host.empty() ? Tensor() : backend_values(backend, host).to(*backend.allocator);
+}
+
+// An output from a tensor on any device, in any float dtype.
 inline Output output(std::string name, const Tensor& t) {
-  return {std::move(name), t.to(host_allocator())};
+  const Tensor host = t.to(host_allocator());
+  const bool bf16 = t.dtype() == DType::bf16;
+  return {std::move(name), bf16 ? host.to_f32() : host, false, bf16};
 }
 
 inline Output scalar_output(std::string name, double value, bool integral = false) {

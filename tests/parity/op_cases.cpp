@@ -43,6 +43,28 @@ std::vector<OpCase> elementwise_and_linear() {
   c.push_back({"zeros", "zeros", exact("zero-filled memory: no arithmetic"), [](const Backend& b) {
                  return Outputs{output("z", ops::zeros({5, 9}, b.allocator->device()))};
                }});
+  c.push_back({"to_dtype", "to_dtype", exact("round to nearest even, and widening: no arithmetic"),
+               [](const Backend& b) {
+                 const Tensor x = on_f32(b, random_tensor({4, 33}, 41));
+                 const Tensor narrow = ops::to_dtype(x, DType::bf16);
+                 return Outputs{output("bf16", narrow), output("f32", ops::to_dtype(narrow, DType::f32))};
+               }});
+  c.push_back(
+      {"assign_", "assign_", exact("a copy, or one rounding to nearest even"), [](const Backend& b) {
+         const Tensor x = on(b, random_tensor({4, 33}, 44)), wide = on_f32(b, random_tensor({4, 33}, 45));
+         Tensor same = on(b, random_tensor({4, 33}, 46)), to_wide = on_f32(b, random_tensor({4, 33}, 47)),
+                to_narrow = ops::to_dtype(on_f32(b, random_tensor({4, 33}, 48)), DType::bf16);
+         ops::assign_(same, x);
+         ops::assign_(to_wide, x);
+         ops::assign_(to_narrow, wide);
+         return Outputs{output("same", same), output("to_wide", to_wide), output("to_narrow", to_narrow)};
+       }});
+  c.push_back({"zero_", "zero_", exact("zero-filled memory: no arithmetic"), [](const Backend& b) {
+                 Tensor x = on(b, random_tensor({3, 17}, 49));
+                 ops::scale_(x, NAN);  // NaN everywhere first: zero_ must clear it
+                 ops::zero_(x);
+                 return Outputs{output("x", x)};
+               }});
   c.push_back({"scaled", "scaled", exact(kOneRounding), [](const Backend& b) {
                  return Outputs{output("y", ops::scaled(on(b, random_tensor({4, 33}, 4)), -1.75f))};
                }});
@@ -54,7 +76,7 @@ std::vector<OpCase> elementwise_and_linear() {
   c.push_back({"embedding_backward", "embedding_backward",
                frobenius(1e-6, "repeated ids add their rows in another order (atomics on a GPU)"),
                [](const Backend& b) {
-                 Tensor dtable = on(b, random_tensor({10, 24}, 6));
+                 Tensor dtable = on_f32(b, random_tensor({10, 24}, 6));
                  const auto ids = static_cast<std::int64_t>(kIds.size());
                  ops::embedding_backward(on(b, random_tensor({ids, 24}, 7)), kIds, 0.5f, dtable);
                  return Outputs{output("dtable", dtable)};
@@ -64,8 +86,13 @@ std::vector<OpCase> elementwise_and_linear() {
                  return Outputs{output("y", ops::linear(x, w))};
                }});
   c.push_back(
+      {"linear_to_f32", "linear_to_f32", frobenius(1e-5, kGemm), [](const Backend& b) {
+         const Tensor x = on(b, random_tensor({2, 7, 48}, 42)), w = on(b, random_tensor({40, 48}, 43));
+         return Outputs{output("y", ops::linear_to_f32(x, w))};
+       }});
+  c.push_back(
       {"linear_backward_weight", "linear_backward_weight", frobenius(1e-5, kGemm), [](const Backend& b) {
-         Tensor dw = on(b, random_tensor({40, 48}, 10));
+         Tensor dw = on_f32(b, random_tensor({40, 48}, 10));
          ops::linear_backward_weight(on(b, random_tensor({2, 7, 40}, 11)),
                                      on(b, random_tensor({2, 7, 48}, 12)), dw);
          return Outputs{output("dweight", dw)};
@@ -97,7 +124,7 @@ std::vector<OpCase> norm_and_rope() {
     c.push_back({"rms_norm_backward" + suffix, "rms_norm_backward", frobenius(1e-5, kRowSums),
                  [weighted](const Backend& b) {
                    const Tensor w = weighted ? on(b, random_tensor({64}, 20)) : Tensor();
-                   Tensor dw = weighted ? on(b, random_tensor({64}, 21)) : Tensor();
+                   Tensor dw = weighted ? on_f32(b, random_tensor({64}, 21)) : Tensor();
                    const Tensor dx = ops::rms_norm_backward(on(b, random_tensor({9, 64}, 22, 3.0f)), w,
                                                             on(b, random_tensor({9, 64}, 23)), dw, 1e-6f);
                    Outputs out{output("dx", dx)};

@@ -4,10 +4,10 @@
 // the outputs as named host f32 tensors; each case states the tolerance its outputs must meet against the CPU
 // backend's, with the reason.
 //
-// ops.h cases move their inputs to the backend's allocator (Tensor::to) and call the op there, so an op
-// without a version for that device throws the g4::Error of ops.cpp ("op X has no cuda version yet"):
-// is_not_yet() tells that apart from a real failure. MoE cases go through the backend's MoeBackend
-// (moe_backend.h): the CPU one calls moe/ (float), the CUDA one the kernels of ops/cuda (tests/cuda).
+// ops.h cases move their inputs to the backend's allocator in its dtype (case_util.h's on(); f32-only tensors
+// through on_f32()) and call the op there; an op without a version for that device and dtype throws ops.cpp's
+// g4::Error, which fails the case. MoE cases go through the backend's MoeBackend (moe_backend.h): the CPU one
+// calls moe/ (float), the CUDA one the kernels of ops/cuda (tests/cuda).
 #pragma once
 
 #include <functional>
@@ -30,21 +30,34 @@ struct Tolerance {
   Metric metric = Metric::exact;
   double bound = 0;
   const char* reason = "";
+  // The bound of bf16 outputs when the bf16 kernel rounds intermediates too (0: bound + one bf16 ulp).
+  double bf16_bound = 0;
+  const char* bf16_reason = "";
 };
 Tolerance exact(const char* reason);
 Tolerance frobenius(double bound, const char* reason);
+// Relative Frobenius with its own bound for bf16 outputs.
+Tolerance frobenius(double bound, const char* reason, double bf16_bound, const char* bf16_reason);
 
 struct Output {
   std::string name;
   Tensor value;           // host, f32
   bool integral = false;  // indices, offsets: always compared exactly, whatever the case's tolerance
+  bool bf16 = false;      // computed in bf16 (widened to f32 here): compared against the bf16 rounding of the
+                          // reference, the bound widened by one bf16 ulp (2^-8; compare())
 };
 using Outputs = std::vector<Output>;
 
 struct Backend {
-  std::string name;      // "cpu", "cuda"
+  std::string name;      // "cpu", "cuda", "cuda-bf16"
   Allocator* allocator;  // where ops.h cases put their inputs
   MoeBackend* moe;       // what MoE cases call
+  // The dtype ops.h cases give their activations and weights (parameter gradients, logits and optimizer
+  // state stay f32); bf16 inputs are the bf16 roundings of the f32 ones.
+  DType dtype = DType::f32;
+  // A reference for a bf16 backend: f32 tensors holding the bf16 roundings of the inputs, so that both
+  // backends start from the same numbers.
+  bool bf16_inputs = false;
 };
 // The host allocator and moe/ on the CPU.
 const Backend& cpu_backend();
@@ -75,9 +88,6 @@ struct Comparison {
 Comparison compare(const Output& got, const Output& want, const Tolerance& tolerance);
 // All of a case's outputs, in order; the names must match.
 std::vector<Comparison> compare_all(const Outputs& got, const Outputs& want, const Tolerance& tolerance);
-
-// True when `message` is ops.cpp's error for an op that has no version on the tensors' device yet.
-bool is_not_yet(const std::string& message);
 
 // Whether every element is finite.
 bool all_finite(const Tensor& t);

@@ -54,6 +54,29 @@ std::vector<OpCase> attention_and_activation() {
                  const Tensor dq = ops::attention_backward(q, k, v, attention_rows(), dout, dk, dv);
                  return Outputs{output("dq", dq), output("dk", dk), output("dv", dv)};
                }});
+  // Gemma 4's head dims (256 sliding, 512 global), which bf16 runs through the flash kernels.
+  for (const int D : {256, 512}) {
+    const Tolerance t = frobenius(1e-5, kSoftmax, 1e-2,
+                                  "flash attention rounds P to bf16 before P·V and Pᵀ·dO (FlashAttention's "
+                                  "arithmetic): a few independent 2^-9 roundings per output");
+    const std::string suffix = "/head_dim_" + std::to_string(D);
+    c.push_back({"attention" + suffix, "attention", t, [D](const Backend& b) {
+                   const Tensor q = on(b, random_tensor({14, 4, D}, 130, 0.25f)),
+                                k = on(b, random_tensor({18, 2, D}, 131, 0.25f)),
+                                v = on(b, random_tensor({18, 2, D}, 132));
+                   return Outputs{output("out", ops::attention(q, k, v, attention_rows()))};
+                 }});
+    c.push_back(
+        {"attention_backward" + suffix, "attention_backward", t, [D](const Backend& b) {
+           const Tensor q = on(b, random_tensor({14, 4, D}, 133, 0.25f)),
+                        k = on(b, random_tensor({18, 2, D}, 134, 0.25f)),
+                        v = on(b, random_tensor({18, 2, D}, 135)),
+                        dout = on(b, random_tensor({14, 4, D}, 136));
+           Tensor dk = on(b, random_tensor({18, 2, D}, 137)), dv = on(b, random_tensor({18, 2, D}, 138));
+           const Tensor dq = ops::attention_backward(q, k, v, attention_rows(), dout, dk, dv);
+           return Outputs{output("dq", dq), output("dk", dk), output("dv", dv)};
+         }});
+  }
   c.push_back({"geglu", "geglu", frobenius(1e-6, kTanh), [](const Backend& b) {
                  const Tensor gate = on(b, random_tensor({6, 40}, 110, 2.0f)),
                               up = on(b, random_tensor({6, 40}, 111));
@@ -80,7 +103,7 @@ std::vector<OpCase> attention_and_activation() {
 std::vector<OpCase> loss_and_optimizer() {
   std::vector<OpCase> c;
   c.push_back({"softcap_", "softcap_", frobenius(1e-6, kTanh), [](const Backend& b) {
-                 Tensor logits = on(b, random_tensor({2, 6, 11}, 118, 40.0f));
+                 Tensor logits = on_f32(b, random_tensor({2, 6, 11}, 118, 40.0f));
                  ops::softcap_(logits, 30.0f);
                  return Outputs{output("logits", logits)};
                }});
@@ -88,19 +111,19 @@ std::vector<OpCase> loss_and_optimizer() {
                [](const Backend& b) {
                  Tensor capped = random_tensor({2, 6, 11}, 119, 40.0f);
                  ops::softcap_(capped, 30.0f);  // a real soft-capped input, made on the host
-                 Tensor grad = on(b, random_tensor({2, 6, 11}, 120));
-                 ops::softcap_backward_(on(b, capped), grad, 30.0f);
+                 Tensor grad = on_f32(b, random_tensor({2, 6, 11}, 120));
+                 ops::softcap_backward_(on_f32(b, capped), grad, 30.0f);
                  return Outputs{output("grad", grad)};
                }});
   c.push_back(
       {"causal_lm_loss", "causal_lm_loss", frobenius(1e-6, kDoubleSums), [](const Backend& b) {
-         const LossResult r = ops::causal_lm_loss(on(b, random_tensor({2, 6, 11}, 121, 3.0f)), kLabels);
+         const LossResult r = ops::causal_lm_loss(on_f32(b, random_tensor({2, 6, 11}, 121, 3.0f)), kLabels);
          return Outputs{scalar_output("loss_sum", r.loss_sum),
                         scalar_output("num_tokens", static_cast<double>(r.num_tokens), true)};
        }});
   c.push_back({"causal_lm_loss_backward", "causal_lm_loss_backward", frobenius(1e-6, kDoubleSums),
                [](const Backend& b) {
-                 const Tensor logits = on(b, random_tensor({2, 6, 11}, 122, 3.0f));
+                 const Tensor logits = on_f32(b, random_tensor({2, 6, 11}, 122, 3.0f));
                  return Outputs{output("dlogits", ops::causal_lm_loss_backward(logits, kLabels, 7.0))};
                }});
   for (const bool shard : {false, true}) {
@@ -108,17 +131,18 @@ std::vector<OpCase> loss_and_optimizer() {
                  frobenius(1e-6, "each element's update in double on the CPU (fp32 elsewhere: a few ulp)"),
                  [shard](const Backend& b) {
                    const std::int64_t n = 40, first = shard ? 12 : 0, count = shard ? 16 : n;
-                   Tensor param = on(b, random_tensor({n}, 123)), grad = on(b, random_tensor({n}, 124, 0.1f));
+                   Tensor param = on_f32(b, random_tensor({n}, 123)),
+                          grad = on_f32(b, random_tensor({n}, 124, 0.1f));
                    Tensor m = random_tensor({count}, 125, 0.05f), v = random_tensor({count}, 126, 0.01f);
                    for (std::int64_t i = 0; i < count; ++i) v.f32()[i] = std::abs(v.f32()[i]);
-                   Tensor dm = on(b, m), dv = on(b, v);
+                   Tensor dm = on_f32(b, m), dv = on_f32(b, v);
                    const AdamWStepConstants k = adamw_step_constants({0.9, 0.999, 1e-8, 0.01}, 3, 1e-3);
                    ops::adamw_(param, grad, dm, dv, k, first);
                    return Outputs{output("param", param), output("exp_avg", dm), output("exp_avg_sq", dv)};
                  }});
   }
   c.push_back({"sum_of_squares", "sum_of_squares", frobenius(1e-6, kDoubleSums), [](const Backend& b) {
-                 const Tensor x = on(b, random_tensor({300}, 127));
+                 const Tensor x = on_f32(b, random_tensor({300}, 127));
                  return Outputs{scalar_output("whole", ops::sum_of_squares(x)),
                                 scalar_output("range", ops::sum_of_squares(x, 37, 101))};
                }});

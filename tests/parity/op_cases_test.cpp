@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/dtype.h"
 #include "core/regex.h"
 #include "parity/op_cases.h"
 #include "test_paths.h"
@@ -62,6 +63,11 @@ TEST(BackendParity, CasesHaveUniqueNamesAndStatedTolerances) {
   for (const OpCase& c : all_cases()) {
     EXPECT_TRUE(names.insert(c.name).second) << "duplicate case " << c.name;
     EXPECT_GT(std::strlen(c.tolerance.reason), 10u) << c.name << " states no reason for its tolerance";
+    if (c.tolerance.bf16_bound > 0) {
+      EXPECT_LE(c.tolerance.bf16_bound, 1e-2) << c.name;
+      EXPECT_GT(std::strlen(c.tolerance.bf16_reason), 10u)
+          << c.name << " states no reason for its bf16 bound";
+    }
     if (c.tolerance.metric == Tolerance::Metric::relative_frobenius) {
       EXPECT_TRUE(c.tolerance.bound > 0 && c.tolerance.bound <= 1e-2) << c.name;
     }
@@ -87,8 +93,18 @@ TEST(BackendParity, ComparisonFailsOnNanAndInfAndPassesWithinTheBound) {
   integral.integral = true;
   EXPECT_FALSE(compare(out({1, 2, 3.01f}), integral, loose).passed) << "integral outputs compare exactly";
   EXPECT_FALSE(compare(Output{"o", Tensor::from_floats({1, 3}, {1, 2, 3})}, out({1, 2, 3}), loose).passed);
-  EXPECT_TRUE(is_not_yet("op linear has no cuda version yet (its tensors must be on the host)"));
-  EXPECT_FALSE(is_not_yet("op linear: input [2, 3] against weight [4, 5]"));
+}
+
+TEST(BackendParity, Bf16OutputsAreHeldToTheBf16RoundingOfTheReference) {
+  const Output want{"o", Tensor::from_floats({4}, {2.7f, -2.71f, 2.69f, 2.72f})};
+  Output got{"o", want.value.clone(), false, /*bf16=*/true};
+  for (std::int64_t i = 0; i < 4; ++i) got.value.f32()[i] = round_to_bf16(got.value.f32()[i]);
+  EXPECT_TRUE(compare(got, want, exact("one rounding")).passed) << "the reference is rounded the same way";
+  got.value.f32()[0] += 1.0f / 64;  // one bf16 ulp at 2.7
+  EXPECT_FALSE(compare(got, want, exact("one rounding")).passed);
+  EXPECT_TRUE(compare(got, want, frobenius(1e-6, "fp32 order")).passed) << "the bound widens by 2^-8";
+  got.value.f32()[1] += 1.0f / 16;
+  EXPECT_FALSE(compare(got, want, frobenius(1e-6, "fp32 order")).passed);
 }
 
 class CpuParity : public testing::TestWithParam<OpCase> {};

@@ -19,8 +19,11 @@ void* CachingAllocator::device_allocate(std::uint64_t bytes) {
 }
 
 void CachingAllocator::device_zero(void* block, std::uint64_t bytes) {
-  G4_CUDA_CHECK(cudaMemsetAsync(block, 0, bytes));
-  G4_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+  G4_CUDA_CHECK(cudaMemsetAsync(block, 0, bytes, cudaStreamLegacy));
+}
+
+void CachingAllocator::synchronize() const {
+  G4_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 void CachingAllocator::copy_to_host(void* host, const void* mine, std::size_t bytes) const {

@@ -1,6 +1,7 @@
 // The CPU backend's kernel table (ops/kernels.h): ops/cpu's functions, every entry filled.
 #include <cstring>
 
+#include "core/dtype.h"
 #include "ops/cpu/adamw.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/cross_entropy.h"
@@ -23,9 +24,17 @@ Kernels make_cpu_kernels() {
   k.copy = [](const float* x, float* y, i64 n) {
     if (n > 0) std::memcpy(y, x, static_cast<std::size_t>(n) * sizeof(float));
   };
+  k.zero = [](float* x, i64 n) {
+    if (n > 0) std::memset(x, 0, static_cast<std::size_t>(n) * sizeof(float));
+  };
+  k.to_f32 = k.copy;
+  k.from_f32 = k.copy;
   k.gather_rows = gather_rows;
   k.scatter_add_rows = scatter_add_rows;
   k.linear_forward = linear_forward;
+  k.linear_forward_f32 = [](const float* x, const float* w, float* y, i64 M, i64 N, i64 K) {
+    linear_forward(x, w, y, M, N, K, false);
+  };
   k.matmul_nn = matmul_nn;
   k.matmul_tn = matmul_tn;
   k.rms_norm_forward = rms_norm_forward;
@@ -55,6 +64,26 @@ Kernels make_cpu_kernels() {
 
 const Kernels& cpu_kernels() {
   static const Kernels kernels = make_cpu_kernels();
+  return kernels;
+}
+
+const Bf16Kernels& cpu_bf16_kernels() {
+  static const Bf16Kernels kernels = [] {
+    Bf16Kernels k;
+    k.to_f32 = [](const Bf16Bits* x, float* y, std::int64_t n) {
+      for (std::int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(x[i]);
+    };
+    k.from_f32 = [](const float* x, Bf16Bits* y, std::int64_t n) {
+      for (std::int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(x[i]);
+    };
+    k.copy = [](const Bf16Bits* x, Bf16Bits* y, std::int64_t n) {
+      if (n > 0) std::memcpy(y, x, static_cast<std::size_t>(n) * sizeof(Bf16Bits));
+    };
+    k.zero = [](Bf16Bits* x, std::int64_t n) {
+      if (n > 0) std::memset(x, 0, static_cast<std::size_t>(n) * sizeof(Bf16Bits));
+    };
+    return k;
+  }();
   return kernels;
 }
 

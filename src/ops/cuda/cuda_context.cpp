@@ -14,10 +14,15 @@ bool cuda_device_available() {
   return count > 0;
 }
 
-CudaContext::CudaContext(int device) : device_(device) {
+CudaContext::CudaContext(int device, Stream stream) : device_(device) {
   G4_CUDA_CHECK(cudaSetDevice(device));
   G4_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
-  G4_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  if (stream == Stream::own) {
+    G4_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    owns_stream_ = true;
+  } else {
+    stream_ = cudaStreamLegacy;
+  }
   G4_CUBLAS_CHECK(cublasCreate(&cublas_));
   G4_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   G4_CUBLAS_CHECK(cublasLtCreate(&cublas_lt_));
@@ -28,7 +33,7 @@ CudaContext::CudaContext(int device) : device_(device) {
 CudaContext::~CudaContext() {
   if (cublas_lt_ != nullptr) cublasLtDestroy(cublas_lt_);
   if (cublas_ != nullptr) cublasDestroy(cublas_);
-  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  if (owns_stream_) cudaStreamDestroy(stream_);
 }
 
 void CudaContext::synchronize() const {

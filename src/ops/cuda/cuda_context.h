@@ -2,7 +2,9 @@
 // handle bound to it, and the cuBLAS workspace.
 //
 // Invariant: all work of one CudaContext is ordered on its stream; ops never synchronise the device unless
-// their header says so. One context per thread that issues work.
+// their header says so. One context per thread that issues work. A context on the legacy default stream
+// (Stream::legacy_default) orders its work with the op interface's kernels (ops/cuda/kernels.h), which run
+// there; otherwise the context owns a non-blocking stream.
 #pragma once
 
 #include <cublasLt.h>
@@ -18,7 +20,8 @@ bool cuda_device_available();
 
 class CudaContext {
  public:
-  explicit CudaContext(int device = 0);
+  enum class Stream { own, legacy_default };
+  explicit CudaContext(int device = 0, Stream stream = Stream::own);
   ~CudaContext();
   CudaContext(const CudaContext&) = delete;
   CudaContext& operator=(const CudaContext&) = delete;
@@ -34,6 +37,7 @@ class CudaContext {
   int device_ = 0;
   int sm_count_ = 0;
   cudaStream_t stream_ = nullptr;
+  bool owns_stream_ = false;
   cublasHandle_t cublas_ = nullptr;
   cublasLtHandle_t cublas_lt_ = nullptr;
   DeviceBuffer workspace_;

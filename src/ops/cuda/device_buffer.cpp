@@ -1,16 +1,20 @@
-// device_buffer.cpp: cudaMalloc/cudaFree behind DeviceBuffer, and the arena's bump allocation.
+// device_buffer.cpp: the caching allocator's blocks behind DeviceBuffer, and the arena's bump allocation.
 #include "ops/cuda/device_buffer.h"
 
+#include <cuda_runtime.h>
+
+#include "core/cuda/caching_allocator.h"
 #include "core/cuda/cuda_check.h"
+#include "core/error.h"
 
 namespace g4::cuda {
 
 DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
-  if (bytes > 0) G4_CUDA_CHECK(cudaMalloc(&data_, bytes));
-}
-
-DeviceBuffer::~DeviceBuffer() {
-  if (data_ != nullptr) cudaFree(data_);  // no throw from a destructor; a failed free leaks at worst
+  if (bytes > 0) {
+    block_ = cuda_allocator().allocate(bytes);
+    data_ = block_.get();
+    G4_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));  // the zero-fill, for any stream
+  }
 }
 
 void* DeviceArena::alloc(std::size_t bytes) {

@@ -1,13 +1,18 @@
 // device_buffer.h: owning device memory (DeviceBuffer) and a bump arena for per-step scratch (DeviceArena).
 //
-// Invariants: a DeviceBuffer owns exactly one cudaMalloc allocation of bytes() bytes (or none when empty) and
-// frees it in its destructor; it is movable, not copyable. A DeviceArena hands out 256-byte aligned slices of
-// one allocation; slices stay valid until reset() or destruction, and alloc() throws g4::Error when the arena
-// is full (memory is planned, not discovered: size the arena from the shapes, see moe_experts.h).
+// Invariants: a DeviceBuffer owns exactly one zero-filled block of bytes() bytes (or none when empty) from
+// the GPU's caching allocator (core/cuda/caching_allocator.h, so that its statistics count every buffer of
+// the CUDA layers too) and gives it back in its destructor; it is movable, not copyable. The constructor
+// waits for the legacy default stream, so its zeros are there for any stream; a buffer that a non-blocking
+// stream uses must not be destroyed before that stream's work on it has finished (the block is reused at
+// once). A DeviceArena hands out 256-byte aligned slices of one allocation; slices stay valid until reset()
+// or destruction, and alloc() throws g4::Error when the arena is full (memory is planned, not discovered:
+// size the arena from the shapes, see moe_experts.h).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <utility>
 
 namespace g4::cuda {
@@ -16,7 +21,7 @@ class DeviceBuffer {
  public:
   DeviceBuffer() = default;
   explicit DeviceBuffer(std::size_t bytes);
-  ~DeviceBuffer();
+  ~DeviceBuffer() = default;
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   DeviceBuffer(DeviceBuffer&& other) noexcept { swap(other); }
@@ -35,9 +40,11 @@ class DeviceBuffer {
 
  private:
   void swap(DeviceBuffer& other) noexcept {
+    std::swap(block_, other.block_);
     std::swap(data_, other.data_);
     std::swap(bytes_, other.bytes_);
   }
+  std::shared_ptr<std::byte[]> block_;
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
 };

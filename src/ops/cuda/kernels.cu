@@ -1,12 +1,14 @@
 #include "ops/cuda/kernels.h"
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "core/cuda/caching_allocator.h"
@@ -15,6 +17,8 @@
 #include "ops/cpu/attention.h"
 #include "ops/cpu/gelu.h"
 #include "ops/cuda/cuda_context.h"
+#include "ops/cuda/flash_attention.h"
+#include "ops/cuda/moe_block.h"
 #include "ops/kernels.h"
 
 namespace g4::cuda {
@@ -26,6 +30,44 @@ constexpr int kThreads = 256;
 
 int blocks_for(i64 n) {
   return static_cast<int>(std::min<i64>((n + kThreads - 1) / kThreads, 65535 * 8));
+}
+
+// The device type of a table's storage type S (ops/kernels.h): float, or __nv_bfloat16 for Bf16Bits; and the
+// element loads and stores every kernel uses (fp32 arithmetic; a bf16 store rounds to nearest even).
+template <class S>
+struct DeviceTypeOf {
+  using type = S;
+};
+template <>
+struct DeviceTypeOf<Bf16Bits> {
+  using type = __nv_bfloat16;
+};
+template <class S>
+using Dev = typename DeviceTypeOf<S>::type;
+template <class S>
+Dev<S>* dev(S* p) {
+  return reinterpret_cast<Dev<S>*>(p);
+}
+template <class S>
+const Dev<S>* dev(const S* p) {
+  return reinterpret_cast<const Dev<S>*>(p);
+}
+
+__device__ __forceinline__ float ld(float x) {
+  return x;
+}
+__device__ __forceinline__ float ld(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+template <class T>
+__device__ __forceinline__ T st(float v);
+template <>
+__device__ __forceinline__ float st<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 st<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
 }
 
 // A device copy of a host array, from the caching allocator (freed when the returned pointer dies).
@@ -47,26 +89,48 @@ cublasHandle_t cublas() {
   return handle;
 }
 
+// The handle of the bf16 GEMMs: tensor cores with fp32 accumulation, no reduced-precision split-K reductions.
+cublasHandle_t cublas_bf16() {
+  static cublasHandle_t handle = [] {
+    cublasHandle_t h = nullptr;
+    G4_CUBLAS_CHECK(cublasCreate(&h));
+    G4_CUBLAS_CHECK(cublasSetMathMode(
+        h,
+        static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+    return h;
+  }();
+  return handle;
+}
+
 // ---- elementwise
 
-__global__ void add_kernel(float* x, const float* y, i64 n) {
+template <class T>
+__global__ void add_kernel(T* x, const T* y, i64 n) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
-    x[i] += y[i];
+    x[i] = st<T>(ld(x[i]) + ld(y[i]));
 }
-__global__ void scale_kernel(const float* x, float f, float* y, i64 n) {
+template <class T>
+__global__ void scale_kernel(const T* x, float f, T* y, i64 n) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
-    y[i] = x[i] * f;
+    y[i] = st<T>(ld(x[i]) * f);
+}
+template <class From, class To>
+__global__ void convert_kernel(const From* x, To* y, i64 n) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
+    y[i] = st<To>(ld(x[i]));
 }
 
-__global__ void geglu_kernel(const float* gate, const float* up, float* out, i64 n) {
+template <class T>
+__global__ void geglu_kernel(const T* gate, const T* up, T* out, i64 n) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
-    out[i] = gelu_tanh(gate[i]) * up[i];
+    out[i] = st<T>(gelu_tanh(ld(gate[i])) * ld(up[i]));
 }
-__global__ void geglu_backward_kernel(const float* gate, const float* up, const float* dout, float* dgate,
-                                      float* dup, i64 n) {
+template <class T>
+__global__ void geglu_backward_kernel(const T* gate, const T* up, const T* dout, T* dgate, T* dup, i64 n) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x) {
-    dgate[i] = dout[i] * up[i] * gelu_tanh_grad(gate[i]);
-    dup[i] = dout[i] * gelu_tanh(gate[i]);
+    const float g = ld(gate[i]), u = ld(up[i]), d = ld(dout[i]);
+    dgate[i] = st<T>(d * u * gelu_tanh_grad(g));
+    dup[i] = st<T>(d * gelu_tanh(g));
   }
 }
 
@@ -82,33 +146,37 @@ __global__ void softcap_backward_kernel(const float* capped, float* grad, i64 n,
 }
 
 // x [A, M, B]: slice index of the middle axis.
-__global__ void middle_slice_kernel(const float* x, i64 A, i64 M, i64 B, i64 index, float* out, bool add) {
+template <class T>
+__global__ void middle_slice_kernel(const T* x, i64 A, i64 M, i64 B, i64 index, T* out, bool add) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < A * B; i += i64{gridDim.x} * blockDim.x) {
     const i64 a = i / B, b = i % B;
+    T& xe = const_cast<T*>(x)[(a * M + index) * B + b];
     if (add)
-      const_cast<float*>(x)[(a * M + index) * B + b] += out[i];
+      xe = st<T>(ld(xe) + ld(out[i]));
     else
-      out[i] = x[(a * M + index) * B + b];
+      out[i] = xe;
   }
 }
 
 // ---- embedding: rows gathered; the backward sums each distinct id's tokens in token order.
 
-__global__ void gather_rows_kernel(const float* table, const i64* ids, i64 count, i64 width, float scale,
-                                   float* out) {
+template <class T>
+__global__ void gather_rows_kernel(const T* table, const i64* ids, i64 count, i64 width, float scale,
+                                   T* out) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < count * width;
        i += i64{gridDim.x} * blockDim.x)
-    out[i] = table[ids[i / width] * width + i % width] * scale;
+    out[i] = st<T>(ld(table[ids[i / width] * width + i % width]) * scale);
 }
 
 // Block u handles distinct id ids_sorted[first[u]]; tokens[first[u] .. first[u+1]) are its tokens, ascending.
-__global__ void scatter_rows_kernel(const float* d, const i64* tokens, const i64* first, const i64* row_of,
+template <class T>
+__global__ void scatter_rows_kernel(const T* d, const i64* tokens, const i64* first, const i64* row_of,
                                     i64 width, float scale, float* table) {
   const i64 u = blockIdx.x;
   float* row = table + row_of[u] * width;
   for (i64 c = threadIdx.x; c < width; c += blockDim.x) {
     float acc = row[c];
-    for (i64 j = first[u]; j < first[u + 1]; ++j) acc += d[tokens[j] * width + c] * scale;
+    for (i64 j = first[u]; j < first[u + 1]; ++j) acc += ld(d[tokens[j] * width + c]) * scale;
     row[c] = acc;
   }
 }
@@ -131,48 +199,52 @@ __device__ double block_sum(double v, double* shared) {
   return total;
 }
 
-__global__ void rms_norm_kernel(const float* x, const float* w, float* y, i64 dim, float eps) {
+template <class T>
+__global__ void rms_norm_kernel(const T* x, const T* w, T* y, i64 dim, float eps) {
   __shared__ double shared[33];
-  const float* xr = x + blockIdx.x * dim;
-  float* yr = y + blockIdx.x * dim;
+  const T* xr = x + blockIdx.x * dim;
+  T* yr = y + blockIdx.x * dim;
   double s = 0;
-  for (i64 i = threadIdx.x; i < dim; i += blockDim.x) s += static_cast<double>(xr[i]) * xr[i];
+  for (i64 i = threadIdx.x; i < dim; i += blockDim.x) s += static_cast<double>(ld(xr[i])) * ld(xr[i]);
   const double inv = 1.0 / sqrt(block_sum(s, shared) / static_cast<double>(dim) + static_cast<double>(eps));
   for (i64 i = threadIdx.x; i < dim; i += blockDim.x) {
-    const double v = xr[i] * inv;
-    yr[i] = static_cast<float>(w ? v * w[i] : v);
+    const double v = ld(xr[i]) * inv;
+    yr[i] = st<T>(static_cast<float>(w ? v * ld(w[i]) : v));
   }
 }
 
 // dx per row; inv of each row kept for the weight gradient.
-__global__ void rms_norm_backward_kernel(const float* x, const float* w, const float* dy, float* dx,
-                                         double* inv_out, i64 dim, float eps) {
+template <class T>
+__global__ void rms_norm_backward_kernel(const T* x, const T* w, const T* dy, T* dx, double* inv_out, i64 dim,
+                                         float eps) {
   __shared__ double shared[33];
   const i64 r = blockIdx.x;
-  const float *xr = x + r * dim, *dyr = dy + r * dim;
-  float* dxr = dx + r * dim;
+  const T *xr = x + r * dim, *dyr = dy + r * dim;
+  T* dxr = dx + r * dim;
   double s = 0;
-  for (i64 i = threadIdx.x; i < dim; i += blockDim.x) s += static_cast<double>(xr[i]) * xr[i];
+  for (i64 i = threadIdx.x; i < dim; i += blockDim.x) s += static_cast<double>(ld(xr[i])) * ld(xr[i]);
   const double inv = 1.0 / sqrt(block_sum(s, shared) / static_cast<double>(dim) + static_cast<double>(eps));
   double dot = 0;
   for (i64 i = threadIdx.x; i < dim; i += blockDim.x) {
-    const double dn = w ? static_cast<double>(dyr[i]) * w[i] : dyr[i];
-    dot += dn * xr[i] * inv;
+    const double dn = w ? static_cast<double>(ld(dyr[i])) * ld(w[i]) : ld(dyr[i]);
+    dot += dn * ld(xr[i]) * inv;
   }
   const double mean_dot = block_sum(dot, shared) / static_cast<double>(dim);
   for (i64 i = threadIdx.x; i < dim; i += blockDim.x) {
-    const double dn = w ? static_cast<double>(dyr[i]) * w[i] : dyr[i];
-    dxr[i] = static_cast<float>(inv * (dn - xr[i] * inv * mean_dot));
+    const double dn = w ? static_cast<double>(ld(dyr[i])) * ld(w[i]) : ld(dyr[i]);
+    dxr[i] = st<T>(static_cast<float>(inv * (dn - ld(xr[i]) * inv * mean_dot)));
   }
   if (threadIdx.x == 0) inv_out[r] = inv;
 }
 
 // dweight[i] += Σ_r dy[r,i] · x[r,i] · inv[r], rows in order (one thread per column).
-__global__ void rms_norm_weight_grad_kernel(const float* x, const float* dy, const double* inv, i64 rows,
-                                            i64 dim, float* dweight) {
+template <class T>
+__global__ void rms_norm_weight_grad_kernel(const T* x, const T* dy, const double* inv, i64 rows, i64 dim,
+                                            float* dweight) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < dim; i += i64{gridDim.x} * blockDim.x) {
     double acc = 0;
-    for (i64 r = 0; r < rows; ++r) acc += static_cast<double>(dy[r * dim + i]) * x[r * dim + i] * inv[r];
+    for (i64 r = 0; r < rows; ++r)
+      acc += static_cast<double>(ld(dy[r * dim + i])) * ld(x[r * dim + i]) * inv[r];
     dweight[i] += static_cast<float>(acc);
   }
 }
@@ -196,23 +268,24 @@ __global__ void squares_kernel(const float* x, i64 n, double* partial) {
 
 // ---- RoPE on x [T, heads, D] with the host table's cos/sin rows [T, D] (uploaded per call).
 
-__global__ void rope_kernel(float* x, const float* cos_t, const float* sin_t, i64 tokens, int heads, int D,
+template <class T>
+__global__ void rope_kernel(T* x, const float* cos_t, const float* sin_t, i64 tokens, int heads, int D,
                             bool backward) {
   const int half = D / 2;
   const i64 n = tokens * heads * half;
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x) {
     const int j = static_cast<int>(i % half);
     const i64 th = i / half, t = th / heads;
-    float* v = x + th * D;
+    T* v = x + th * D;
     const float* c = cos_t + t * D;
     const float* s = sin_t + t * D;
-    const float a = v[j], b = v[j + half];
+    const float a = ld(v[j]), b = ld(v[j + half]);
     if (!backward) {
-      v[j] = a * c[j] - b * s[j];
-      v[j + half] = b * c[j + half] + a * s[j + half];
+      v[j] = st<T>(a * c[j] - b * s[j]);
+      v[j + half] = st<T>(b * c[j + half] + a * s[j + half]);
     } else {  // the rotation's transpose
-      v[j] = a * c[j] + b * s[j + half];
-      v[j + half] = -a * s[j] + b * c[j + half];
+      v[j] = st<T>(a * c[j] + b * s[j + half]);
+      v[j + half] = st<T>(-a * s[j] + b * c[j + half]);
     }
   }
 }
@@ -281,10 +354,16 @@ struct RowView {
   }
 };
 
+// Each thread owns the elements d = threadIdx.x + c · blockDim.x (c < kMaxPerThread) of a row of D: the
+// reference kernels' accumulators live in registers, so bf16 outputs are rounded once.
+constexpr int kAttentionThreads = 128;
+constexpr int kMaxPerThread = 8;  // head_dim up to 1024
+
 // Scores of query row (i, head h) against key j: a block-wide dot product over D (threads stride D).
-__device__ float dot_block(const float* a, const float* b, int D, float* shared) {
+template <class T>
+__device__ float dot_block(const T* a, const T* b, int D, float* shared) {
   float partial = 0;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) partial += a[d] * b[d];
+  for (int d = threadIdx.x; d < D; d += blockDim.x) partial += ld(a[d]) * ld(b[d]);
   for (int o = 16; o > 0; o /= 2) partial += __shfl_down_sync(0xffffffffu, partial, o);
   if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = partial;
   __syncthreads();
@@ -295,8 +374,9 @@ __device__ float dot_block(const float* a, const float* b, int D, float* shared)
 }
 
 // One block per (query i, query head h): the row's max score m, 1/denominator inv (0 when it sees nothing).
-__device__ void row_stats(const float* qi, const float* k, RowView rows, i64 i, int g, int Nkv, int D,
-                          float* shared, float* m_out, float* inv_out) {
+template <class T>
+__device__ void row_stats(const T* qi, const T* k, RowView rows, i64 i, int g, int Nkv, int D, float* shared,
+                          float* m_out, float* inv_out) {
   float m = -INFINITY;
   for (i64 j = rows.first[i]; j <= rows.last[i]; ++j)
     if (rows.visible(i, j)) m = fmaxf(m, dot_block(qi, k + (j * Nkv + g) * D, D, shared));
@@ -320,33 +400,60 @@ __device__ float prob(float score, float m, float inv) {
   return inv != 0.0f && diff > -80.0f ? expf(diff) * inv : 0.0f;
 }
 
-__global__ void attention_forward_kernel(const float* q, const float* k, const float* v, RowView rows, int Nq,
-                                         int Nkv, int D, float* out) {
+// acc[c] += f · row[d] for the thread's elements.
+template <class T>
+__device__ void add_scaled_row(float* acc, float f, const T* row, int D) {
+#pragma unroll
+  for (int c = 0; c < kMaxPerThread; ++c) {
+    const int d = threadIdx.x + c * blockDim.x;
+    if (d < D) acc[c] += f * ld(row[d]);
+  }
+}
+template <class T>
+__device__ void load_row(float* acc, const T* row, int D) {
+#pragma unroll
+  for (int c = 0; c < kMaxPerThread; ++c) {
+    const int d = threadIdx.x + c * blockDim.x;
+    acc[c] = d < D ? ld(row[d]) : 0.0f;
+  }
+}
+template <class T>
+__device__ void store_row(T* row, const float* acc, int D) {
+#pragma unroll
+  for (int c = 0; c < kMaxPerThread; ++c) {
+    const int d = threadIdx.x + c * blockDim.x;
+    if (d < D) row[d] = st<T>(acc[c]);
+  }
+}
+
+template <class T>
+__global__ void attention_forward_kernel(const T* q, const T* k, const T* v, RowView rows, int Nq, int Nkv,
+                                         int D, T* out) {
   __shared__ float shared[32];
   const i64 i = blockIdx.x;
   const int h = blockIdx.y, g = h / (Nq / Nkv);
-  const float* qi = q + (i * Nq + h) * D;
+  const T* qi = q + (i * Nq + h) * D;
   float m, inv;
   row_stats(qi, k, rows, i, g, Nkv, D, shared, &m, &inv);
-  float* o = out + (i * Nq + h) * D;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) o[d] = 0.0f;
-  if (inv == 0.0f) return;
-  for (i64 j = rows.first[i]; j <= rows.last[i]; ++j) {
+  float acc[kMaxPerThread] = {};
+  for (i64 j = rows.first[i]; j <= rows.last[i] && inv != 0.0f; ++j) {
     if (!rows.visible(i, j)) continue;
     const float p = prob(dot_block(qi, k + (j * Nkv + g) * D, D, shared), m, inv);
-    for (int d = threadIdx.x; d < D; d += blockDim.x) o[d] += p * v[(j * Nkv + g) * D + d];
+    add_scaled_row(acc, p, v + (j * Nkv + g) * D, D);
   }
+  store_row(out + (i * Nq + h) * D, acc, D);
 }
 
 // Backward, pass 1, one block per (i, h): stats, D_i = Σ_j p_ij dP_ij (dP_ij = dout_i · v_j), and
 // dq_i = Σ_j p_ij (dP_ij - D_i) k_j (overwritten).
-__global__ void attention_dq_kernel(const float* q, const float* k, const float* v, const float* dout,
-                                    RowView rows, int Nq, int Nkv, int D, float* dq, float* stats) {
+template <class T>
+__global__ void attention_dq_kernel(const T* q, const T* k, const T* v, const T* dout, RowView rows, int Nq,
+                                    int Nkv, int D, T* dq, float* stats) {
   __shared__ float shared[32];
   const i64 i = blockIdx.x;
   const int h = blockIdx.y, g = h / (Nq / Nkv);
-  const float* qi = q + (i * Nq + h) * D;
-  const float* doi = dout + (i * Nq + h) * D;
+  const T* qi = q + (i * Nq + h) * D;
+  const T* doi = dout + (i * Nq + h) * D;
   float m, inv;
   row_stats(qi, k, rows, i, g, Nkv, D, shared, &m, &inv);
   float Di = 0;
@@ -355,14 +462,14 @@ __global__ void attention_dq_kernel(const float* q, const float* k, const float*
     const float p = prob(dot_block(qi, k + (j * Nkv + g) * D, D, shared), m, inv);
     Di += p * dot_block(doi, v + (j * Nkv + g) * D, D, shared);
   }
-  float* dqi = dq + (i * Nq + h) * D;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) dqi[d] = 0.0f;
+  float acc[kMaxPerThread] = {};
   for (i64 j = rows.first[i]; j <= rows.last[i] && inv != 0.0f; ++j) {
     if (!rows.visible(i, j)) continue;
     const float p = prob(dot_block(qi, k + (j * Nkv + g) * D, D, shared), m, inv);
     const float ds = p * (dot_block(doi, v + (j * Nkv + g) * D, D, shared) - Di);
-    for (int d = threadIdx.x; d < D; d += blockDim.x) dqi[d] += ds * k[(j * Nkv + g) * D + d];
+    add_scaled_row(acc, ds, k + (j * Nkv + g) * D, D);
   }
+  store_row(dq + (i * Nq + h) * D, acc, D);
   if (threadIdx.x == 0) {
     float* st = stats + (i * Nq + h) * 3;
     st[0] = m;
@@ -373,60 +480,79 @@ __global__ void attention_dq_kernel(const float* q, const float* k, const float*
 
 // Backward, pass 2, one block per (key j, KV head g): dk_j += Σ_{h in g, i} ds_ij q_i and
 // dv_j += Σ_{h in g, i} p_ij dout_i, heads then queries in ascending order (no atomics).
-__global__ void attention_dkv_kernel(const float* q, const float* k, const float* v, const float* dout,
-                                     RowView rows, i64 Sq, int Nq, int Nkv, int D, const float* stats,
-                                     float* dk, float* dv) {
+template <class T>
+__global__ void attention_dkv_kernel(const T* q, const T* k, const T* v, const T* dout, RowView rows, i64 Sq,
+                                     int Nq, int Nkv, int D, const float* stats, T* dk, T* dv) {
   __shared__ float shared[32];
   const i64 j = blockIdx.x;
   const int g = blockIdx.y, group = Nq / Nkv;
-  const float* kj = k + (j * Nkv + g) * D;
-  const float* vj = v + (j * Nkv + g) * D;
-  float* dkj = dk + (j * Nkv + g) * D;
-  float* dvj = dv + (j * Nkv + g) * D;
+  const T* kj = k + (j * Nkv + g) * D;
+  const T* vj = v + (j * Nkv + g) * D;
+  T* dkj = dk + (j * Nkv + g) * D;
+  T* dvj = dv + (j * Nkv + g) * D;
+  float acc_k[kMaxPerThread], acc_v[kMaxPerThread];
+  load_row(acc_k, dkj, D);
+  load_row(acc_v, dvj, D);
   for (int h = g * group; h < (g + 1) * group; ++h)
     for (i64 i = 0; i < Sq; ++i) {
       if (!rows.visible(i, j)) continue;
       const float* st = stats + (i * Nq + h) * 3;
       if (st[1] == 0.0f) continue;
-      const float* qi = q + (i * Nq + h) * D;
-      const float* doi = dout + (i * Nq + h) * D;
+      const T* qi = q + (i * Nq + h) * D;
+      const T* doi = dout + (i * Nq + h) * D;
       const float p = prob(dot_block(qi, kj, D, shared), st[0], st[1]);
       const float ds = p * (dot_block(doi, vj, D, shared) - st[2]);
-      for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        dkj[d] += ds * qi[d];
-        dvj[d] += p * doi[d];
-      }
+      add_scaled_row(acc_k, ds, qi, D);
+      add_scaled_row(acc_v, p, doi, D);
     }
+  store_row(dkj, acc_k, D);
+  store_row(dvj, acc_v, D);
 }
 
-// ---- host entry points (ops/kernels.h signatures)
+// ---- host entry points (ops/kernels.h signatures), templated on the table's storage type S
 
-void add_inplace(float* x, const float* y, i64 n) {
+template <class S>
+void add_inplace(S* x, const S* y, i64 n) {
   if (n == 0) return;
-  add_kernel<<<blocks_for(n), kThreads>>>(x, y, n);
+  add_kernel<<<blocks_for(n), kThreads>>>(dev(x), dev(y), n);
   G4_CUDA_CHECK_LAUNCH();
 }
-void scale_inplace(float* x, float f, i64 n) {
+template <class S>
+void scale_inplace(S* x, float f, i64 n) {
   if (n == 0) return;
-  scale_kernel<<<blocks_for(n), kThreads>>>(x, f, x, n);
+  scale_kernel<<<blocks_for(n), kThreads>>>(dev(x), f, dev(x), n);
   G4_CUDA_CHECK_LAUNCH();
 }
-void scale_copy(const float* x, float f, float* y, i64 n) {
+template <class S>
+void scale_copy(const S* x, float f, S* y, i64 n) {
   if (n == 0) return;
-  scale_kernel<<<blocks_for(n), kThreads>>>(x, f, y, n);
+  scale_kernel<<<blocks_for(n), kThreads>>>(dev(x), f, dev(y), n);
   G4_CUDA_CHECK_LAUNCH();
 }
-void copy(const float* x, float* y, i64 n) {
-  if (n > 0) G4_CUDA_CHECK(cudaMemcpyAsync(y, x, n * sizeof(float), cudaMemcpyDeviceToDevice, nullptr));
+template <class S>
+void copy(const S* x, S* y, i64 n) {
+  if (n > 0) G4_CUDA_CHECK(cudaMemcpyAsync(y, x, n * sizeof(S), cudaMemcpyDeviceToDevice, nullptr));
 }
-void gather_rows(const float* table, const i64* ids, i64 count, i64 width, float scale, float* out) {
+template <class S>
+void zero(S* x, i64 n) {
+  if (n > 0) G4_CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(S), nullptr));
+}
+template <class From, class To>
+void convert(const From* x, To* y, i64 n) {
+  if (n == 0) return;
+  convert_kernel<<<blocks_for(n), kThreads>>>(dev(x), dev(y), n);
+  G4_CUDA_CHECK_LAUNCH();
+}
+template <class S>
+void gather_rows(const S* table, const i64* ids, i64 count, i64 width, float scale, S* out) {
   if (count * width == 0) return;
   const auto d_ids = upload(ids, count);
   gather_rows_kernel<<<blocks_for(count * width), kThreads>>>(
-      table, reinterpret_cast<const i64*>(d_ids.get()), count, width, scale, out);
+      dev(table), reinterpret_cast<const i64*>(d_ids.get()), count, width, scale, dev(out));
   G4_CUDA_CHECK_LAUNCH();
 }
-void scatter_add_rows(const float* d, const i64* ids, i64 count, i64 width, float scale, float* table) {
+template <class S>
+void scatter_add_rows(const S* d, const i64* ids, i64 count, i64 width, float scale, float* table) {
   if (count * width == 0) return;
   std::vector<i64> tokens(static_cast<std::size_t>(count));
   std::iota(tokens.begin(), tokens.end(), i64{0});
@@ -441,66 +567,93 @@ void scatter_add_rows(const float* d, const i64* ids, i64 count, i64 width, floa
   const auto d_tokens = upload(tokens.data(), count), d_first = upload(first.data(), first.size()),
              d_rows = upload(row_of.data(), row_of.size());
   scatter_rows_kernel<<<static_cast<unsigned>(row_of.size()), kThreads>>>(
-      d, reinterpret_cast<const i64*>(d_tokens.get()), reinterpret_cast<const i64*>(d_first.get()),
+      dev(d), reinterpret_cast<const i64*>(d_tokens.get()), reinterpret_cast<const i64*>(d_first.get()),
       reinterpret_cast<const i64*>(d_rows.get()), width, scale, table);
   G4_CUDA_CHECK_LAUNCH();
 }
 
 // Row-major GEMMs through column-major cuBLAS: a row-major [R, C] matrix is a column-major [C, R] one.
-void linear_forward(const float* x, const float* w, float* y, i64 M, i64 N, i64 K, bool accumulate) {
-  if (M * N == 0) return;
-  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  G4_CUBLAS_CHECK(cublasSgemm(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
-                              static_cast<int>(K), &one, w, static_cast<int>(K), x, static_cast<int>(K),
-                              &beta, y, static_cast<int>(N)));
+// f32: SGEMM in full fp32 (no TF32); bf16: tensor cores, fp32 accumulation, C in bf16 or f32.
+template <class S>
+cudaDataType_t cuda_type() {
+  return std::is_same_v<S, float> ? CUDA_R_32F : CUDA_R_16BF;
 }
-void matmul_nn(const float* a, const float* b, float* c, i64 M, i64 N, i64 K, bool accumulate) {
-  if (M * N == 0) return;
+// C (col-major [m, n]) = opA(A) · opB(B) (+ C).
+template <class S, class C>
+void gemm(cublasOperation_t op_a, cublasOperation_t op_b, i64 m, i64 n, i64 k, const S* a, i64 lda,
+          const S* b, i64 ldb, C* c, i64 ldc, bool accumulate) {
+  if (m * n == 0) return;
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  G4_CUBLAS_CHECK(cublasSgemm(cublas(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
-                              static_cast<int>(K), &one, b, static_cast<int>(N), a, static_cast<int>(K),
-                              &beta, c, static_cast<int>(N)));
+  if constexpr (std::is_same_v<S, float> && std::is_same_v<C, float>) {
+    G4_CUBLAS_CHECK(cublasSgemm(cublas(), op_a, op_b, static_cast<int>(m), static_cast<int>(n),
+                                static_cast<int>(k), &one, a, static_cast<int>(lda), b, static_cast<int>(ldb),
+                                &beta, c, static_cast<int>(ldc)));
+  } else {
+    G4_CUBLAS_CHECK(cublasGemmEx(cublas_bf16(), op_a, op_b, static_cast<int>(m), static_cast<int>(n),
+                                 static_cast<int>(k), &one, a, cuda_type<S>(), static_cast<int>(lda), b,
+                                 cuda_type<S>(), static_cast<int>(ldb), &beta, c, cuda_type<C>(),
+                                 static_cast<int>(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
 }
-void matmul_tn(const float* a, const float* b, float* c, i64 M, i64 N, i64 K, bool accumulate) {
-  if (M * N == 0) return;
-  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  G4_CUBLAS_CHECK(cublasSgemm(cublas(), CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(N), static_cast<int>(M),
-                              static_cast<int>(K), &one, b, static_cast<int>(N), a, static_cast<int>(M),
-                              &beta, c, static_cast<int>(N)));
+template <class S, class Y>
+void linear_into(const S* x, const S* w, Y* y, i64 M, i64 N, i64 K, bool accumulate) {
+  gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, K, x, K, y, N, accumulate);
+}
+template <class S>
+void linear_forward(const S* x, const S* w, S* y, i64 M, i64 N, i64 K, bool accumulate) {
+  linear_into(x, w, y, M, N, K, accumulate);
+}
+template <class S>
+void linear_forward_f32(const S* x, const S* w, float* y, i64 M, i64 N, i64 K) {
+  linear_into(x, w, y, M, N, K, false);
+}
+template <class S>
+void matmul_nn(const S* a, const S* b, S* c, i64 M, i64 N, i64 K, bool accumulate) {
+  gemm(CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, b, N, a, K, c, N, accumulate);
+}
+template <class S>
+void matmul_tn(const S* a, const S* b, float* c, i64 M, i64 N, i64 K, bool accumulate) {
+  gemm(CUBLAS_OP_N, CUBLAS_OP_T, N, M, K, b, N, a, M, c, N, accumulate);
 }
 
-void rms_norm_forward(const float* x, const float* w, float* y, i64 rows, i64 dim, float eps) {
+template <class S>
+void rms_norm_forward(const S* x, const S* w, S* y, i64 rows, i64 dim, float eps) {
   if (rows == 0) return;
-  rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads>>>(x, w, y, dim, eps);
+  rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads>>>(dev(x), dev(w), dev(y), dim, eps);
   G4_CUDA_CHECK_LAUNCH();
 }
-void rms_norm_backward(const float* x, const float* w, const float* dy, float* dx, float* dweight, i64 rows,
-                       i64 dim, float eps) {
+template <class S>
+void rms_norm_backward(const S* x, const S* w, const S* dy, S* dx, float* dweight, i64 rows, i64 dim,
+                       float eps) {
   if (rows == 0) return;
   const std::shared_ptr<std::byte[]> inv = cuda_allocator().allocate(rows * sizeof(double));
   auto* inv_rows = reinterpret_cast<double*>(inv.get());
-  rms_norm_backward_kernel<<<static_cast<unsigned>(rows), kThreads>>>(x, w, dy, dx, inv_rows, dim, eps);
+  rms_norm_backward_kernel<<<static_cast<unsigned>(rows), kThreads>>>(dev(x), dev(w), dev(dy), dev(dx),
+                                                                      inv_rows, dim, eps);
   G4_CUDA_CHECK_LAUNCH();
   if (w && dweight) {
-    rms_norm_weight_grad_kernel<<<blocks_for(dim), kThreads>>>(x, dy, inv_rows, rows, dim, dweight);
+    rms_norm_weight_grad_kernel<<<blocks_for(dim), kThreads>>>(dev(x), dev(dy), inv_rows, rows, dim, dweight);
     G4_CUDA_CHECK_LAUNCH();
   }
 }
 
-void rope_run(float* x, const RopeTable& table, i64 tokens, int heads, bool backward) {
+template <class S>
+void rope_run(S* x, const RopeTable& table, i64 tokens, int heads, bool backward) {
   const i64 n = tokens * heads * (table.head_dim / 2);
   if (n == 0) return;
   const auto c = upload(table.cos.data(), static_cast<i64>(table.cos.size()));
   const auto sn = upload(table.sin.data(), static_cast<i64>(table.sin.size()));
-  rope_kernel<<<blocks_for(n), kThreads>>>(x, reinterpret_cast<const float*>(c.get()),
+  rope_kernel<<<blocks_for(n), kThreads>>>(dev(x), reinterpret_cast<const float*>(c.get()),
                                            reinterpret_cast<const float*>(sn.get()), tokens, heads,
                                            table.head_dim, backward);
   G4_CUDA_CHECK_LAUNCH();
 }
-void rope_apply(float* x, const RopeTable& table, i64 tokens, int heads) {
+template <class S>
+void rope_apply(S* x, const RopeTable& table, i64 tokens, int heads) {
   rope_run(x, table, tokens, heads, false);
 }
-void rope_backward(float* dx, const RopeTable& table, i64 tokens, int heads) {
+template <class S>
+void rope_backward(S* dx, const RopeTable& table, i64 tokens, int heads) {
   rope_run(dx, table, tokens, heads, true);
 }
 
@@ -550,51 +703,108 @@ DeviceRows device_rows(const AttentionVisibility& visibility) {
   return r;
 }
 
-constexpr int kAttentionThreads = 128;
+void require_reference_head_dim(int D) {
+  if (D > kAttentionThreads * kMaxPerThread)
+    fail("attention on CUDA: head_dim ", D, " is above the reference kernels' ",
+         kAttentionThreads * kMaxPerThread);
+}
 
-void attention_forward(const float* q, const float* k, const float* v, const AttentionVisibility& visibility,
-                       float* out, int Nq, int Nkv, int D) {
+// bf16 at head_dim 256 and 512 (every Gemma 4 attention layer) runs the flash kernels (ops/cuda/
+// flash_attention.h); f32 and other head dims the reference kernels above.
+template <class S>
+bool flash_attention_serves(int D) {
+  return std::is_same_v<S, Bf16Bits> && (D == 256 || D == 512);
+}
+
+FlashVisibility flash_visibility(const AttentionVisibility& visibility, const DeviceRows& rows) {
+  return {visibility.queries, visibility.keys, rows.view.first, rows.view.last, rows.view.key_mask};
+}
+
+template <class T>
+std::shared_ptr<std::byte[]> allocate_of(i64 count) {
+  return cuda_allocator().allocate(static_cast<std::uint64_t>(std::max<i64>(count, 1)) * sizeof(T));
+}
+
+template <class S>
+void attention_forward(const S* q, const S* k, const S* v, const AttentionVisibility& visibility, S* out,
+                       int Nq, int Nkv, int D) {
   if (visibility.queries == 0) return;
   const DeviceRows rows = device_rows(visibility);
+  if constexpr (std::is_same_v<S, Bf16Bits>) {
+    if (flash_attention_serves<S>(D)) {
+      const auto lse = allocate_of<float>(static_cast<i64>(Nq) * visibility.queries);
+      flash_attention_forward(dev(q), dev(k), dev(v), flash_visibility(visibility, rows), Nq, Nkv, D,
+                              dev(out), reinterpret_cast<float*>(lse.get()), cudaStreamLegacy);
+      return;
+    }
+  }
+  require_reference_head_dim(D);
   attention_forward_kernel<<<dim3(static_cast<unsigned>(visibility.queries), Nq), kAttentionThreads>>>(
-      q, k, v, rows.view, Nq, Nkv, D, out);
+      dev(q), dev(k), dev(v), rows.view, Nq, Nkv, D, dev(out));
   G4_CUDA_CHECK_LAUNCH();
 }
 
-void attention_backward(const float* q, const float* k, const float* v, const AttentionVisibility& visibility,
-                        const float* dout, float* dq, float* dk, float* dv, int Nq, int Nkv, int D) {
+template <class S>
+void attention_backward(const S* q, const S* k, const S* v, const AttentionVisibility& visibility,
+                        const S* dout, S* dq, S* dk, S* dv, int Nq, int Nkv, int D) {
   if (visibility.queries == 0) return;
   const DeviceRows rows = device_rows(visibility);
+  if constexpr (std::is_same_v<S, Bf16Bits>) {
+    if (flash_attention_serves<S>(D)) {
+      // The op interface saves no forward state: the forward runs again for out and the log-sum-exp. The
+      // flash backward overwrites its dK/dV, which the op accumulates (+=) into the caller's.
+      const FlashVisibility vis = flash_visibility(visibility, rows);
+      const i64 q_elems = visibility.queries * Nq * D, kv_elems = visibility.keys * Nkv * D;
+      const auto out = allocate_of<S>(q_elems),
+                 lse = allocate_of<float>(static_cast<i64>(Nq) * visibility.queries),
+                 dk_new = allocate_of<S>(kv_elems), dv_new = allocate_of<S>(kv_elems);
+      auto* o = reinterpret_cast<__nv_bfloat16*>(out.get());
+      auto* l = reinterpret_cast<float*>(lse.get());
+      flash_attention_forward(dev(q), dev(k), dev(v), vis, Nq, Nkv, D, o, l, cudaStreamLegacy);
+      flash_attention_backward(dev(q), dev(k), dev(v), o, dev(dout), l, vis, Nq, Nkv, D, dev(dq),
+                               reinterpret_cast<__nv_bfloat16*>(dk_new.get()),
+                               reinterpret_cast<__nv_bfloat16*>(dv_new.get()), cudaStreamLegacy);
+      add_inplace(dk, reinterpret_cast<const S*>(dk_new.get()), kv_elems);
+      add_inplace(dv, reinterpret_cast<const S*>(dv_new.get()), kv_elems);
+      return;
+    }
+  }
+  require_reference_head_dim(D);
   const std::shared_ptr<std::byte[]> stats =
       cuda_allocator().allocate(static_cast<std::uint64_t>(visibility.queries) * Nq * 3 * sizeof(float));
   auto* st = reinterpret_cast<float*>(stats.get());
   attention_dq_kernel<<<dim3(static_cast<unsigned>(visibility.queries), Nq), kAttentionThreads>>>(
-      q, k, v, dout, rows.view, Nq, Nkv, D, dq, st);
+      dev(q), dev(k), dev(v), dev(dout), rows.view, Nq, Nkv, D, dev(dq), st);
   G4_CUDA_CHECK_LAUNCH();
   if (visibility.keys == 0) return;
   attention_dkv_kernel<<<dim3(static_cast<unsigned>(visibility.keys), Nkv), kAttentionThreads>>>(
-      q, k, v, dout, rows.view, visibility.queries, Nq, Nkv, D, st, dk, dv);
+      dev(q), dev(k), dev(v), dev(dout), rows.view, visibility.queries, Nq, Nkv, D, st, dev(dk), dev(dv));
   G4_CUDA_CHECK_LAUNCH();
 }
 
-void geglu_forward(const float* gate, const float* up, float* out, i64 n) {
+template <class S>
+void geglu_forward(const S* gate, const S* up, S* out, i64 n) {
   if (n == 0) return;
-  geglu_kernel<<<blocks_for(n), kThreads>>>(gate, up, out, n);
+  geglu_kernel<<<blocks_for(n), kThreads>>>(dev(gate), dev(up), dev(out), n);
   G4_CUDA_CHECK_LAUNCH();
 }
-void geglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup, i64 n) {
+template <class S>
+void geglu_backward(const S* gate, const S* up, const S* dout, S* dgate, S* dup, i64 n) {
   if (n == 0) return;
-  geglu_backward_kernel<<<blocks_for(n), kThreads>>>(gate, up, dout, dgate, dup, n);
+  geglu_backward_kernel<<<blocks_for(n), kThreads>>>(dev(gate), dev(up), dev(dout), dev(dgate), dev(dup), n);
   G4_CUDA_CHECK_LAUNCH();
 }
-void middle_slice_copy(const float* x, i64 A, i64 M, i64 B, i64 index, float* out) {
+template <class S>
+void middle_slice_copy(const S* x, i64 A, i64 M, i64 B, i64 index, S* out) {
   if (A * B == 0) return;
-  middle_slice_kernel<<<blocks_for(A * B), kThreads>>>(x, A, M, B, index, out, false);
+  middle_slice_kernel<<<blocks_for(A * B), kThreads>>>(dev(x), A, M, B, index, dev(out), false);
   G4_CUDA_CHECK_LAUNCH();
 }
-void middle_slice_add(float* x, i64 A, i64 M, i64 B, i64 index, const float* d) {
+template <class S>
+void middle_slice_add(S* x, i64 A, i64 M, i64 B, i64 index, const S* d) {
   if (A * B == 0) return;
-  middle_slice_kernel<<<blocks_for(A * B), kThreads>>>(x, A, M, B, index, const_cast<float*>(d), true);
+  middle_slice_kernel<<<blocks_for(A * B), kThreads>>>(dev(x), A, M, B, index, const_cast<Dev<S>*>(dev(d)),
+                                                       true);
   G4_CUDA_CHECK_LAUNCH();
 }
 void softcap_forward(float* x, i64 n, float cap) {
@@ -633,35 +843,47 @@ Allocator& cuda_device_allocator(const char* what) {
   return cuda_allocator();
 }
 
+// The entries every storage type has.
+template <class S>
+void fill_storage_kernels(KernelTable<S>& k) {
+  k.add_inplace = add_inplace<S>;
+  k.scale_inplace = scale_inplace<S>;
+  k.scale_copy = scale_copy<S>;
+  k.copy = copy<S>;
+  k.zero = zero<S>;
+  k.to_f32 = convert<S, float>;
+  k.from_f32 = convert<float, S>;
+  k.gather_rows = gather_rows<S>;
+  k.scatter_add_rows = scatter_add_rows<S>;
+  k.linear_forward = linear_forward<S>;
+  k.linear_forward_f32 = linear_forward_f32<S>;
+  k.matmul_nn = matmul_nn<S>;
+  k.matmul_tn = matmul_tn<S>;
+  k.rms_norm_forward = rms_norm_forward<S>;
+  k.rms_norm_backward = rms_norm_backward<S>;
+  k.rope_apply = rope_apply<S>;
+  k.rope_backward = rope_backward<S>;
+  k.attention_forward = attention_forward<S>;
+  k.attention_backward = attention_backward<S>;
+  k.geglu_forward = geglu_forward<S>;
+  k.geglu_backward = geglu_backward<S>;
+  k.middle_slice_copy = middle_slice_copy<S>;
+  k.middle_slice_add = middle_slice_add<S>;
+}
+
 void install_cuda_kernels() {
   static std::once_flag once;
   std::call_once(once, [] {
     Kernels& k = cuda_kernels();
-    k.add_inplace = add_inplace;
-    k.scale_inplace = scale_inplace;
-    k.scale_copy = scale_copy;
-    k.copy = copy;
-    k.gather_rows = gather_rows;
-    k.scatter_add_rows = scatter_add_rows;
-    k.linear_forward = linear_forward;
-    k.matmul_nn = matmul_nn;
-    k.matmul_tn = matmul_tn;
-    k.rms_norm_forward = rms_norm_forward;
-    k.rms_norm_backward = rms_norm_backward;
-    k.rope_apply = rope_apply;
-    k.rope_backward = rope_backward;
+    fill_storage_kernels(k);
     k.causal_lm_loss = causal_lm_loss;
     k.causal_lm_loss_backward = causal_lm_loss_backward;
-    k.attention_forward = attention_forward;
-    k.attention_backward = attention_backward;
-    k.geglu_forward = geglu_forward;
-    k.geglu_backward = geglu_backward;
-    k.middle_slice_copy = middle_slice_copy;
-    k.middle_slice_add = middle_slice_add;
     k.softcap_forward = softcap_forward;
     k.softcap_backward = softcap_backward;
     k.adamw_update = adamw_update;
     k.sum_of_squares = sum_of_squares;
+    fill_storage_kernels(cuda_bf16_kernels());
+    install_cuda_moe_block();
     set_default_activation_allocator(cuda_allocator());
   });
 }
