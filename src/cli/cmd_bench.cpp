@@ -32,14 +32,32 @@ struct BenchOptions {
   std::int64_t batch = 1, seq = 512;
   int repeat = 5, warmup = 1;
   std::string device = "cpu", dtype = "auto";
+  std::int64_t layers = 0;  // a preset's first N layers (0: all)
+  bool optimizer = true;    // train: AdamW on f32 master weights after the backward
 };
 
-// The bench's model on its device: f32 master weights there (what AdamW updates), and the compute copy.
+// The bench's model on its device: f32 master weights there when an optimizer updates them, else the weights
+// in the compute dtype themselves.
 struct BenchModel {
   Gemma4Model master;
   Allocator* device;
   DType dtype;
 };
+
+// A preset's config document, cut to its first `layers` layers when asked.
+Json bench_config(const BenchOptions& o) {
+  Json doc = preset_config(o.preset);
+  if (o.layers > 0) {
+    check(o.layers <= doc["num_hidden_layers"].get<std::int64_t>(), "--layers ", o.layers,
+          " is more than preset ", o.preset, "'s ", doc["num_hidden_layers"].get<std::int64_t>());
+    doc["num_hidden_layers"] = o.layers;
+    Json types = Json::array();
+    for (std::int64_t l = 0; l < o.layers; ++l)
+      types.push_back(doc["layer_types"][static_cast<std::size_t>(l)]);
+    doc["layer_types"] = types;
+  }
+  return doc;
+}
 
 Batch random_batch(const Gemma4Model& model, std::int64_t rows, std::int64_t seq) {
   Batch batch;
@@ -55,16 +73,17 @@ Batch random_batch(const Gemma4Model& model, std::int64_t rows, std::int64_t seq
   return batch;
 }
 
-BenchModel bench_model(const BenchOptions& o) {
+BenchModel bench_model(const BenchOptions& o, bool masters) {
   check(o.model.empty() != o.preset.empty(), "give exactly one of --model DIR and --preset NAME");
-  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0,
+  check(o.layers == 0 || !o.preset.empty(), "--layers cuts a --preset");
+  check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0 && o.layers >= 0,
         "--batch, --seq, --repeat must be positive");
   const DType dtype = compute_dtype(o.dtype, o.device);
   Allocator& device = device_allocator(o.device, "bench");
-  BenchModel m{
-      o.model.empty() ? init_gemma4_model(preset_config(o.preset), 1234) : load_gemma4_model(o.model),
-      &device, dtype};
-  if (device.device() != Device::cpu) move_weights(m.master.config, m.master.weights, device);
+  BenchModel m{o.model.empty() ? init_gemma4_model(bench_config(o), 1234) : load_gemma4_model(o.model),
+               &device, dtype};
+  if (device.device() != Device::cpu)
+    move_weights(m.master.config, m.master.weights, device, masters ? DType::f32 : dtype);
   return m;
 }
 
@@ -105,33 +124,35 @@ int time_steps(const std::string& what, const BenchOptions& o, const Batch& batc
 // One training step = forward + backward + AdamW over every parameter (no clipping), like a peer's
 // loss.backward(); optimizer.step(); optimizer.zero_grad().
 int run_bench_train(const BenchOptions& o) {
-  BenchModel m = bench_model(o);
+  BenchModel m = bench_model(o, o.optimizer);
   Gemma4Model& model = m.master;
   const Batch batch = random_batch(model, o.batch, o.seq);
   Gemma4Weights grads = zeros_like(model.config, model.weights);
   if (m.device->device() != Device::cpu) move_weights(model.config, grads, *m.device);
   const std::vector<Tensor*> grad_list = gradient_tensors(model.config, grads);
   const std::vector<ParamRef> params = parameter_refs(model.config, model.weights, grads);
-  ComputeWeights compute(model, m.dtype);
+  ComputeWeights compute(model,
+                         o.optimizer ? m.dtype : DType::f32);  // without masters: the weights themselves
   AdamW adamw(AdamWConfig{0.9, 0.999, 1e-8, 0.01});
   // As `g4moe train` runs its steps: the host's activations from a cache (a GPU's always come from one).
   HostCachingAllocator activations;
   const ActivationScope scope(activations);
-  const std::string what = std::string("g4moe ") + device_name(m.device->device()) + " train step";
+  const std::string what = std::string("g4moe ") + device_name(m.device->device()) +
+                           (o.optimizer ? " train step" : " forward+backward");
   return time_steps(what, o, batch, m, [&] {
     for (Tensor* g : grad_list) ops::zero_(*g);
     gemma4_forward_backward(compute.model(), batch, grads);
+    if (!o.optimizer) return;
     adamw.step(params, 1e-5);
     compute.refresh();
   });
 }
 
 int run_bench_forward(const BenchOptions& o) {
-  BenchModel m = bench_model(o);
-  const ComputeWeights compute(m.master, m.dtype);
+  const BenchModel m = bench_model(o, /*masters=*/false);
   const Batch batch = random_batch(m.master, o.batch, o.seq);
   const std::string what = std::string("g4moe ") + device_name(m.device->device()) + " forward";
-  return time_steps(what, o, batch, m, [&] { gemma4_forward(compute.model(), batch); });
+  return time_steps(what, o, batch, m, [&] { gemma4_forward(m.master, batch); });
 }
 
 }  // namespace
@@ -148,7 +169,10 @@ Action register_bench(CLI::App& app) {
   auto mode = std::make_shared<std::string>("forward");
   for (CLI::App* sub : {fwd, train}) {
     sub->add_option("--model", o->model, "checkpoint directory");
-    sub->add_option("--preset", o->preset, "a built-in model instead (tiny-moe), randomly initialised");
+    sub->add_option("--preset", o->preset,
+                    "a built-in model instead (tiny-moe, gemma-4-26b-a4b), randomly initialised");
+    sub->add_option("--layers", o->layers, "only the preset's first N layers (0: all)")
+        ->capture_default_str();
     sub->add_option("--batch", o->batch, "rows per batch")->capture_default_str();
     sub->add_option("--seq", o->seq, "tokens per row")->capture_default_str();
     sub->add_option("--repeat", o->repeat, "timed runs")->capture_default_str();
@@ -160,6 +184,10 @@ Action register_bench(CLI::App& app) {
            "and AdamW state either way)")
         ->capture_default_str();
   }
+  train->add_flag(
+      "!--no-optimizer", o->optimizer,
+      "forward and backward only: no AdamW, so no f32 master weights or moments on the device (the "
+      "weights themselves are in --dtype)");
   train->callback([mode] { *mode = "train"; });
   return [o, mode] { return *mode == "train" ? run_bench_train(*o) : run_bench_forward(*o); };
 }

@@ -1,5 +1,6 @@
 #include "train/presets.h"
 
+#include <algorithm>
 #include <map>
 #include <random>
 
@@ -9,11 +10,50 @@
 namespace g4 {
 
 std::vector<std::string> preset_names() {
-  return {"tiny-moe"};
+  return {"tiny-moe", "gemma-4-26b-a4b"};
 }
 
+namespace {
+
+// google/gemma-4-26b-a4b's text model: 30 layers (5 sliding, then 1 full, five times), 128 experts top-8.
+Json gemma4_26b_a4b() {
+  Json layer_types = Json::array();
+  for (int l = 0; l < 30; ++l) layer_types.push_back(l % 6 == 5 ? "full_attention" : "sliding_attention");
+  return Json{{"architectures", {"Gemma4ForCausalLM"}},
+              {"model_type", "gemma4_text"},
+              {"vocab_size", 262144},
+              {"hidden_size", 2816},
+              {"intermediate_size", 2112},
+              {"num_hidden_layers", 30},
+              {"num_attention_heads", 16},
+              {"num_key_value_heads", 8},
+              {"head_dim", 256},
+              {"global_head_dim", 512},
+              {"num_global_key_value_heads", 2},
+              {"attention_k_eq_v", true},
+              {"layer_types", layer_types},
+              {"sliding_window", 1024},
+              {"enable_moe_block", true},
+              {"num_experts", 128},
+              {"top_k_experts", 8},
+              {"moe_intermediate_size", 704},
+              {"hidden_size_per_layer_input", 0},
+              {"final_logit_softcapping", 30.0},
+              {"rms_norm_eps", 1e-6},
+              {"tie_word_embeddings", true},
+              {"max_position_embeddings", 262144},
+              {"pad_token_id", 0},
+              {"eos_token_id", 1},
+              {"bos_token_id", 2},
+              {"hidden_activation", "gelu_pytorch_tanh"},
+              {"dtype", "bfloat16"}};
+}
+
+}  // namespace
+
 Json preset_config(const std::string& name) {
-  check(name == "tiny-moe", "unknown model preset \"", name, "\" (known: tiny-moe)");
+  if (name == "gemma-4-26b-a4b") return gemma4_26b_a4b();
+  check(name == "tiny-moe", "unknown model preset \"", name, "\" (known: tiny-moe, gemma-4-26b-a4b)");
   return Json{
       {"architectures", {"Gemma4ForCausalLM"}},
       {"model_type", "gemma4_text"},
@@ -45,6 +85,11 @@ Json preset_config(const std::string& name) {
       {"dtype", "float32"}};
 }
 
+// Tensors of at least this many elements are initialised in parallel chunks (every tensor of the tiny
+// presets is smaller, so their values are the sequential stream's).
+constexpr std::int64_t kParallelInitElements = std::int64_t{1} << 24;
+constexpr std::int64_t kInitChunk = std::int64_t{1} << 20;
+
 Gemma4Model init_gemma4_model(const Json& doc, std::uint64_t seed, double initializer_range) {
   Gemma4Model m;
   m.config = parse_config(doc, "model config");
@@ -60,7 +105,22 @@ Gemma4Model init_gemma4_model(const Json& doc, std::uint64_t seed, double initia
     check(shapes.count(name) == 1, "init: no shape for parameter ", name);
     t = Tensor(DType::f32, shapes.at(name));
     const bool ones = t.rank() == 1;
-    for (std::int64_t j = 0; j < t.numel(); ++j) t.f32()[j] = ones ? 1.0f : normal(rng);
+    if (ones || t.numel() < kParallelInitElements) {
+      for (std::int64_t j = 0; j < t.numel(); ++j) t.f32()[j] = ones ? 1.0f : normal(rng);
+      return;
+    }
+    // A large tensor: chunks drawn in parallel from generators seeded by one draw of the model's stream and
+    // the chunk's index (the same values whatever the thread count).
+    const std::uint64_t tensor_seed = rng();
+    const std::int64_t chunks = (t.numel() + kInitChunk - 1) / kInitChunk;
+    float* data = t.f32();
+#pragma omp parallel for schedule(dynamic)
+    for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
+      std::mt19937_64 chunk_rng(tensor_seed + static_cast<std::uint64_t>(chunk));
+      std::normal_distribution<float> chunk_normal(0.0f, static_cast<float>(initializer_range));
+      const std::int64_t end = std::min(t.numel(), (chunk + 1) * kInitChunk);
+      for (std::int64_t j = chunk * kInitChunk; j < end; ++j) data[j] = chunk_normal(chunk_rng);
+    }
   });
   return m;
 }

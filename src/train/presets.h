@@ -2,8 +2,12 @@
 //
 // `tiny-moe` is a Gemma 4 MoE in miniature for CPU training demos and tests: 4 layers (3 sliding + 1 full
 // with K=V and a wider head), 8 experts top-2 beside the dense MLP, a 264-token byte-level vocabulary.
+// `gemma-4-26b-a4b` is the released 26B-A4B's text model (30 layers, 128 experts top-8, vocabulary 262,144),
+// for full-size benchmarks and memory plans with random weights (`g4moe init --preset gemma-4-26b-a4b`).
 // Initialisation follows transformers' _init_weights: normal(0, initializer_range) for linears, experts and
-// embeddings; ones for norm weights, router scale, per_expert_scale and layer_scalar.
+// embeddings; ones for norm weights, router scale, per_expert_scale and layer_scalar. Tensors of 2^24
+// elements or more are drawn in parallel chunks with their own seeds (deterministic in `seed` whatever the
+// thread count).
 #pragma once
 
 #include <cstdint>
