@@ -143,6 +143,18 @@ Tensor Tensor::reshaped(Shape shape) const {
   return t;
 }
 
+Tensor Tensor::rows(std::int64_t first, std::int64_t count) const {
+  check(rank() >= 1 && first >= 0 && count >= 0 && first <= shape_[0] - count, "rows [", first, ", ",
+        first + count, ") of a tensor ", shape_str(shape_));
+  Tensor t = *this;
+  t.shape_[0] = count;
+  t.numel_ = shape_numel(t.shape_);
+  const std::size_t row_bytes = shape_[0] == 0 ? 0 : nbytes() / static_cast<std::size_t>(shape_[0]);
+  t.buffer_ =
+      std::shared_ptr<std::byte[]>(buffer_, buffer_.get() + static_cast<std::size_t>(first) * row_bytes);
+  return t;
+}
+
 Tensor Tensor::to_f32() const {
   Tensor out(DType::f32, shape_);
   float* dst = out.f32();

@@ -61,6 +61,9 @@ class Tensor {
   Tensor to(Allocator& allocator) const;
   // Same buffer, new shape with the same numel.
   Tensor reshaped(Shape shape) const;
+  // Rows [first, first + count) of dimension 0, sharing this tensor's buffer (writes go through); its start
+  // is aligned to its row size only, not to 64 bytes.
+  Tensor rows(std::int64_t first, std::int64_t count) const;
   // Converts any floating dtype to f32 (bf16/f16 widen exactly; f64 rounds to nearest).
   Tensor to_f32() const;
   // Converts f32 to `dtype` (any floating dtype), rounding to nearest even.

@@ -11,12 +11,69 @@
 
 namespace g4 {
 
+namespace {
+
+// f32 logits of at most this many elements at a time in the head (256 MiB).
+constexpr std::int64_t kHeadChunkElements = std::int64_t{1} << 26;
+
+struct HeadStep {
+  LossResult loss;
+  Tensor dx;  // d loss / d x, x the last layer's output [T, H]
+};
+
+// The head, forward and backward, in chunks of positions: final norm, tied (or untied) head to f32 logits,
+// soft-cap, cross-entropy against `targets`, and back into the norm's input and the head's weight gradient.
+// Never more than kHeadChunkElements logits (or their gradient) at once; chunks without a counted target are
+// skipped (their gradient is zero).
+HeadStep head_forward_backward(const Gemma4Model& m, const Tensor& x, std::span<const std::int64_t> targets,
+                               double normaliser, Gemma4Weights& g) {
+  const TextConfig& c = m.config.text;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const std::int64_t T = x.dim(0);
+  const Tensor normed = ops::rms_norm(x, m.weights.final_norm, eps);
+  Tensor dnormed = ops::zeros(normed.shape(), normed.device(), normed.dtype());
+  const Linear head(m.weights.head(), c.tie_word_embeddings ? &g.embed_tokens : &g.lm_head);
+  const std::int64_t chunk =
+      std::max<std::int64_t>(1, kHeadChunkElements / std::max<std::int64_t>(c.vocab_size, 1));
+  HeadStep out;
+  for (std::int64_t first = 0; first < T; first += chunk) {
+    const std::int64_t n = std::min(chunk, T - first);
+    const std::span<const std::int64_t> tc =
+        targets.subspan(static_cast<std::size_t>(first), static_cast<std::size_t>(n));
+    if (std::all_of(tc.begin(), tc.end(), [](std::int64_t t) { return t == kIgnoreIndex; })) continue;
+    const Tensor xc = normed.rows(first, n);
+    Tensor logits = head.forward_to_f32(xc);
+    if (c.final_logit_softcapping) ops::softcap_(logits, static_cast<float>(*c.final_logit_softcapping));
+    const LossResult l = ops::token_loss(logits, tc);
+    out.loss.loss_sum += l.loss_sum;
+    out.loss.num_tokens += l.num_tokens;
+    Tensor dlogits = ops::token_loss_backward(logits, tc, normaliser);
+    if (c.final_logit_softcapping)
+      ops::softcap_backward_(logits, dlogits, static_cast<float>(*c.final_logit_softcapping));
+    if (xc.dtype() != DType::f32) dlogits = ops::to_dtype(dlogits, xc.dtype());  // into the compute dtype
+    Tensor dxc = dnormed.rows(first, n);
+    head.backward_add(xc, dlogits, dxc);
+  }
+  out.dx = ops::rms_norm_backward(x, m.weights.final_norm, dnormed, g.final_norm, eps);
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::int64_t> causal_lm_targets(const Batch& batch) {
+  std::vector<std::int64_t> targets(static_cast<std::size_t>(batch.tokens()), kIgnoreIndex);
+  for (std::int64_t p = 0; p < batch.tokens(); ++p)
+    if (p % batch.seq_len + 1 < batch.seq_len)
+      targets[static_cast<std::size_t>(p)] = batch.labels[static_cast<std::size_t>(p + 1)];
+  return targets;
+}
+
 StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gemma4Weights& g,
                                    double normaliser, bool recompute) {
   const TextConfig& c = m.config.text;
   const Gemma4Weights& w = m.weights;
-  const std::int64_t B = batch.batch_size, S = batch.seq_len, T = batch.tokens(), H = c.hidden_size;
-  const std::int64_t V = c.vocab_size, L = c.num_hidden_layers, P = c.hidden_size_per_layer_input;
+  const std::int64_t T = batch.tokens(), H = c.hidden_size;
+  const std::int64_t L = c.num_hidden_layers, P = c.hidden_size_per_layer_input;
   const float eps = static_cast<float>(c.rms_norm_eps);
 
   // Forward, keeping every layer's tape.
@@ -32,24 +89,20 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
     if (recompute) layer_inputs[s.index] = ops::copy(x);
     decoder_layer_forward(c, s, w.layers[s.index], x, ple, ctx, recompute ? nullptr : &tapes[s.index]);
   }
-  const Tensor logits = final_logits(m, x, B, S);
-
-  StepResult result;
-  const LossResult loss = batch_loss(m, batch, logits);
-  result.loss_sum = loss.loss_sum;
-  result.num_tokens = loss.num_tokens;
+  // Head: logits = softcap(norm(x) · Eᵀ), in chunks of positions (head_forward_backward).
+  const std::vector<std::int64_t> targets = causal_lm_targets(batch);
   // With no counted token the backward still runs (every gradient it adds is zero): a collective
   // dispatcher needs every rank of its group in each MoE block's backward.
-  if (normaliser <= 0) normaliser = static_cast<double>(std::max<std::int64_t>(loss.num_tokens, 1));
-
-  // Head: logits = softcap(norm(x) · Eᵀ).
-  Tensor dlogits = ops::causal_lm_loss_backward(logits, batch.labels, normaliser).reshaped({T, V});
-  if (c.final_logit_softcapping)
-    ops::softcap_backward_(logits, dlogits, static_cast<float>(*c.final_logit_softcapping));
-  if (x.dtype() != DType::f32) dlogits = ops::to_dtype(dlogits, x.dtype());  // into the compute dtype
-  const Linear head(w.head(), c.tie_word_embeddings ? &g.embed_tokens : &g.lm_head);
-  Tensor dx = ops::rms_norm_backward(
-      x, w.final_norm, head.backward(ops::rms_norm(x, w.final_norm, eps), dlogits), g.final_norm, eps);
+  if (normaliser <= 0) {
+    const auto counted =
+        std::count_if(targets.begin(), targets.end(), [](std::int64_t t) { return t != kIgnoreIndex; });
+    normaliser = static_cast<double>(std::max<std::int64_t>(counted, 1));
+  }
+  HeadStep head = head_forward_backward(m, x, targets, normaliser, g);
+  StepResult result;
+  result.loss_sum = head.loss.loss_sum;
+  result.num_tokens = head.loss.num_tokens;
+  Tensor dx = std::move(head.dx);
 
   // Layers, last to first (KV-shared layers come after their sources, so their dK/dV are ready in time).
   Tensor dple = P > 0 ? ops::zeros({T, L, P}, x0.device(), x0.dtype()) : Tensor();

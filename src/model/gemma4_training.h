@@ -1,10 +1,13 @@
-// gemma4_training.h: one forward + backward pass of the Gemma 4 text model on the CPU.
+// gemma4_training.h: one forward + backward pass of the Gemma 4 text model, on the weights' device and in
+// their dtype (f32, or bf16 on a GPU; gradients f32).
 //
 // Gradients are those of loss = loss_sum / normaliser, where loss_sum is the summed causal-LM cross-entropy
 // of this batch (labels shifted, -100 ignored) and normaliser is the number of label tokens in the whole
 // global batch (all micro-batches, all ranks): pass it so that accumulation over micro-batches gives the
 // same update as one large batch; 0 means "this batch's own count". Gradients accumulate (+=) into `grads`
-// (shaped like the weights, see zeros_like), in the Hugging Face parametrisation.
+// (shaped like the weights, see zeros_like), in the Hugging Face parametrisation. The head runs in chunks of
+// positions (final norm, head, soft-cap, loss and their backward per chunk): f32 logits are never held for
+// more than 2^26 elements at a time, whatever the sequence and vocabulary.
 #pragma once
 
 #include "model/gemma4_model.h"
@@ -22,5 +25,8 @@ struct StepResult {
 // first pass's bit for bit, and so do the gradients (tested).
 StepResult gemma4_forward_backward(const Gemma4Model& model, const Batch& batch, Gemma4Weights& grads,
                                    double normaliser = 0, bool recompute = false);
+
+// The label each position predicts: labels[p + 1] within its row, -100 at a row's last position.
+std::vector<std::int64_t> causal_lm_targets(const Batch& batch);
 
 }  // namespace g4

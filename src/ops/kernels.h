@@ -69,6 +69,9 @@ struct KernelTable {
   LossResult (*causal_lm_loss)(const float* logits, const i64* labels, i64 B, i64 S_, i64 V) = nullptr;
   void (*causal_lm_loss_backward)(const float* logits, const i64* labels, float* dlogits, i64 B, i64 S_,
                                   i64 V, double normaliser) = nullptr;
+  LossResult (*token_loss)(const float* logits, const i64* targets, i64 N, i64 V) = nullptr;
+  void (*token_loss_backward)(const float* logits, const i64* targets, float* dlogits, i64 N, i64 V,
+                              double normaliser) = nullptr;
   void (*adamw_update)(float* w, const float* g, float* m, float* v, i64 n,
                        const AdamWStepConstants& k) = nullptr;
   double (*sum_of_squares)(const float* x, i64 n) = nullptr;

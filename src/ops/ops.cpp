@@ -404,6 +404,23 @@ Tensor causal_lm_loss_backward(const Tensor& logits, std::span<const std::int64_
   return dlogits;
 }
 
+LossResult token_loss(const Tensor& logits, std::span<const std::int64_t> targets) {
+  const Backend b = backend("token_loss", {}, {&logits});
+  if (!(logits.rank() == 2 && static_cast<std::int64_t>(targets.size()) == logits.dim(0)))
+    fail("op token_loss: ", targets.size(), " targets for logits ", shape_str(logits.shape()));
+  return G4_RUN(b, return b.need(kt.token_loss)(f32(logits), targets.data(), logits.dim(0), logits.dim(1)));
+}
+
+Tensor token_loss_backward(const Tensor& logits, std::span<const std::int64_t> targets, double normaliser) {
+  const Backend b = backend("token_loss_backward", {}, {&logits});
+  if (!(logits.rank() == 2 && static_cast<std::int64_t>(targets.size()) == logits.dim(0)))
+    fail("op token_loss_backward: ", targets.size(), " targets for logits ", shape_str(logits.shape()));
+  Tensor dlogits = output(logits.shape(), b);
+  G4_RUN(b, b.need(kt.token_loss_backward)(f32(logits), targets.data(), f32(dlogits), logits.dim(0),
+                                           logits.dim(1), normaliser));
+  return dlogits;
+}
+
 void adamw_(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
             const AdamWStepConstants& k, std::int64_t first) {
   const Backend b = backend("adamw_", {}, {&param, &grad, &exp_avg, &exp_avg_sq});

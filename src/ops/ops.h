@@ -87,6 +87,10 @@ void softcap_(Tensor& logits, float cap);
 void softcap_backward_(const Tensor& capped, Tensor& grad, float cap);
 LossResult causal_lm_loss(const Tensor& logits, std::span<const std::int64_t> labels);  // logits [B, S, V]
 Tensor causal_lm_loss_backward(const Tensor& logits, std::span<const std::int64_t> labels, double normaliser);
+// The same loss over logits [N, V] against explicit targets [N] (shifted already, -100 ignored), for the head
+// in chunks of positions.
+LossResult token_loss(const Tensor& logits, std::span<const std::int64_t> targets);
+Tensor token_loss_backward(const Tensor& logits, std::span<const std::int64_t> targets, double normaliser);
 
 // ---- optimizer (ops/cpu/adamw.h): AdamW's step on elements [first, first + exp_avg.numel()) of `param`
 // and `grad` (the whole tensor, or a ZeRO-1 shard), in place; the moments hold those elements only.

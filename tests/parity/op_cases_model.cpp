@@ -126,6 +126,16 @@ std::vector<OpCase> loss_and_optimizer() {
                  const Tensor logits = on_f32(b, random_tensor({2, 6, 11}, 122, 3.0f));
                  return Outputs{output("dlogits", ops::causal_lm_loss_backward(logits, kLabels, 7.0))};
                }});
+  c.push_back({"token_loss", "token_loss", frobenius(1e-6, kDoubleSums), [](const Backend& b) {
+                 const LossResult r = ops::token_loss(on_f32(b, random_tensor({12, 11}, 128, 3.0f)), kLabels);
+                 return Outputs{scalar_output("loss_sum", r.loss_sum),
+                                scalar_output("num_tokens", static_cast<double>(r.num_tokens), true)};
+               }});
+  c.push_back(
+      {"token_loss_backward", "token_loss_backward", frobenius(1e-6, kDoubleSums), [](const Backend& b) {
+         const Tensor logits = on_f32(b, random_tensor({12, 11}, 129, 3.0f));
+         return Outputs{output("dlogits", ops::token_loss_backward(logits, kLabels, 7.0))};
+       }});
   for (const bool shard : {false, true}) {
     c.push_back({shard ? "adamw_/shard" : "adamw_", "adamw_",
                  frobenius(1e-6, "each element's update in double on the CPU (fp32 elsewhere: a few ulp)"),

@@ -23,6 +23,12 @@ struct LossResult {
 LossResult causal_lm_loss(const float* logits, const std::int64_t* labels, std::int64_t B, std::int64_t S,
                           std::int64_t V);
 
+// The same loss over logits [N, V] against explicit targets [N] (already shifted; -100 ignored): the
+// vocabulary head in chunks of positions.
+LossResult token_loss(const float* logits, const std::int64_t* targets, std::int64_t N, std::int64_t V);
+void token_loss_backward(const float* logits, const std::int64_t* targets, float* dlogits, std::int64_t N,
+                         std::int64_t V, double normaliser);
+
 // Backward of softcap_forward, in place on the gradient: d logit = d capped · (1 - (capped / cap)²).
 void softcap_backward(const float* capped, float* grad, std::int64_t count, float cap);
 

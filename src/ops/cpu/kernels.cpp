@@ -55,6 +55,8 @@ Kernels make_cpu_kernels() {
   k.softcap_backward = softcap_backward;
   k.causal_lm_loss = causal_lm_loss;
   k.causal_lm_loss_backward = causal_lm_loss_backward;
+  k.token_loss = token_loss;
+  k.token_loss_backward = token_loss_backward;
   k.adamw_update = adamw_update;
   k.sum_of_squares = sum_of_squares;
   return k;

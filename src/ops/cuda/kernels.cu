@@ -237,14 +237,26 @@ __global__ void rms_norm_backward_kernel(const T* x, const T* w, const T* dy, T*
   if (threadIdx.x == 0) inv_out[r] = inv;
 }
 
-// dweight[i] += Σ_r dy[r,i] · x[r,i] · inv[r], rows in order (one thread per column).
+// dweight[i] += Σ_r dy[r,i] · x[r,i] · inv[r] in two deterministic passes: partial[c, i] over the rows of
+// chunk c (rows in order; grid: column blocks × chunks), then the chunks in order per column.
+constexpr i64 kWeightGradRows = 128;
+
 template <class T>
-__global__ void rms_norm_weight_grad_kernel(const T* x, const T* dy, const double* inv, i64 rows, i64 dim,
-                                            float* dweight) {
+__global__ void rms_norm_weight_grad_partial_kernel(const T* x, const T* dy, const double* inv, i64 rows,
+                                                    i64 dim, double* partial) {
+  const i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x, chunk = blockIdx.y;
+  if (i >= dim) return;
+  double acc = 0;
+  const i64 end = std::min(rows, (chunk + 1) * kWeightGradRows);
+  for (i64 r = chunk * kWeightGradRows; r < end; ++r)
+    acc += static_cast<double>(ld(dy[r * dim + i])) * ld(x[r * dim + i]) * inv[r];
+  partial[chunk * dim + i] = acc;
+}
+
+__global__ void rms_norm_weight_grad_sum_kernel(const double* partial, i64 chunks, i64 dim, float* dweight) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < dim; i += i64{gridDim.x} * blockDim.x) {
     double acc = 0;
-    for (i64 r = 0; r < rows; ++r)
-      acc += static_cast<double>(ld(dy[r * dim + i])) * ld(x[r * dim + i]) * inv[r];
+    for (i64 c = 0; c < chunks; ++c) acc += partial[c * dim + i];
     dweight[i] += static_cast<float>(acc);
   }
 }
@@ -310,13 +322,13 @@ __device__ double block_max(double v, double* shared) {
   return m;
 }
 
-// loss[p] = logsumexp(row) - row[label] for counted positions, 0 (and not counted) otherwise. With dlogits,
-// writes the gradient row instead: (softmax - onehot) / normaliser, or zeros.
-__global__ void loss_kernel(const float* logits, const i64* labels, i64 S, i64 V, double* loss,
-                            float* dlogits, double normaliser) {
+// loss[p] = logsumexp(row) - row[targets[p]] for counted positions, 0 (and not counted) otherwise. With
+// dlogits, writes the gradient row instead: (softmax - onehot) / normaliser, or zeros.
+__global__ void loss_kernel(const float* logits, const i64* targets, i64 V, double* loss, float* dlogits,
+                            double normaliser) {
   __shared__ double shared[33];
-  const i64 p = blockIdx.x, t = p % S;
-  const i64 label = t + 1 < S ? labels[p + 1] : kIgnore;
+  const i64 p = blockIdx.x;
+  const i64 label = targets[p];
   const float* row = logits + p * V;
   if (label == kIgnore) {
     if (dlogits)
@@ -632,7 +644,14 @@ void rms_norm_backward(const S* x, const S* w, const S* dy, S* dx, float* dweigh
                                                                       inv_rows, dim, eps);
   G4_CUDA_CHECK_LAUNCH();
   if (w && dweight) {
-    rms_norm_weight_grad_kernel<<<blocks_for(dim), kThreads>>>(dev(x), dev(dy), inv_rows, rows, dim, dweight);
+    const i64 chunks = (rows + kWeightGradRows - 1) / kWeightGradRows;
+    const std::shared_ptr<std::byte[]> partial = cuda_allocator().allocate(chunks * dim * sizeof(double));
+    auto* part = reinterpret_cast<double*>(partial.get());
+    rms_norm_weight_grad_partial_kernel<<<dim3(static_cast<unsigned>((dim + kThreads - 1) / kThreads),
+                                               static_cast<unsigned>(chunks)),
+                                          kThreads>>>(dev(x), dev(dy), inv_rows, rows, dim, part);
+    G4_CUDA_CHECK_LAUNCH();
+    rms_norm_weight_grad_sum_kernel<<<blocks_for(dim), kThreads>>>(part, chunks, dim, dweight);
     G4_CUDA_CHECK_LAUNCH();
   }
 }
@@ -657,34 +676,48 @@ void rope_backward(S* dx, const RopeTable& table, i64 tokens, int heads) {
   rope_run(dx, table, tokens, heads, true);
 }
 
-LossResult causal_lm_loss(const float* logits, const i64* labels, i64 B, i64 S, i64 V) {
+LossResult token_loss(const float* logits, const i64* targets, i64 N, i64 V) {
   LossResult r;
-  const i64 positions = B * S;
-  if (positions == 0) return r;
-  const auto d_labels = upload(labels, positions);
-  const std::shared_ptr<std::byte[]> loss = cuda_allocator().allocate(positions * sizeof(double));
-  loss_kernel<<<static_cast<unsigned>(positions), kThreads>>>(
-      logits, reinterpret_cast<const i64*>(d_labels.get()), S, V, reinterpret_cast<double*>(loss.get()),
-      nullptr, 1.0);
+  if (N == 0) return r;
+  const auto d_targets = upload(targets, N);
+  const std::shared_ptr<std::byte[]> loss = cuda_allocator().allocate(N * sizeof(double));
+  loss_kernel<<<static_cast<unsigned>(N), kThreads>>>(logits, reinterpret_cast<const i64*>(d_targets.get()),
+                                                      V, reinterpret_cast<double*>(loss.get()), nullptr, 1.0);
   G4_CUDA_CHECK_LAUNCH();
-  std::vector<double> host(static_cast<std::size_t>(positions));
-  G4_CUDA_CHECK(cudaMemcpy(host.data(), loss.get(), positions * sizeof(double), cudaMemcpyDeviceToHost));
-  for (i64 p = 0; p < positions; ++p)
-    if (p % S + 1 < S && labels[p + 1] != kIgnore) {
+  std::vector<double> host(static_cast<std::size_t>(N));
+  G4_CUDA_CHECK(cudaMemcpy(host.data(), loss.get(), N * sizeof(double), cudaMemcpyDeviceToHost));
+  for (i64 p = 0; p < N; ++p)
+    if (targets[p] != kIgnore) {
       r.loss_sum += host[p];
       r.num_tokens += 1;
     }
   return r;
 }
 
+void token_loss_backward(const float* logits, const i64* targets, float* dlogits, i64 N, i64 V,
+                         double normaliser) {
+  if (N == 0) return;
+  const auto d_targets = upload(targets, N);
+  loss_kernel<<<static_cast<unsigned>(N), kThreads>>>(logits, reinterpret_cast<const i64*>(d_targets.get()),
+                                                      V, nullptr, dlogits, normaliser);
+  G4_CUDA_CHECK_LAUNCH();
+}
+
+// Position t of a row of S predicts labels[t + 1]; the last position of every row predicts nothing.
+std::vector<i64> shifted_targets(const i64* labels, i64 B, i64 S) {
+  std::vector<i64> targets(static_cast<std::size_t>(B * S), kIgnore);
+  for (i64 p = 0; p < B * S; ++p)
+    if (p % S + 1 < S) targets[static_cast<std::size_t>(p)] = labels[p + 1];
+  return targets;
+}
+
+LossResult causal_lm_loss(const float* logits, const i64* labels, i64 B, i64 S, i64 V) {
+  return token_loss(logits, shifted_targets(labels, B, S).data(), B * S, V);
+}
+
 void causal_lm_loss_backward(const float* logits, const i64* labels, float* dlogits, i64 B, i64 S, i64 V,
                              double normaliser) {
-  const i64 positions = B * S;
-  if (positions == 0) return;
-  const auto d_labels = upload(labels, positions);
-  loss_kernel<<<static_cast<unsigned>(positions), kThreads>>>(
-      logits, reinterpret_cast<const i64*>(d_labels.get()), S, V, nullptr, dlogits, normaliser);
-  G4_CUDA_CHECK_LAUNCH();
+  token_loss_backward(logits, shifted_targets(labels, B, S).data(), dlogits, B * S, V, normaliser);
 }
 
 // The row's visibility on the device: first/last per query and the key mask, uploaded.
@@ -878,6 +911,8 @@ void install_cuda_kernels() {
     fill_storage_kernels(k);
     k.causal_lm_loss = causal_lm_loss;
     k.causal_lm_loss_backward = causal_lm_loss_backward;
+    k.token_loss = token_loss;
+    k.token_loss_backward = token_loss_backward;
     k.softcap_forward = softcap_forward;
     k.softcap_backward = softcap_backward;
     k.adamw_update = adamw_update;
