@@ -1,6 +1,8 @@
 #include "model/gemma4_model.h"
 
+#include <algorithm>
 #include <cmath>
+#include <span>
 
 #include "core/error.h"
 #include "core/finite.h"
@@ -67,21 +69,71 @@ Tensor final_logits(const Gemma4Model& m, const Tensor& x, std::int64_t B, std::
   return logits;
 }
 
-ForwardResult gemma4_forward(const Gemma4Model& m, const Batch& batch, bool keep_hidden) {
+namespace {
+
+// The decoder layers' output [T, H] (before the final norm); `hidden` (optional) receives the scaled
+// embeddings and every layer's output as [B, S, H].
+Tensor last_hidden(const Gemma4Model& m, const Batch& batch, std::vector<Tensor>* hidden) {
   const TextConfig& c = m.config.text;
   const std::int64_t B = batch.batch_size, S = batch.seq_len, H = c.hidden_size;
-  ForwardResult result;
   Tensor x = embed_tokens(m, batch);
-  if (keep_hidden) result.hidden.push_back(ops::copy(x).reshaped({B, S, H}));
+  if (hidden) hidden->push_back(ops::copy(x).reshaped({B, S, H}));
   const Tensor ple = c.hidden_size_per_layer_input > 0 ? per_layer_inputs(m, batch, x, nullptr) : Tensor();
   ForwardContext ctx = make_forward_context(c, batch);
   ctx.dispatcher = m.dispatcher;
   for (const LayerSpec& s : c.layers) {
     decoder_layer_forward(c, s, m.weights.layers[s.index], x, ple, ctx);
-    if (keep_hidden) result.hidden.push_back(ops::copy(x).reshaped({B, S, H}));
+    if (hidden) hidden->push_back(ops::copy(x).reshaped({B, S, H}));
   }
-  result.logits = final_logits(m, x, B, S);
+  return x;
+}
+
+}  // namespace
+
+ForwardResult gemma4_forward(const Gemma4Model& m, const Batch& batch, bool keep_hidden) {
+  ForwardResult result;
+  const Tensor x = last_hidden(m, batch, keep_hidden ? &result.hidden : nullptr);
+  result.logits = final_logits(m, x, batch.batch_size, batch.seq_len);
   return result;
+}
+
+std::int64_t head_chunk_rows(const TextConfig& c) {
+  constexpr std::int64_t kHeadChunkElements = std::int64_t{1} << 26;  // 256 MiB of f32 logits
+  return std::max<std::int64_t>(1, kHeadChunkElements / std::max<std::int64_t>(c.vocab_size, 1));
+}
+
+Tensor head_logits(const Gemma4Model& m, const Tensor& normed_rows) {
+  const TextConfig& c = m.config.text;
+  Tensor logits = Linear(m.weights.head()).forward_to_f32(normed_rows);
+  if (c.final_logit_softcapping) ops::softcap_(logits, static_cast<float>(*c.final_logit_softcapping));
+  return logits;
+}
+
+std::vector<std::int64_t> causal_lm_targets(const Batch& batch) {
+  std::vector<std::int64_t> targets(static_cast<std::size_t>(batch.tokens()), kIgnoreIndex);
+  for (std::int64_t p = 0; p < batch.tokens(); ++p)
+    if (p % batch.seq_len + 1 < batch.seq_len)
+      targets[static_cast<std::size_t>(p)] = batch.labels[static_cast<std::size_t>(p + 1)];
+  return targets;
+}
+
+LossResult gemma4_loss(const Gemma4Model& m, const Batch& batch) {
+  const Tensor x = last_hidden(m, batch, nullptr);
+  const Tensor normed =
+      ops::rms_norm(x, m.weights.final_norm, static_cast<float>(m.config.text.rms_norm_eps));
+  const std::vector<std::int64_t> targets = causal_lm_targets(batch);
+  const std::span<const std::int64_t> all(targets);
+  const std::int64_t T = x.dim(0), chunk = head_chunk_rows(m.config.text);
+  LossResult total;
+  for (std::int64_t first = 0; first < T; first += chunk) {
+    const std::int64_t n = std::min(chunk, T - first);
+    const auto tc = all.subspan(static_cast<std::size_t>(first), static_cast<std::size_t>(n));
+    if (std::all_of(tc.begin(), tc.end(), [](std::int64_t t) { return t == kIgnoreIndex; })) continue;
+    const LossResult l = ops::token_loss(head_logits(m, normed.rows(first, n)), tc);
+    total.loss_sum += l.loss_sum;
+    total.num_tokens += l.num_tokens;
+  }
+  return total;
 }
 
 }  // namespace g4

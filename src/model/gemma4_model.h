@@ -53,4 +53,14 @@ Tensor per_layer_inputs(const Gemma4Model& model, const Batch& batch, const Tens
 Tensor final_logits(const Gemma4Model& model, const Tensor& x, std::int64_t B,
                     std::int64_t S);  // soft-capped
 
+// The head in chunks of positions, which training and the loss-only forward share: never more than 2^26 f32
+// logits at once.
+std::int64_t head_chunk_rows(const TextConfig& config);
+// softcap(rows · headᵀ) in f32 for rows of the final-normed last hidden state [n, H] (any compute dtype).
+Tensor head_logits(const Gemma4Model& model, const Tensor& normed_rows);
+// The label each position predicts: labels[p + 1] within its row, -100 at a row's last position.
+std::vector<std::int64_t> causal_lm_targets(const Batch& batch);
+// The loss of `batch` without its logits (the head in chunks, forward only): what evaluation needs.
+LossResult gemma4_loss(const Gemma4Model& model, const Batch& batch);
+
 }  // namespace g4

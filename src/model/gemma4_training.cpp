@@ -13,18 +13,14 @@ namespace g4 {
 
 namespace {
 
-// f32 logits of at most this many elements at a time in the head (256 MiB).
-constexpr std::int64_t kHeadChunkElements = std::int64_t{1} << 26;
-
 struct HeadStep {
   LossResult loss;
   Tensor dx;  // d loss / d x, x the last layer's output [T, H]
 };
 
-// The head, forward and backward, in chunks of positions: final norm, tied (or untied) head to f32 logits,
+// The head, forward and backward, in chunks of positions (head_chunk_rows): final norm, head to f32 logits,
 // soft-cap, cross-entropy against `targets`, and back into the norm's input and the head's weight gradient.
-// Never more than kHeadChunkElements logits (or their gradient) at once; chunks without a counted target are
-// skipped (their gradient is zero).
+// Chunks without a counted target are skipped (their gradient is zero).
 HeadStep head_forward_backward(const Gemma4Model& m, const Tensor& x, std::span<const std::int64_t> targets,
                                double normaliser, Gemma4Weights& g) {
   const TextConfig& c = m.config.text;
@@ -33,8 +29,7 @@ HeadStep head_forward_backward(const Gemma4Model& m, const Tensor& x, std::span<
   const Tensor normed = ops::rms_norm(x, m.weights.final_norm, eps);
   Tensor dnormed = ops::zeros(normed.shape(), normed.device(), normed.dtype());
   const Linear head(m.weights.head(), c.tie_word_embeddings ? &g.embed_tokens : &g.lm_head);
-  const std::int64_t chunk =
-      std::max<std::int64_t>(1, kHeadChunkElements / std::max<std::int64_t>(c.vocab_size, 1));
+  const std::int64_t chunk = head_chunk_rows(c);
   HeadStep out;
   for (std::int64_t first = 0; first < T; first += chunk) {
     const std::int64_t n = std::min(chunk, T - first);
@@ -42,8 +37,7 @@ HeadStep head_forward_backward(const Gemma4Model& m, const Tensor& x, std::span<
         targets.subspan(static_cast<std::size_t>(first), static_cast<std::size_t>(n));
     if (std::all_of(tc.begin(), tc.end(), [](std::int64_t t) { return t == kIgnoreIndex; })) continue;
     const Tensor xc = normed.rows(first, n);
-    Tensor logits = head.forward_to_f32(xc);
-    if (c.final_logit_softcapping) ops::softcap_(logits, static_cast<float>(*c.final_logit_softcapping));
+    const Tensor logits = head_logits(m, xc);
     const LossResult l = ops::token_loss(logits, tc);
     out.loss.loss_sum += l.loss_sum;
     out.loss.num_tokens += l.num_tokens;
@@ -59,14 +53,6 @@ HeadStep head_forward_backward(const Gemma4Model& m, const Tensor& x, std::span<
 }
 
 }  // namespace
-
-std::vector<std::int64_t> causal_lm_targets(const Batch& batch) {
-  std::vector<std::int64_t> targets(static_cast<std::size_t>(batch.tokens()), kIgnoreIndex);
-  for (std::int64_t p = 0; p < batch.tokens(); ++p)
-    if (p % batch.seq_len + 1 < batch.seq_len)
-      targets[static_cast<std::size_t>(p)] = batch.labels[static_cast<std::size_t>(p + 1)];
-  return targets;
-}
 
 StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gemma4Weights& g,
                                    double normaliser, bool recompute) {

@@ -26,7 +26,4 @@ struct StepResult {
 StepResult gemma4_forward_backward(const Gemma4Model& model, const Batch& batch, Gemma4Weights& grads,
                                    double normaliser = 0, bool recompute = false);
 
-// The label each position predicts: labels[p + 1] within its row, -100 at a row's last position.
-std::vector<std::int64_t> causal_lm_targets(const Batch& batch);
-
 }  // namespace g4

@@ -60,7 +60,7 @@ double eval_loss(const Gemma4Model& model, const PackedRows& rows, std::int64_t 
   std::int64_t count = 0;
   for (std::int64_t first = 0; first < rows.rows(); first += batch_size) {
     const Batch b = rows.batch(first, std::min(batch_size, rows.rows() - first));
-    const LossResult l = batch_loss(model, b, gemma4_forward(model, b).logits);
+    const LossResult l = gemma4_loss(model, b);  // the head in chunks: no [tokens, vocab] logits
     sum += l.loss_sum;
     count += l.num_tokens;
   }
