@@ -16,6 +16,7 @@
 #include "core/profile.h"
 #include "model/gemma4_model.h"
 #include "model/gemma4_training.h"
+#include "model/weight_layout.h"
 #include "ops/ops.h"
 #include "train/adamw.h"
 #include "train/compute_weights.h"
@@ -73,7 +74,7 @@ Batch random_batch(const Gemma4Model& model, std::int64_t rows, std::int64_t seq
   return batch;
 }
 
-BenchModel bench_model(const BenchOptions& o, bool masters) {
+BenchModel bench_model(const BenchOptions& o, bool masters, bool backward) {
   check(o.model.empty() != o.preset.empty(), "give exactly one of --model DIR and --preset NAME");
   check(o.layers == 0 || !o.preset.empty(), "--layers cuts a --preset");
   check(o.batch > 0 && o.seq > 0 && o.repeat > 0 && o.warmup >= 0 && o.layers >= 0,
@@ -82,8 +83,16 @@ BenchModel bench_model(const BenchOptions& o, bool masters) {
   Allocator& device = device_allocator(o.device, "bench");
   BenchModel m{o.model.empty() ? init_gemma4_model(bench_config(o), 1234) : load_gemma4_model(o.model),
                &device, dtype};
-  if (device.device() != Device::cpu)
+  if (device.device() != Device::cpu) {
+    // f32 masters, gradients and moments with the compute copy; or the weights in the compute dtype (and f32
+    // gradients for a backward).
+    const double params = static_cast<double>(count_parameters(m.master.config.text).total);
+    const double per_param = masters ? 16.0 + dtype_size(dtype) : dtype_size(dtype) + (backward ? 4.0 : 0.0);
+    require_available(device, params * per_param, "bench",
+                      human_count(params) + " parameters, " + std::to_string(static_cast<int>(per_param)) +
+                          " bytes each before activations");
     move_weights(m.master.config, m.master.weights, device, masters ? DType::f32 : dtype);
+  }
   return m;
 }
 
@@ -124,7 +133,7 @@ int time_steps(const std::string& what, const BenchOptions& o, const Batch& batc
 // One training step = forward + backward + AdamW over every parameter (no clipping), like a peer's
 // loss.backward(); optimizer.step(); optimizer.zero_grad().
 int run_bench_train(const BenchOptions& o) {
-  BenchModel m = bench_model(o, o.optimizer);
+  BenchModel m = bench_model(o, o.optimizer, /*backward=*/true);
   Gemma4Model& model = m.master;
   const Batch batch = random_batch(model, o.batch, o.seq);
   Gemma4Weights grads = zeros_like(model.config, model.weights);
@@ -149,7 +158,7 @@ int run_bench_train(const BenchOptions& o) {
 }
 
 int run_bench_forward(const BenchOptions& o) {
-  const BenchModel m = bench_model(o, /*masters=*/false);
+  const BenchModel m = bench_model(o, /*masters=*/false, /*backward=*/false);
   const Batch batch = random_batch(m.master, o.batch, o.seq);
   const std::string what = std::string("g4moe ") + device_name(m.device->device()) + " forward";
   return time_steps(what, o, batch, m, [&] { gemma4_forward(m.master, batch); });

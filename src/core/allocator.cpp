@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -11,6 +12,20 @@
 #include "core/host_memory.h"
 
 namespace g4 {
+
+std::uint64_t Allocator::available_bytes() const {
+  const std::uint64_t physical = physical_memory_bytes();
+  return physical == 0 ? std::numeric_limits<std::uint64_t>::max() : physical;
+}
+
+void require_available(const Allocator& allocator, double bytes, const std::string& what,
+                       const std::string& detail) {
+  const auto available = static_cast<double>(allocator.available_bytes());
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  check(bytes <= available, what, " needs about ", std::round(bytes / gib * 10) / 10, " GiB of ",
+        device_name(allocator.device()), " memory (", detail, "), and only ",
+        std::round(available / gib * 10) / 10, " GiB are free");
+}
 
 namespace {
 

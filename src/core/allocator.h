@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace g4 {
 
@@ -30,7 +31,15 @@ class Allocator {
   // Waits until every operation queued on this allocator's device has finished (timing, peak memory); the
   // host has nothing queued.
   virtual void synchronize() const {}
+  // Bytes this allocator could still hand out (a GPU's free memory plus its own cache), for a run's up-front
+  // memory check; the host answers its physical memory.
+  virtual std::uint64_t available_bytes() const;
 };
+
+// A one-line g4::Error when `allocator` cannot hold `bytes` up front: "<what> needs about X GiB of <device>
+// memory (<detail>), and only Y GiB are free". Activations come on top; this catches what cannot fit at all.
+void require_available(const Allocator& allocator, double bytes, const std::string& what,
+                       const std::string& detail);
 
 // The process's host allocator (thread-safe; aligned_alloc, refuses more than the machine's memory).
 Allocator& host_allocator();

@@ -70,6 +70,10 @@ CachingAllocatorBase::Stats CachingAllocatorBase::stats() const {
   return pool_->stats;
 }
 
+std::uint64_t CachingAllocatorBase::available_bytes() const {
+  return device_free_bytes() + stats().cached;
+}
+
 void CachingAllocatorBase::release_cached() {
   std::lock_guard<std::mutex> lock(pool_->mutex);
   for (auto& [size, blocks] : pool_->free)

@@ -30,6 +30,8 @@ class CachingAllocatorBase : public Allocator {
 
   std::shared_ptr<std::byte[]> allocate(std::uint64_t bytes) final;
   Stats stats() const;
+  // The device's free memory (device_free_bytes) plus the blocks cached here.
+  std::uint64_t available_bytes() const override;
   void release_cached();  // gives every free block back to the device
 
   static std::uint64_t size_class(std::uint64_t bytes);
@@ -41,6 +43,8 @@ class CachingAllocatorBase : public Allocator {
   explicit CachingAllocatorBase(FreeBlock free_block);
   virtual void* device_allocate(std::uint64_t bytes) = 0;
   virtual void device_zero(void* block, std::uint64_t bytes) = 0;
+  // Memory the device could still hand out beyond this cache (the host: its physical memory).
+  virtual std::uint64_t device_free_bytes() const { return Allocator::available_bytes(); }
 
  private:
   struct Pool {

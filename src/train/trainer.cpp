@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "io/config.h"
 #include "model/gemma4_training.h"
+#include "model/weight_layout.h"
 #include "ops/ops.h"
 #include "train/compute_weights.h"
 #include "train/loss_plot.h"
@@ -183,6 +184,14 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
           " trains on one GPU in one process so far (no mpirun)");
     check(r.zero == 0, "parallel.zero 1 shards over data-parallel replicas; train.device ",
           device_name(device.device()), " runs one");
+    const double params = static_cast<double>(count_parameters(model.config.text).total);
+    const double per_param =
+        16.0 + (r.dtype == "f32" ? 0.0 : 2.0);  // masters, gradients, moments, compute copy
+    require_available(device, params * per_param, "train",
+                      std::to_string(static_cast<long long>(params)) +
+                          " parameters: f32 master weights, gradients and "
+                          "AdamW moments" +
+                          (r.dtype == "f32" ? "" : " and a bf16 copy") + ", before activations");
     move_weights(model.config, model.weights, device);
     move_weights(model.config, grads, device);
     for (auto& [name, m] : adamw.state()) m = {m.first.to(device), m.second.to(device)};

@@ -22,6 +22,12 @@ void CachingAllocator::device_zero(void* block, std::uint64_t bytes) {
   G4_CUDA_CHECK(cudaMemsetAsync(block, 0, bytes, cudaStreamLegacy));
 }
 
+std::uint64_t CachingAllocator::device_free_bytes() const {
+  std::size_t free = 0, total = 0;
+  G4_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return free;
+}
+
 void CachingAllocator::synchronize() const {
   G4_CUDA_CHECK(cudaDeviceSynchronize());
 }

@@ -26,6 +26,7 @@ class CachingAllocator final : public CachingAllocatorBase {
  protected:
   void* device_allocate(std::uint64_t bytes) override;
   void device_zero(void* block, std::uint64_t bytes) override;
+  std::uint64_t device_free_bytes() const override;
 };
 
 // The process's CUDA allocator (device 0 of this process).
