@@ -117,13 +117,13 @@ std::vector<std::int64_t> causal_lm_targets(const Batch& batch) {
   return targets;
 }
 
-LossResult gemma4_loss(const Gemma4Model& m, const Batch& batch) {
+LossResult gemma4_loss(const Gemma4Model& m, const Batch& batch, std::int64_t chunk_rows) {
   const Tensor x = last_hidden(m, batch, nullptr);
   const Tensor normed =
       ops::rms_norm(x, m.weights.final_norm, static_cast<float>(m.config.text.rms_norm_eps));
   const std::vector<std::int64_t> targets = causal_lm_targets(batch);
   const std::span<const std::int64_t> all(targets);
-  const std::int64_t T = x.dim(0), chunk = head_chunk_rows(m.config.text);
+  const std::int64_t T = x.dim(0), chunk = chunk_rows > 0 ? chunk_rows : head_chunk_rows(m.config.text);
   LossResult total;
   for (std::int64_t first = 0; first < T; first += chunk) {
     const std::int64_t n = std::min(chunk, T - first);

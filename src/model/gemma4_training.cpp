@@ -22,14 +22,14 @@ struct HeadStep {
 // soft-cap, cross-entropy against `targets`, and back into the norm's input and the head's weight gradient.
 // Chunks without a counted target are skipped (their gradient is zero).
 HeadStep head_forward_backward(const Gemma4Model& m, const Tensor& x, std::span<const std::int64_t> targets,
-                               double normaliser, Gemma4Weights& g) {
+                               double normaliser, Gemma4Weights& g, std::int64_t chunk_rows) {
   const TextConfig& c = m.config.text;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const std::int64_t T = x.dim(0);
   const Tensor normed = ops::rms_norm(x, m.weights.final_norm, eps);
   Tensor dnormed = ops::zeros(normed.shape(), normed.device(), normed.dtype());
   const Linear head(m.weights.head(), c.tie_word_embeddings ? &g.embed_tokens : &g.lm_head);
-  const std::int64_t chunk = head_chunk_rows(c);
+  const std::int64_t chunk = chunk_rows > 0 ? chunk_rows : head_chunk_rows(c);
   HeadStep out;
   for (std::int64_t first = 0; first < T; first += chunk) {
     const std::int64_t n = std::min(chunk, T - first);
@@ -55,7 +55,7 @@ HeadStep head_forward_backward(const Gemma4Model& m, const Tensor& x, std::span<
 }  // namespace
 
 StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gemma4Weights& g,
-                                   double normaliser, bool recompute) {
+                                   double normaliser, bool recompute, std::int64_t head_chunk_rows_override) {
   const TextConfig& c = m.config.text;
   const Gemma4Weights& w = m.weights;
   const std::int64_t T = batch.tokens(), H = c.hidden_size;
@@ -84,7 +84,7 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
         std::count_if(targets.begin(), targets.end(), [](std::int64_t t) { return t != kIgnoreIndex; });
     normaliser = static_cast<double>(std::max<std::int64_t>(counted, 1));
   }
-  HeadStep head = head_forward_backward(m, x, targets, normaliser, g);
+  HeadStep head = head_forward_backward(m, x, targets, normaliser, g, head_chunk_rows_override);
   StepResult result;
   result.loss_sum = head.loss.loss_sum;
   result.num_tokens = head.loss.num_tokens;

@@ -23,7 +23,9 @@ struct StepResult {
 // before its backward (one extra layer forward each, O(layers × tokens × hidden) memory instead of every
 // layer's activations). The CPU forward is deterministic, so the recomputed routing and activations equal the
 // first pass's bit for bit, and so do the gradients (tested).
+// `head_chunk_rows` overrides the head's chunk (0: head_chunk_rows of the config), for tests.
 StepResult gemma4_forward_backward(const Gemma4Model& model, const Batch& batch, Gemma4Weights& grads,
-                                   double normaliser = 0, bool recompute = false);
+                                   double normaliser = 0, bool recompute = false,
+                                   std::int64_t head_chunk_rows = 0);
 
 }  // namespace g4

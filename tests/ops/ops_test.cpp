@@ -188,6 +188,78 @@ TEST(Ops, LossOverTensorsChecksTheLabelCount) {
   EXPECT_NE(test::error_of([&] { ops::causal_lm_loss(logits, short_labels); }), "");
 }
 
+// token_loss (the chunked head's loss) against a float64 loop, and the causal loss equals token_loss over the
+// shifted targets; its backward is (softmax - onehot) / normaliser.
+TEST(Ops, TokenLossMatchesFloat64AndTheCausalLossOverShiftedTargets) {
+  const Tensor logits = random_tensor({6, 5}, 23, 2.0f);
+  const std::vector<std::int64_t> targets{1, -100, 4, 0, 2, -100};
+  const LossResult r = ops::token_loss(logits, targets);
+  double want = 0;
+  for (std::int64_t p = 0; p < 6; ++p) {
+    if (targets[p] < 0) continue;
+    double denom = 0;
+    for (int j = 0; j < 5; ++j) denom += std::exp(static_cast<double>(logits.f32()[p * 5 + j]));
+    want += std::log(denom) - logits.f32()[p * 5 + targets[p]];
+  }
+  EXPECT_EQ(r.num_tokens, 4);
+  EXPECT_NEAR(r.loss_sum, want, 1e-12 * std::abs(want));
+  // The same logits as [2, 3, 5] with labels whose left shift gives `targets`.
+  const std::vector<std::int64_t> labels{9, 1, -100, 9, 0, 2};
+  const std::vector<std::int64_t> shifted{1, -100, -100, 0, 2, -100};
+  EXPECT_NEAR(ops::token_loss(logits, shifted).loss_sum,
+              ops::causal_lm_loss(logits.reshaped({2, 3, 5}), labels).loss_sum, 1e-12);
+  const Tensor d = ops::token_loss_backward(logits, targets, 4.0);
+  for (std::int64_t p = 0; p < 6; ++p) {
+    double denom = 0;
+    for (int j = 0; j < 5; ++j) denom += std::exp(static_cast<double>(logits.f32()[p * 5 + j]));
+    for (int j = 0; j < 5; ++j) {
+      const double soft = std::exp(static_cast<double>(logits.f32()[p * 5 + j])) / denom;
+      const double grad = targets[p] < 0 ? 0.0 : (soft - (j == targets[p] ? 1.0 : 0.0)) / 4.0;
+      EXPECT_NEAR(d.f32()[p * 5 + j], grad, 1e-7) << p << " " << j;
+    }
+  }
+  const std::vector<std::int64_t> short_targets{1, 2};
+  EXPECT_NE(test::error_of([&] { ops::token_loss(logits, short_targets); }), "");
+}
+
+// Conversions and zeroing: f32 -> bf16 rounds to nearest even (the CPU converts, it does not compute in
+// bf16).
+TEST(Ops, ConversionsRoundToNearestEvenAndZeroClearsNaN) {
+  const Tensor x = Tensor::from_floats({4}, {1.0f, 1.00390625f, 1.01171875f, -3.3f});
+  const Tensor narrow = ops::to_dtype(x, DType::bf16);
+  ASSERT_EQ(narrow.dtype(), DType::bf16);
+  const Tensor back = ops::to_dtype(narrow, DType::f32);
+  for (std::int64_t i = 0; i < 4; ++i) EXPECT_EQ(back.f32()[i], round_to_bf16(x.f32()[i])) << i;
+  EXPECT_EQ(back.f32()[1], 1.0f) << "a tie rounds to the even neighbour";
+  Tensor into = Tensor::from_floats({4}, {0, 0, 0, 0});
+  ops::assign_(into, narrow);
+  for (std::int64_t i = 0; i < 4; ++i) EXPECT_EQ(into.f32()[i], back.f32()[i]);
+  Tensor nan = Tensor::from_floats({3}, {NAN, INFINITY, 2.0f});
+  ops::zero_(nan);
+  for (std::int64_t i = 0; i < 3; ++i) EXPECT_EQ(nan.f32()[i], 0.0f);
+  EXPECT_NE(test::error_of([&] {
+              ops::linear(narrow.reshaped({1, 4}), narrow.reshaped({1, 4}));
+            }),
+            "")
+      << "the CPU has no bf16 GEMM: a one-line error, not a wrong result";
+  Tensor wrong = Tensor::from_floats({3}, {0, 0, 0});
+  EXPECT_NE(test::error_of([&] { ops::assign_(wrong, narrow); }), "") << "numel differs";
+}
+
+TEST(Ops, RowViewsShareTheBufferAndCheckTheirBounds) {
+  Tensor t = Tensor::from_floats({4, 2}, {0, 1, 2, 3, 4, 5, 6, 7});
+  Tensor middle = t.rows(1, 2);
+  EXPECT_EQ(middle.shape(), (Shape{2, 2}));
+  EXPECT_EQ(middle.f32()[0], 2.0f);
+  ops::scale_(middle, 10.0f);
+  EXPECT_EQ(t.f32()[2], 20.0f);
+  EXPECT_EQ(t.f32()[5], 50.0f);
+  EXPECT_EQ(t.f32()[6], 6.0f) << "rows outside the view are untouched";
+  EXPECT_EQ(t.rows(4, 0).numel(), 0);
+  EXPECT_NE(test::error_of([&] { t.rows(3, 2); }), "");
+  EXPECT_NE(test::error_of([&] { t.rows(-1, 1); }), "");
+}
+
 TEST(Ops, AdamWMatchesTorchsFormulaAndShardsEqualTheWhole) {
   const std::int64_t n = 11;
   const AdamWHyper hyper{0.9, 0.95, 1e-8, 0.1};
