@@ -174,6 +174,14 @@ rm -f "$scratch/none.safetensors"
 [ ! -e "$scratch/none.safetensors" ] && pass "no output file on error" || bad "no output file on error"
 
 expect_error "missing directory" "missing config.json" "$g4moe" inspect "$scratch/nowhere"
+# bf16 is the GPU's compute dtype; the CPU computes in f32. Without a usable GPU or a CUDA build (CI, the
+# sanitizer build), --device cuda is one line naming CUDA.
+expect_error "bf16 on the CPU" "runs on the GPU only" "$g4moe" score --model "$fx" --input "$fx/input.json" --dtype bf16
+expect_error "bench bf16 on the CPU" "runs on the GPU only" "$g4moe" bench forward --preset tiny-moe --dtype bf16
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+  expect_error "score --device cuda without a GPU" "CUDA" \
+    "$g4moe" score --model "$fx" --input "$fx/input.json" --device cuda
+fi
 "$g4moe" --help | grep -q inspect && pass "--help lists inspect" || bad "--help"
 
 finish cli_test

@@ -127,6 +127,9 @@ TEST(Recipe, ValuesOutOfRangeNameTheKeyAndTheSource) {
       {"data.eval_fraction=1", "data.eval_fraction"},
       {"train.warmup_ratio=1", "train.warmup_ratio"},
       {"train.eps=inf", "train.eps"},
+      {"train.device=gpu", "train.device"},
+      {"train.dtype=f16", "train.dtype"},
+      {"train.dtype=bf16", "train.dtype"},  // bf16 needs train.device cuda
   };
   for (const auto& [override_, key] : bad)
     expect_error([&] { load_recipe("", {"data.path=x", override_}); }, {key, "command line"});
@@ -166,6 +169,15 @@ TEST(Recipe, DeepNestingAndHugeFilesAreRefused) {
   expect_error([&] { load_recipe(deep, {}); }, {"deeper than 64", deep});
   const std::string big = write_recipe("# " + std::string(17 << 20, 'x') + "\n");
   expect_error([&] { load_recipe(big, {}); }, {"larger than 16 MiB", big});
+}
+
+TEST(Recipe, TheDeviceKeyAndItsTopLevelAlias) {
+  const std::string path = write_recipe("data:\n  path: x\ndevice: cuda\n");
+  const Recipe r = load_recipe(path, {});
+  EXPECT_EQ(r.device, "cuda");
+  EXPECT_EQ(r.dtype, "auto");
+  EXPECT_EQ(load_recipe("", {"data.path=x", "train.device=cuda", "train.dtype=bf16"}).dtype, "bf16");
+  EXPECT_EQ(load_recipe("", {"data.path=x"}).device, "cpu");
 }
 
 TEST(Recipe, AliasesOfHfTrainerNamesReachTheCanonicalKeys) {
