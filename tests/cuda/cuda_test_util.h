@@ -38,6 +38,7 @@ inline DeviceBuffer to_device_bf16(const std::vector<float>& v) {
   for (std::size_t i = 0; i < v.size(); ++i) bits[i] = f32_to_bf16(v[i]);
   DeviceBuffer d(bits.size() * 2 + 16);
   G4_CUDA_CHECK(cudaMemcpy(d.data(), bits.data(), bits.size() * 2, cudaMemcpyHostToDevice));
+  G4_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));  // there for kernels on any stream
   return d;
 }
 
@@ -45,6 +46,7 @@ template <class T>
 DeviceBuffer to_device(const std::vector<T>& v) {
   DeviceBuffer d(v.size() * sizeof(T) + 16);
   G4_CUDA_CHECK(cudaMemcpy(d.data(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  G4_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));  // there for kernels on any stream
   return d;
 }
 
@@ -66,6 +68,7 @@ std::vector<T> from_device(const DeviceBuffer& d, std::size_t n) {
 // Fills with 0xff bytes: NaN for bf16 and fp32, -1 for int32.
 inline void poison(DeviceBuffer& d) {
   G4_CUDA_CHECK(cudaMemset(d.data(), 0xff, d.bytes()));
+  G4_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));  // before kernels on a non-blocking stream write
 }
 
 // ||out - ref|| / ||ref||; NaN anywhere in out gives +inf (never passes).

@@ -31,6 +31,9 @@ CudaContext::CudaContext(int device, Stream stream) : device_(device) {
 }
 
 CudaContext::~CudaContext() {
+  // Queued work may still use the workspace, which goes back to the caching allocator (and is reused at
+  // once).
+  if (owns_stream_) cudaStreamSynchronize(stream_);
   if (cublas_lt_ != nullptr) cublasLtDestroy(cublas_lt_);
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (owns_stream_) cudaStreamDestroy(stream_);

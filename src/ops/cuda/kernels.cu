@@ -244,13 +244,16 @@ constexpr i64 kWeightGradRows = 128;
 template <class T>
 __global__ void rms_norm_weight_grad_partial_kernel(const T* x, const T* dy, const double* inv, i64 rows,
                                                     i64 dim, double* partial) {
-  const i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x, chunk = blockIdx.y;
+  const i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x;
   if (i >= dim) return;
-  double acc = 0;
-  const i64 end = std::min(rows, (chunk + 1) * kWeightGradRows);
-  for (i64 r = chunk * kWeightGradRows; r < end; ++r)
-    acc += static_cast<double>(ld(dy[r * dim + i])) * ld(x[r * dim + i]) * inv[r];
-  partial[chunk * dim + i] = acc;
+  const i64 chunks = (rows + kWeightGradRows - 1) / kWeightGradRows;
+  for (i64 chunk = blockIdx.y; chunk < chunks; chunk += gridDim.y) {  // grid.y is capped at 65535
+    double acc = 0;
+    const i64 end = std::min(rows, (chunk + 1) * kWeightGradRows);
+    for (i64 r = chunk * kWeightGradRows; r < end; ++r)
+      acc += static_cast<double>(ld(dy[r * dim + i])) * ld(x[r * dim + i]) * inv[r];
+    partial[chunk * dim + i] = acc;
+  }
 }
 
 __global__ void rms_norm_weight_grad_sum_kernel(const double* partial, i64 chunks, i64 dim, float* dweight) {
@@ -648,7 +651,7 @@ void rms_norm_backward(const S* x, const S* w, const S* dy, S* dx, float* dweigh
     const std::shared_ptr<std::byte[]> partial = cuda_allocator().allocate(chunks * dim * sizeof(double));
     auto* part = reinterpret_cast<double*>(partial.get());
     rms_norm_weight_grad_partial_kernel<<<dim3(static_cast<unsigned>((dim + kThreads - 1) / kThreads),
-                                               static_cast<unsigned>(chunks)),
+                                               static_cast<unsigned>(std::min<i64>(chunks, 65535))),
                                           kThreads>>>(dev(x), dev(dy), inv_rows, rows, dim, part);
     G4_CUDA_CHECK_LAUNCH();
     rms_norm_weight_grad_sum_kernel<<<blocks_for(dim), kThreads>>>(part, chunks, dim, dweight);
