@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# gpu_checks.sh: everything that needs the GPU machine, in order of importance, each step under a time limit, so
+# that one call of the run tool (device time is scarce) gives the whole picture. Run there from the repository
+# root with the bundle of scripts/gpu_bundle.sh carried (`G4_BUNDLE_XZ=1 bash scripts/gpu_bundle.sh` here):
+#   bash scripts/gpu_checks.sh            correctness: CUDA tests (parity in f32 and bf16, flash attention, the
+#                                         MoE layer), the whole model against float64 and transformers' bf16,
+#                                         training on the GPU
+#   bash scripts/gpu_checks.sh --bench    then the benchmarks of docs/BENCHMARKS.md with their same-call peers
+# Logs go to $OUT (the run tool's output folder) when it is set, else to gpu-checks/.
+set -u
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-checks}
+mkdir -p "$out" .devbin/x
+[ -d .devbin/x/lib ] || tar xJf .devbin/lib.tar.xz -C .devbin/x
+export LD_LIBRARY_PATH=$PWD/.devbin/x/lib:${LD_LIBRARY_PATH:-}
+nvidia-smi -L
+step() {  # step NAME SECONDS CMD...: runs CMD under a limit, log in $out/NAME.log, a summary line here
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  echo "== $name: rc $rc in $((SECONDS - start)) s"
+  tail -n 12 "$out/$name.log"
+}
+step cuda_tests 150 .devbin/g4_cuda_tests --gtest_brief=1
+step score_device 200 bash tests/cuda/score_device_test.sh .devbin/g4moe
+step train_device 120 bash tests/cuda/train_device_test.sh .devbin/g4moe
+[ "${1:-}" = "--bench" ] || exit 0
+step flash_g4moe 60 .devbin/g4_bench_flash --seq 4096,16384
+step flash_sdpa 120 python3 bench/flash_attention_torch.py --seq 4096,16384
+step train6_g4moe 240 .devbin/g4moe bench train --preset gemma-4-26b-a4b --layers 6 --seq 4096 --device cuda \
+  --no-optimizer --repeat 3
+step train6_transformers 300 python3 bench/model_vs_transformers.py train --layers 6 --seq 4096 --repeat 3
