@@ -4,7 +4,9 @@ restated in docs/design.md, "Layers").
 
 Each folder of src/ may include only itself and the folders listed for it below; model/ and everything under
 the op interface never include a CUDA header (only ops/cuda, core/cuda and the NCCL parts do). Tests mirror the
-layers: tests/<layer>/ obeys its layer's row too (test folders named after no layer, such as tests/parity,
+layers: tests/<layer>/ obeys its layer's row too. The op interface's backends (ops/cpu, ops/cuda) sit under
+ops/ops.h: only ops/ itself, moe/ (its CPU MoE kernels and the GPU expert dispatcher) and cli/ include them,
+and the two backends never include each other (what they share is in ops/*.h) (test folders named after no layer, such as tests/parity,
 tests/cuda or tests/mpi, exercise several layers at once and are not checked). Prints every violation as
 `file:line: <layer> may not include <header>` and exits 1 if there is any."""
 import os
@@ -29,6 +31,8 @@ ALLOWED = {
 CUDA_ALLOWED = ("src/core/cuda/", "src/ops/cuda/", "src/moe/nccl_", "src/dist/nccl_")
 CUDA_HEADER = re.compile(r"#include <(cuda|cublas|cuda_runtime|cuda_bf16|nccl)[a-zA-Z_]*\.h>")
 LOCAL_INCLUDE = re.compile(r'#include "([a-z_]+)/')
+BACKEND_INCLUDE = re.compile(r'#include "ops/(cpu|cuda)/')
+BACKEND_USERS = {"ops", "moe", "cli"}
 
 
 def check_file(path, rel, layer, problems):
@@ -37,6 +41,13 @@ def check_file(path, rel, layer, problems):
             m = LOCAL_INCLUDE.match(line)
             if m and m.group(1) in ALLOWED and m.group(1) != layer and m.group(1) not in ALLOWED[layer]:
                 problems.append(f"{rel}:{number}: {layer} may not include {line.split()[1]}")
+            b = BACKEND_INCLUDE.match(line)
+            if b and layer not in BACKEND_USERS:
+                problems.append(f"{rel}:{number}: {layer} may not include the backend header {line.split()[1]}")
+            if b and layer == "ops":
+                here = rel.split(os.sep)[2] if len(rel.split(os.sep)) > 3 else ""
+                if here in ("cpu", "cuda") and here != b.group(1):
+                    problems.append(f"{rel}:{number}: ops/{here} may not include the other backend's {line.split()[1]}")
             if CUDA_HEADER.match(line) and rel.startswith("src/") and not rel.startswith(CUDA_ALLOWED):
                 problems.append(f"{rel}:{number}: only CUDA backend code may include {line.split()[1]}")
 

@@ -14,8 +14,8 @@
 #include "core/gemma4_config.h"
 #include "core/tensor.h"
 #include "moe/dispatcher.h"
-#include "ops/cpu/attention.h"
-#include "ops/cpu/rope.h"
+#include "ops/attention_visibility.h"
+#include "ops/rope_table.h"
 
 namespace g4 {
 

@@ -12,7 +12,7 @@
 #include "core/tensor.h"
 #include "model/gemma4_weights.h"
 #include "moe/dispatcher.h"
-#include "ops/cpu/cross_entropy.h"
+#include "ops/loss.h"
 
 namespace g4 {
 

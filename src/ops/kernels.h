@@ -20,10 +20,10 @@
 
 #include <cstdint>
 
-#include "ops/cpu/adamw.h"
-#include "ops/cpu/attention.h"
-#include "ops/cpu/cross_entropy.h"
-#include "ops/cpu/rope.h"
+#include "ops/adamw_step.h"
+#include "ops/attention_visibility.h"
+#include "ops/loss.h"
+#include "ops/rope_table.h"
 
 namespace g4 {
 

@@ -19,10 +19,10 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "ops/cpu/adamw.h"
-#include "ops/cpu/attention.h"
-#include "ops/cpu/cross_entropy.h"
-#include "ops/cpu/rope.h"
+#include "ops/adamw_step.h"
+#include "ops/attention_visibility.h"
+#include "ops/loss.h"
+#include "ops/rope_table.h"
 
 namespace g4::ops {
 
@@ -58,12 +58,14 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
 // Returns dx; dweight += Σ dy · x̂ (ignored when weight is empty).
 Tensor rms_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& dy, Tensor& dweight, float eps);
 
-// ---- RoPE in place on x [T, heads, head_dim] with the table's T positions (ops/cpu/rope.h).
+// ---- RoPE in place on x [T, heads, head_dim] with the table's T positions (ops/rope_table.h; kernels in
+// ops/cpu/rope.h).
 void rope_(Tensor& x, const RopeTable& table);
 void rope_backward_(Tensor& dx, const RopeTable& table);
 
 // ---- attention over packed rows: q [Σ queries, Nq, D], k and v [Σ keys, Nkv, D]; row r's queries and keys
-// follow row r-1's, and rows[r] says what its queries see (ops/cpu/attention.h). Scaling 1.0 (Gemma 4).
+// follow row r-1's, and rows[r] says what its queries see (ops/attention_visibility.h). Scaling 1.0 (Gemma
+// 4).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                  std::span<const AttentionVisibility> rows);
 // Returns dq; dk and dv accumulate (+=), so that KV-shared layers add into their source's gradients.
@@ -82,7 +84,8 @@ GegluGrads geglu_backward(const Tensor& gate, const Tensor& up, const Tensor& do
 Tensor middle_slice(const Tensor& x, std::int64_t index);
 void middle_slice_add_(Tensor& x, std::int64_t index, const Tensor& dslice);  // x[:, index, :] += dslice
 
-// ---- the final soft-cap and the causal-LM loss (ops/cpu/cross_entropy.h); labels [rows · S], unshifted.
+// ---- the final soft-cap and the causal-LM loss (ops/loss.h; CPU kernels in ops/cpu/cross_entropy.h); labels
+// [rows · S], unshifted.
 void softcap_(Tensor& logits, float cap);
 void softcap_backward_(const Tensor& capped, Tensor& grad, float cap);
 LossResult causal_lm_loss(const Tensor& logits, std::span<const std::int64_t> labels);  // logits [B, S, V]
@@ -92,7 +95,7 @@ Tensor causal_lm_loss_backward(const Tensor& logits, std::span<const std::int64_
 LossResult token_loss(const Tensor& logits, std::span<const std::int64_t> targets);
 Tensor token_loss_backward(const Tensor& logits, std::span<const std::int64_t> targets, double normaliser);
 
-// ---- optimizer (ops/cpu/adamw.h): AdamW's step on elements [first, first + exp_avg.numel()) of `param`
+// ---- optimizer (ops/adamw_step.h): AdamW's step on elements [first, first + exp_avg.numel()) of `param`
 // and `grad` (the whole tensor, or a ZeRO-1 shard), in place; the moments hold those elements only.
 void adamw_(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
             const AdamWStepConstants& k, std::int64_t first = 0);

@@ -1,4 +1,4 @@
-// adamw.h: the AdamW optimizer (torch.optim.AdamW's arithmetic: ops/cpu/adamw.h) over named parameters, and
+// adamw.h: the AdamW optimizer (torch.optim.AdamW's arithmetic: ops/adamw_step.h) over named parameters, and
 // the global gradient norm and its clip.
 // Invariant: state tensors are created on the first step, f32, with the parameter's shape and on its device;
 // parameters are identified by name, so the state survives a reordering of the list (and is what a checkpoint
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "ops/cpu/adamw.h"
+#include "ops/adamw_step.h"
 
 namespace g4 {
 

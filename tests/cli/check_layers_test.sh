@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/check_layers.py on small trees: an include that points up the layer order (in src/ or in the tests of
-# a layer), an unknown folder and a CUDA header outside the CUDA backend each fail with the file and line; the
+# a layer), a backend header outside ops/, moe/ and cli/, one backend including the other, an unknown folder
+# and a CUDA header outside the CUDA backend each fail with the file and line; the
 # repository itself passes.
 # Usage: check_layers_test.sh   (run from the repository root)
 set -u
@@ -28,6 +29,13 @@ check "a model test including io is refused (tests mirror the layers)" 1 "tests/
 mkdir -p "$scratch/t/tests/parity" && printf '%s\n' '#include "io/checkpoint.h"' >"$scratch/t/tests/parity/z.cpp"
 rm "$scratch/t/tests/model/y_test.cpp"
 check "a test folder named after no layer is not checked" 0 "0 violation"
+tree model '#include "ops/cpu/rope.h"'
+check "model including a backend header is refused (it calls ops/ops.h)" 1 "model may not include the backend header"
+mkdir -p "$scratch/t/src/ops/cuda" && printf '%s\n' '#include "ops/cpu/gelu.h"' >"$scratch/t/src/ops/cuda/k.cu"
+rm "$scratch/t/src/model/x.h"
+check "one backend including the other is refused" 1 "ops/cuda may not include the other backend's"
+tree moe '#include "ops/cpu/moe_gate.h"'
+check "moe including the CPU MoE kernels passes" 0 "0 violation"
 tree train '#include "model/gemma4_model.h"'
 check "train including model passes" 0 "0 violation"
 python3 scripts/check_layers.py . >"$scratch/out" 2>&1 && pass "the repository passes" || bad "the repository: $(cat "$scratch/out")"

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "ops/cpu/attention.h"
 #include "ops/ops.h"
 #include "test_errors.h"
 

@@ -8,7 +8,7 @@
 #include "fixture_cases.h"
 #include "io/safetensors.h"
 #include "model/gemma4_model.h"
-#include "ops/cpu/cross_entropy.h"
+#include "ops/ops.h"
 #include "test_paths.h"
 #include "train/model_loading.h"
 
@@ -40,8 +40,7 @@ TEST_P(ForwardFixture, MatchesTransformersInFloat64) {
   const double logit_err = test::relative_error(out.logits, ref("logits"), batch);
   EXPECT_LE(logit_err, 1e-5) << "logits";
 
-  const LossResult loss = causal_lm_loss(out.logits.f32(), batch.labels.data(), batch.batch_size,
-                                         batch.seq_len, model.config.text.vocab_size);
+  const LossResult loss = ops::causal_lm_loss(out.logits, batch.labels);
   const double expected_loss = ref("loss").f64()[0];
   const double mean = loss.loss_sum / static_cast<double>(loss.num_tokens);
   EXPECT_LE(std::fabs(mean - expected_loss) / std::fabs(expected_loss), 1e-5)

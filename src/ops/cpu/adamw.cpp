@@ -4,12 +4,6 @@
 
 namespace g4 {
 
-AdamWStepConstants adamw_step_constants(const AdamWHyper& h, std::int64_t step, double lr) {
-  const double bc1 = 1.0 - std::pow(h.beta1, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(h.beta2, static_cast<double>(step));
-  return {h.beta1, h.beta2, lr / bc1, std::sqrt(bc2), 1.0 - lr * h.weight_decay, h.eps};
-}
-
 void adamw_update(float* w, const float* g, float* m, float* v, std::int64_t n, const AdamWStepConstants& k) {
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (std::int64_t i = 0; i < n; ++i) adamw_element(w[i], g[i], m[i], v[i], k);

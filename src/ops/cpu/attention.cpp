@@ -90,31 +90,6 @@ void block_probs(const float* q, const float* k, const RowBounds& bounds, std::i
 
 }  // namespace
 
-RowBounds visible_row_bounds(const AttentionVisibility& v) {
-  const std::int64_t Sq = v.queries, Sk = v.keys;
-  RowBounds r{std::vector<std::int64_t>(static_cast<std::size_t>(Sq), Sk),
-              std::vector<std::int64_t>(static_cast<std::size_t>(Sq), -1), v.key_mask};
-  std::vector<std::int64_t> segment_start;  // per key position: where its segment begins
-  if (v.segment) {
-    segment_start.resize(static_cast<std::size_t>(Sk));
-    for (std::int64_t j = 0; j < Sk; ++j)
-      segment_start[j] = j > 0 && v.segment[j] == v.segment[j - 1] ? segment_start[j - 1] : j;
-  }
-  for (std::int64_t i = 0; i < Sq; ++i) {
-    const std::int64_t p = v.query_offset + i;
-    std::int64_t first = v.window > 0 ? std::max<std::int64_t>(0, p - v.window + 1) : 0, last = p;
-    if (v.segment) first = std::max(first, segment_start[p]);
-    if (v.key_mask) {
-      while (first <= last && !v.key_mask[first]) ++first;
-      while (last >= first && !v.key_mask[last]) --last;
-    }
-    if (first > last) continue;
-    r.first[i] = first;
-    r.last[i] = last;
-  }
-  return r;
-}
-
 // Per (query head, block of kQueryBlock queries), in parallel: scores over the block's visible key range (one
 // GEMM), a masked softmax per row (max-subtracted, accumulated in double), then out = P · v over that range
 // (one GEMM). Each block's GEMMs run on one thread (OpenBLAS runs single-threaded inside a parallel region),

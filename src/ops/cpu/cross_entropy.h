@@ -7,17 +7,12 @@
 
 #include <cstdint>
 
-namespace g4 {
+#include "ops/loss.h"
 
-constexpr std::int64_t kIgnoreIndex = -100;
+namespace g4 {
 
 // In place: logits = tanh(logits / cap) · cap.
 void softcap_forward(float* logits, std::int64_t count, float cap);
-
-struct LossResult {
-  double loss_sum = 0;  // sum over counted tokens of -log p(label)
-  std::int64_t num_tokens = 0;
-};
 
 // logits [B, S, V]; labels [B, S] (unshifted, as in the input file).
 LossResult causal_lm_loss(const float* logits, const std::int64_t* labels, std::int64_t B, std::int64_t S,

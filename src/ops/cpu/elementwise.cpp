@@ -1,6 +1,6 @@
 #include "ops/cpu/elementwise.h"
 
-#include "ops/cpu/gelu.h"
+#include "ops/gelu.h"
 
 namespace g4 {
 

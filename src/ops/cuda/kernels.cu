@@ -14,11 +14,11 @@
 #include "core/cuda/caching_allocator.h"
 #include "core/cuda/cuda_check.h"
 #include "core/error.h"
-#include "ops/cpu/attention.h"
-#include "ops/cpu/gelu.h"
+#include "ops/attention_visibility.h"
 #include "ops/cuda/cuda_context.h"
 #include "ops/cuda/flash_attention.h"
 #include "ops/cuda/moe_block.h"
+#include "ops/gelu.h"
 #include "ops/kernels.h"
 
 namespace g4::cuda {
@@ -355,10 +355,10 @@ __global__ void loss_kernel(const float* logits, const i64* targets, i64 V, doub
 }
 
 // ---- attention over one packed row: q [Sq, Nq, D], k/v [Sk, Nkv, D], what each query sees given by its
-// first/last visible key (ops/cpu/attention.h's RowBounds) and the key mask. The plain reference version:
-// scores recomputed where needed, O(S) memory, no atomics; the flash kernels replace it for speed. Softmax as
-// the CPU's: fp32 scores, max over visible keys, exp(diff) flushed to 0 below -80, denominator in double,
-// p = exp · (float)(1 / denominator); a query that sees nothing gets a zero row.
+// first/last visible key (ops/attention_visibility.h's RowBounds) and the key mask. The plain reference
+// version: scores recomputed where needed, O(S) memory, no atomics; the flash kernels replace it for speed.
+// Softmax as the CPU's: fp32 scores, max over visible keys, exp(diff) flushed to 0 below -80, denominator in
+// double, p = exp · (float)(1 / denominator); a query that sees nothing gets a zero row.
 
 struct RowView {
   const i64* first;
