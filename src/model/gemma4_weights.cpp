@@ -1,7 +1,5 @@
 #include "model/gemma4_weights.h"
 
-#include <algorithm>
-
 namespace g4 {
 
 void for_each_parameter(const ModelConfig& config, Gemma4Weights& w,
@@ -51,15 +49,15 @@ void for_each_parameter(const ModelConfig& config, Gemma4Weights& w,
   if (!c.tie_word_embeddings) fn("lm_head.weight", w.lm_head);
 }
 
+bool always_f32(const Gemma4Weights& weights, const Tensor* t) {
+  for (const LayerWeights& l : weights.layers)
+    if (t == &l.moe.router_proj || t == &l.moe.router_scale) return true;
+  return false;
+}
+
 void move_weights(const ModelConfig& config, Gemma4Weights& weights, Allocator& allocator, DType dtype) {
-  std::vector<const Tensor*> routers;  // f32 in every model: the router's arithmetic is fp32
-  for (const LayerWeights& l : weights.layers) {
-    routers.push_back(&l.moe.router_proj);
-    routers.push_back(&l.moe.router_scale);
-  }
   for_each_parameter(config, weights, [&](const std::string&, Tensor& t) {
-    const bool router = std::find(routers.begin(), routers.end(), &t) != routers.end();
-    const DType want = router ? DType::f32 : dtype;
+    const DType want = always_f32(weights, &t) ? DType::f32 : dtype;
     Tensor x = t;
     if (x.dtype() != want) {  // converted on the host
       if (x.device() != Device::cpu) x = x.to(host_allocator());

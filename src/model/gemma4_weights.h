@@ -55,9 +55,13 @@ struct Gemma4Weights {
 void for_each_parameter(const ModelConfig& config, Gemma4Weights& weights,
                         const std::function<void(const std::string&, Tensor&)>& fn);
 
+// Whether `t` is one of the tensors that stay f32 in every model whatever the compute dtype: the MoE routers'
+// projection and scale (the router computes in fp32 on every backend, ops/moe_block_kernel.h).
+bool always_f32(const Gemma4Weights& weights, const Tensor* t);
+
 // Every tensor of `weights` the config has moved onto `allocator`'s device (a copy; host to GPU and back) in
-// `dtype` (f32 or bf16), except the MoE routers' projection and scale, which stay f32 (the router computes in
-// fp32 on every backend, ops/moe_block_kernel.h). Conversions run on the host and round to nearest even.
+// `dtype` (f32 or bf16), except the always_f32 tensors. Conversions run on the host and round to nearest
+// even.
 void move_weights(const ModelConfig& config, Gemma4Weights& weights, Allocator& allocator,
                   DType dtype = DType::f32);
 

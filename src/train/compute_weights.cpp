@@ -1,7 +1,5 @@
 #include "train/compute_weights.h"
 
-#include <algorithm>
-
 #include "core/error.h"
 #include "ops/ops.h"
 
@@ -12,11 +10,6 @@ ComputeWeights::ComputeWeights(const Gemma4Model& master, DType dtype)
   check(dtype == DType::f32 || dtype == DType::bf16, "compute dtype ", dtype_name(dtype),
         " is not f32 or bf16");
   if (dtype == DType::f32) return;
-  std::vector<const Tensor*> routers;
-  for (const LayerWeights& l : compute_.weights.layers) {
-    routers.push_back(&l.moe.router_proj);
-    routers.push_back(&l.moe.router_scale);
-  }
   std::vector<Tensor*> compute;
   for_each_parameter(compute_.config, compute_.weights,
                      [&](const std::string&, Tensor& t) { compute.push_back(&t); });
@@ -25,7 +18,7 @@ ComputeWeights::ComputeWeights(const Gemma4Model& master, DType dtype)
   for_each_parameter(master.config, masters, [&](const std::string& name, Tensor& m) {
     Tensor* c = compute[i++];
     check(m.dtype() == DType::f32, "master weight ", name, " is ", dtype_name(m.dtype()), ", not f32");
-    if (std::find(routers.begin(), routers.end(), c) != routers.end()) return;  // shared f32 tensor
+    if (always_f32(compute_.weights, c)) return;  // the master's own tensor, shared
     *c = ops::to_dtype(m, dtype);
     copies_.emplace_back(c, &m);
   });
