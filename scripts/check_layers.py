@@ -23,7 +23,7 @@ ALLOWED = {
     "model": {"core", "ops", "moe"},
     "data": {"core", "io"},
     "train": {"core", "io", "ops", "dist", "moe", "model", "data"},
-    "generate": {"model", "data"},
+    "generate": {"core", "ops", "model", "data"},
     "serve": {"generate", "data"},
     "cli": {"core", "io", "ops", "dist", "moe", "model", "data", "train", "generate", "serve"},
 }

@@ -4,7 +4,7 @@
 
 #include "cli/cli_common.h"
 #include "dist/communicator.h"
-#include "generate/greedy.h"
+#include "generate/generation.h"
 #include "train/trainer.h"
 
 namespace g4::cli {
@@ -57,8 +57,11 @@ Action register_train(CLI::App& app) {
       std::vector<std::int64_t> prompt{tokenizer.bos};
       const auto body = tokenizer.encode(recipe.sample_prompt);
       prompt.insert(prompt.end(), body.begin(), body.end());
-      const auto out = greedy_generate(model, prompt, recipe.sample_tokens, tokenizer.eos);
-      if (root) std::printf("sample: %s%s\n", recipe.sample_prompt.c_str(), tokenizer.decode(out).c_str());
+      GenerationParams greedy;
+      greedy.max_new_tokens = recipe.sample_tokens;
+      greedy.stop_ids = {tokenizer.eos};
+      const auto out = generate(model, {prompt}, greedy, host_allocator(), DType::f32);
+      if (root) std::printf("sample: %s%s\n", recipe.sample_prompt.c_str(), tokenizer.decode(out[0]).c_str());
     };
     Allocator& device = device_allocator(recipe.device, "train");
     const TrainOutcome outcome = run_training(recipe, o->resume, device, o->allow_recipe_change, sample);

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   actions["bench"] = g4::cli::register_bench(app);
   actions["train"] = g4::cli::register_train(app);
   actions["init"] = g4::cli::register_init(app);
+  actions["generate"] = g4::cli::register_generate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -18,8 +18,14 @@ Tensor attention_layer_forward(const LayerSpec& s, const AttentionWeights& w, co
   ops::rope_(q, rope);
 
   Tensor k_raw, v_raw, k, v;
+  std::vector<AttentionVisibility> rows;  // with a cache: what its extend returned
   if (s.kv_source >= 0) {
-    std::tie(k, v) = ctx.shared_kv.at(s.attention);
+    if (ctx.cache) {
+      const CachedKeys& cached = ctx.cached_shared.at(s.attention);
+      k = cached.k, v = cached.v, rows = cached.rows;
+    } else {
+      std::tie(k, v) = ctx.shared_kv.at(s.attention);
+    }
   } else {
     k_raw = Linear(w.k_proj).forward(a).reshaped({T, Nkv, D});
     // k_eq_v: V is the raw K projection, before k_norm and RoPE.
@@ -27,11 +33,18 @@ Tensor attention_layer_forward(const LayerSpec& s, const AttentionWeights& w, co
     k = ops::rms_norm(k_raw, w.k_norm, eps);
     ops::rope_(k, rope);
     v = ops::rms_norm(v_raw, Tensor(), eps);
-    if (s.stores_shared_kv) ctx.shared_kv[s.attention] = {k, v};
+    if (ctx.cache) {
+      CachedKeys cached = ctx.cache->extend(s, k, v);
+      k = cached.k, v = cached.v, rows = cached.rows;
+      if (s.stores_shared_kv) ctx.cached_shared[s.attention] = std::move(cached);
+    } else if (s.stores_shared_kv) {
+      ctx.shared_kv[s.attention] = {k, v};
+    }
   }
+  if (!ctx.cache) rows = attention_rows(ctx, s.window);
 
   ScopedPhase core_phase("attention core");
-  const Tensor o = ops::attention(q, k, v, attention_rows(ctx, s.window)).reshaped({T, Nq * D});
+  const Tensor o = ops::attention(q, k, v, rows).reshaped({T, Nq * D});
   Tensor out = Linear(w.o_proj).forward(o);
   if (tape) *tape = {a, q_raw, k_raw, v_raw, q, k, v, o};
   return out;

@@ -1,7 +1,8 @@
 // attention_layer.h: one Gemma 4 self-attention layer (hf_transformers_gemma4.md §3.4, §3.6):
 // q = RoPE(q_norm(q_proj(a))); k = RoPE(k_norm(k_proj(a))); v = v_norm(v_proj(a)) or, on k_eq_v full
 // layers, v_norm(raw k_proj(a)); scores with scaling 1.0; o_proj. KV-shared layers read the K/V stored by
-// their source layer in the context instead of computing their own.
+// their source layer in the context instead of computing their own. With a KV cache in the context
+// (generation), the new K/V go through it and the queries also see the cached positions; no tape then.
 //
 // Backward: parameter gradients accumulate (+=). A KV-shared layer adds its dK/dV into the context's
 // accumulators for its source; the source layer (visited later, backward runs from the last layer) adds them

@@ -1,5 +1,6 @@
 // forward_context.h: what every layer of one forward pass shares: the batch, RoPE tables per attention kind
-// and what each query sees (built once per pass), and the K/V that KV-shared layers read.
+// and what each query sees (built once per pass), the K/V that KV-shared layers read, and the KV cache when
+// the batch continues cached sequences (generation).
 //
 // Visibility follows transformers 5.17 (hf_transformers_gemma4.md §4): causal; sliding layers (window W) see
 // the last W keys, the query's own included; a 2-D attention_mask masks keys only; packed sequences (no
@@ -13,6 +14,7 @@
 #include "core/batch.h"
 #include "core/gemma4_config.h"
 #include "core/tensor.h"
+#include "model/attention_cache.h"
 #include "moe/dispatcher.h"
 #include "ops/attention_visibility.h"
 #include "ops/rope_table.h"
@@ -27,6 +29,10 @@ struct ForwardContext {
   std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv;       // K, V [T, Nkv, D] of the storing layer
   std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv_grad;  // backward: dK, dV accumulated for it
   const Dispatcher<float>* dispatcher = nullptr;  // the MoE blocks' experts (Gemma4Model::dispatcher)
+  // Generation (model/attention_cache.h): the batch continues cached sequences; nullptr for a whole-sequence
+  // forward. `cached_shared` holds what each storing layer's extend returned, for the KV-shared layers.
+  AttentionCache* cache = nullptr;
+  std::map<AttentionKind, CachedKeys> cached_shared;
 };
 
 ForwardContext make_forward_context(const TextConfig& config, const Batch& batch);

@@ -72,8 +72,10 @@ Tensor final_logits(const Gemma4Model& m, const Tensor& x, std::int64_t B, std::
 namespace {
 
 // The decoder layers' output [T, H] (before the final norm); `hidden` (optional) receives the scaled
-// embeddings and every layer's output as [B, S, H].
-Tensor last_hidden(const Gemma4Model& m, const Batch& batch, std::vector<Tensor>* hidden) {
+// embeddings and every layer's output as [B, S, H]; `cache` (optional) holds the sequences the batch
+// continues.
+Tensor last_hidden(const Gemma4Model& m, const Batch& batch, std::vector<Tensor>* hidden,
+                   AttentionCache* cache = nullptr) {
   const TextConfig& c = m.config.text;
   const std::int64_t B = batch.batch_size, S = batch.seq_len, H = c.hidden_size;
   Tensor x = embed_tokens(m, batch);
@@ -81,6 +83,7 @@ Tensor last_hidden(const Gemma4Model& m, const Batch& batch, std::vector<Tensor>
   const Tensor ple = c.hidden_size_per_layer_input > 0 ? per_layer_inputs(m, batch, x, nullptr) : Tensor();
   ForwardContext ctx = make_forward_context(c, batch);
   ctx.dispatcher = m.dispatcher;
+  ctx.cache = cache;
   for (const LayerSpec& s : c.layers) {
     decoder_layer_forward(c, s, m.weights.layers[s.index], x, ple, ctx);
     if (hidden) hidden->push_back(ops::copy(x).reshaped({B, S, H}));
@@ -95,6 +98,18 @@ ForwardResult gemma4_forward(const Gemma4Model& m, const Batch& batch, bool keep
   const Tensor x = last_hidden(m, batch, keep_hidden ? &result.hidden : nullptr);
   result.logits = final_logits(m, x, batch.batch_size, batch.seq_len);
   return result;
+}
+
+Tensor gemma4_extend(const Gemma4Model& m, const Batch& batch, AttentionCache& cache) {
+  const Tensor x = last_hidden(m, batch, nullptr, &cache);
+  const std::int64_t B = batch.batch_size, S = batch.seq_len;
+  Tensor last = S == 1 ? x : ops::zeros({B, x.dim(1)}, x.device(), x.dtype());
+  for (std::int64_t r = 0; S > 1 && r < B; ++r) {
+    Tensor row = last.rows(r, 1);
+    ops::assign_(row, x.rows(r * S + S - 1, 1));
+  }
+  return head_logits(
+      m, ops::rms_norm(last, m.weights.final_norm, static_cast<float>(m.config.text.rms_norm_eps)));
 }
 
 std::int64_t head_chunk_rows(const TextConfig& c) {

@@ -10,6 +10,7 @@
 #include "core/batch.h"
 #include "core/gemma4_config.h"
 #include "core/tensor.h"
+#include "model/attention_cache.h"
 #include "model/gemma4_weights.h"
 #include "moe/dispatcher.h"
 #include "ops/loss.h"
@@ -38,6 +39,11 @@ struct ForwardResult {
 };
 
 ForwardResult gemma4_forward(const Gemma4Model& model, const Batch& batch, bool keep_hidden = false);
+
+// Generation: runs `batch` (B rows of S new tokens, row r continuing the sequence the cache maps it to, at
+// the positions batch.position_ids gives) through the decoder, storing the new K/V in `cache`, and returns
+// the soft-capped f32 logits [B, V] of each row's last token.
+Tensor gemma4_extend(const Gemma4Model& model, const Batch& batch, AttentionCache& cache);
 
 // The causal-LM loss of `logits` [B, S, V] for `batch`: logits[:, t] against labels[:, t + 1], -100 ignored;
 // the sum over counted tokens and their number (the mean is sum / count).

@@ -1,0 +1,182 @@
+// cmd_generate.cpp: `g4moe generate --model DIR (--input FILE.json | --prompt TEXT) --max-new-tokens N
+// [--min-new-tokens M] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]
+// [--seed S] [--device cpu|cuda] [--json]`: continues prompts with the model (generate/generation.h).
+//
+// Sampling defaults come from the checkpoint's generation_config.json (as transformers' generate takes them);
+// --temperature 0 forces greedy decoding, a positive --temperature forces sampling. Output: with --json one
+// line {"output_ids": [[...], ...]} holding only the new tokens of each row (a row's stop token included, as
+// transformers returns it); without --json the text of --prompt streams as it is generated, and --input
+// rows print one line each. Timing goes to stderr.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+
+#include "cli/cli_common.h"
+#include "core/error.h"
+#include "data/generation_input.h"
+#include "data/tokenizer.h"
+#include "generate/generation.h"
+#include "io/config.h"
+#include "io/generation_config.h"
+#include "model/weight_layout.h"
+#include "train/model_loading.h"
+
+namespace g4::cli {
+
+namespace {
+
+struct GenerateOptions {
+  std::string model, input, prompt, device = "cpu", dtype = "auto";
+  std::int64_t max_new_tokens = 0, min_new_tokens = 0, prefill_chunk = 512;
+  std::optional<double> temperature, top_p, min_p, repetition_penalty;
+  std::optional<std::int64_t> top_k;
+  std::uint64_t seed = 0;
+  bool json = false, ignore_eos = false;
+};
+
+// Options over the checkpoint's generation_config.json over transformers' defaults.
+GenerationParams generation_params(const GenerateOptions& o, const GenerationDefaults& d) {
+  GenerationParams p;
+  p.max_new_tokens = o.max_new_tokens;
+  p.min_new_tokens = o.min_new_tokens;
+  p.prefill_chunk = o.prefill_chunk;
+  p.seed = o.seed;
+  if (!o.ignore_eos) p.stop_ids = d.eos_token_ids;
+  SamplingParams& s = p.sampling;
+  s.greedy = !d.do_sample.value_or(false);
+  s.temperature = d.temperature.value_or(1.0);
+  if (o.temperature) {
+    s.greedy = *o.temperature == 0;
+    if (!s.greedy) s.temperature = *o.temperature;
+  }
+  s.top_k = o.top_k.value_or(d.top_k.value_or(50));  // transformers' default top_k is 50
+  s.top_p = o.top_p.value_or(d.top_p.value_or(1.0));
+  s.min_p = o.min_p.value_or(d.min_p.value_or(0.0));
+  s.repetition_penalty = o.repetition_penalty.value_or(d.repetition_penalty.value_or(1.0));
+  return p;
+}
+
+int run_generate(const GenerateOptions& o) {
+  check(o.input.empty() != o.prompt.empty(), "give exactly one of --input FILE.json and --prompt TEXT");
+  const DType dtype = compute_dtype(o.dtype, o.device);
+  Allocator& device = device_allocator(o.device, "generate");
+  Gemma4Model model = load_gemma4_model(o.model);
+  const std::string bad = non_finite_weight(model);
+  check(bad.empty(), "weight ", bad, " of ", o.model, " is NaN or infinite: nothing is generated");
+  const GenerationParams params = generation_params(o, read_generation_defaults(o.model));
+  const std::int64_t V = model.config.text.vocab_size;
+
+  std::optional<Tokenizer> tokenizer;
+  std::vector<std::vector<std::int64_t>> prompts;
+  if (!o.prompt.empty()) {
+    tokenizer = tokenizer_for_model_dir(o.model);
+    std::vector<std::int64_t> ids{tokenizer->bos};
+    const auto body = tokenizer->encode(o.prompt);
+    ids.insert(ids.end(), body.begin(), body.end());
+    for (const std::int64_t id : ids)
+      check(id >= 0 && id < V, "the tokenizer of ", o.model, " gave token id ", id,
+            ", outside the model's vocabulary of ", V);
+    prompts.push_back(std::move(ids));
+  } else {
+    prompts = read_generation_input(o.input, V);
+  }
+  if (device.device() != Device::cpu) {
+    const double params_count = static_cast<double>(count_parameters(model.config.text).total);
+    require_available(device, params_count * static_cast<double>(dtype_size(dtype)), "generate",
+                      human_count(params_count) + " parameters in " + std::string(dtype_name(dtype)));
+    move_weights(model.config, model.weights, device, dtype);
+  }
+
+  // Streams --prompt's text: the decoded text of the new tokens grows; print what was not printed yet.
+  std::string printed;
+  std::vector<std::int64_t> streamed;
+  const bool stream = tokenizer && !o.json;
+  const TokenCallback on_token = [&](std::size_t, std::int64_t token) {
+    if (!stream) return;
+    streamed.push_back(token);
+    const std::string text = tokenizer->decode(streamed);
+    if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
+      std::fputs(text.c_str() + printed.size(), stdout);
+      std::fflush(stdout);
+      printed = text;
+    }
+  };
+  if (stream) {
+    std::fputs(o.prompt.c_str(), stdout);
+    std::fflush(stdout);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const auto out = generate(model, prompts, params, device, dtype, on_token);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::size_t prompt_tokens = 0, new_tokens = 0;
+  for (std::size_t r = 0; r < out.size(); ++r)
+    prompt_tokens += prompts[r].size(), new_tokens += out[r].size();
+
+  if (o.json) {
+    Json line = {{"output_ids", out}};
+    if (tokenizer) line["text"] = require_utf8(tokenizer->decode(out[0]), "the generated text");
+    std::printf("%s\n", line.dump().c_str());
+  } else if (stream) {
+    std::printf("\n");
+  } else {
+    for (const auto& row : out) {
+      std::string ids;
+      for (const std::int64_t id : row) ids += (ids.empty() ? "" : " ") + std::to_string(id);
+      std::printf("%s\n", ids.c_str());
+    }
+  }
+  std::fprintf(stderr, "generate: %zu row(s), %zu prompt + %zu new tokens in %.3f s (%.1f new tokens/s)\n",
+               out.size(), prompt_tokens, new_tokens, seconds,
+               seconds > 0 ? static_cast<double>(new_tokens) / seconds : 0.0);
+  return 0;
+}
+
+}  // namespace
+
+Action register_generate(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "generate",
+      "Continue prompts with the model, with a KV cache (sliding layers keep only their window). Sampling "
+      "follows transformers' generate: the checkpoint's generation_config.json gives the defaults "
+      "(do_sample, temperature, top_k, top_p, min_p, repetition_penalty, eos_token_id), the options below "
+      "override them. A row stops after a stop token (eos_token_id, kept in the output) or "
+      "--max-new-tokens.");
+  auto o = std::make_shared<GenerateOptions>();
+  cmd->add_option("--model", o->model, "checkpoint directory (config.json + safetensors)")->required();
+  cmd->add_option("--input", o->input,
+                  "JSON file {\"input_ids\": [[...], ...]}: one prompt per row, rows may differ in length");
+  cmd->add_option("--prompt", o->prompt,
+                  "a text prompt, tokenised with the checkpoint's tokenizer.json (BOS first); the "
+                  "continuation streams to stdout");
+  cmd->add_option("--max-new-tokens", o->max_new_tokens, "new tokens per row at most")
+      ->required()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--min-new-tokens", o->min_new_tokens,
+                  "stop tokens cannot come before this many new tokens (default 0)");
+  cmd->add_option("--temperature", o->temperature,
+                  "0: greedy decoding; > 0: sample at this temperature (default: generation_config.json, "
+                  "else greedy)");
+  cmd->add_option("--top-k", o->top_k,
+                  "sample among the k most likely tokens (0: off; default: "
+                  "generation_config.json, else 50)");
+  cmd->add_option("--top-p", o->top_p,
+                  "nucleus sampling: the smallest set holding this probability (1: off)");
+  cmd->add_option("--min-p", o->min_p,
+                  "drop tokens less likely than min_p times the most likely one (0: off)");
+  cmd->add_option("--repetition-penalty", o->repetition_penalty,
+                  "divide positive (multiply negative) logits of tokens already present (1: off)");
+  cmd->add_option("--seed", o->seed,
+                  "seed of the sampling (each row draws from its own generator; default 0)");
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "do not stop at eos_token_id (always --max-new-tokens)");
+  cmd->add_option("--prefill-chunk", o->prefill_chunk,
+                  "prompt tokens per forward while filling the KV cache (default 512)");
+  cmd->add_option("--device", o->device, "cpu (default) or cuda (one GPU)");
+  cmd->add_option("--dtype", o->dtype, "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, or bf16 (cuda)");
+  cmd->add_flag("--json", o->json,
+                "print one line {\"output_ids\": [[...], ...]} with the new tokens of each row (and \"text\" "
+                "for --prompt)");
+  return [o] { return run_generate(*o); };
+}
+
+}  // namespace g4::cli
