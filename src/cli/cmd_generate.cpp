@@ -40,7 +40,6 @@ GenerationParams generation_params(const GenerateOptions& o, const GenerationDef
   GenerationParams p;
   p.max_new_tokens = o.max_new_tokens;
   p.min_new_tokens = o.min_new_tokens;
-  p.prefill_chunk = o.prefill_chunk;
   p.seed = o.seed;
   if (!o.ignore_eos) p.stop_ids = d.eos_token_ids;
   SamplingParams& s = p.sampling;
@@ -107,7 +106,7 @@ int run_generate(const GenerateOptions& o) {
     std::fflush(stdout);
   }
   const auto start = std::chrono::steady_clock::now();
-  const auto out = generate(model, prompts, params, device, dtype, on_token);
+  const auto out = generate(model, prompts, params, device, dtype, on_token, o.prefill_chunk);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::size_t prompt_tokens = 0, new_tokens = 0;
   for (std::size_t r = 0; r < out.size(); ++r)
@@ -149,9 +148,7 @@ Action register_generate(CLI::App& app) {
   cmd->add_option("--prompt", o->prompt,
                   "a text prompt, tokenised with the checkpoint's tokenizer.json (BOS first); the "
                   "continuation streams to stdout");
-  cmd->add_option("--max-new-tokens", o->max_new_tokens, "new tokens per row at most")
-      ->required()
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-new-tokens", o->max_new_tokens, "new tokens per row at most (>= 1)")->required();
   cmd->add_option("--min-new-tokens", o->min_new_tokens,
                   "stop tokens cannot come before this many new tokens (default 0)");
   cmd->add_option("--temperature", o->temperature,

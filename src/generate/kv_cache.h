@@ -32,6 +32,8 @@ class KvCache final : public AttentionCache {
   void select(std::vector<std::int64_t> sequences, std::int64_t new_per_row);
   // After the forward: each selected sequence has grown by new_per_row.
   void commit();
+  // Empties a sequence (its buffers are kept for the next one: a slot of continuous batching).
+  void reset(std::int64_t sequence) { lengths_.at(static_cast<std::size_t>(sequence)) = 0; }
   std::int64_t length(std::int64_t sequence) const { return lengths_.at(static_cast<std::size_t>(sequence)); }
 
   CachedKeys extend(const LayerSpec& spec, const Tensor& k_new, const Tensor& v_new) override;

@@ -6,10 +6,10 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text = g4::fuzz::as_string(data, size);
-  g4::fuzz::check_parser([&] {
-    g4::parse_generation_input(g4::parse_json_strict(text, "input.json"), 96, "input.json");
-  });
+  g4::fuzz::check_parser(
+      [&] { g4::parse_generation_input(g4::parse_json_strict(text, "input.json"), 96, "input.json"); });
   return g4::fuzz::check_parser([&] {
-    g4::parse_generation_config(g4::parse_json_strict(text, "generation_config.json"), "generation_config.json");
+    g4::parse_generation_config(g4::parse_json_strict(text, "generation_config.json"),
+                                "generation_config.json");
   });
 }
