@@ -24,7 +24,7 @@ ALLOWED = {
     "data": {"core", "io"},
     "train": {"core", "io", "ops", "dist", "moe", "model", "data"},
     "generate": {"core", "ops", "model", "data"},
-    "serve": {"generate", "data"},
+    "serve": {"core", "io", "generate", "data"},
     "cli": {"core", "io", "ops", "dist", "moe", "model", "data", "train", "generate", "serve"},
 }
 # Folders whose code may name CUDA headers (everything else is backend-agnostic).

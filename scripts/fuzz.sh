@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer, with ASan + UBSan) of every parser of outside input: safetensors headers,
-# config.json, score and generate input, generation_config.json, YAML recipes, JSONL training data, tokenizer.json, and a training checkpoint's
+# config.json, score and generate input, generation_config.json, OpenAI API request bodies, YAML recipes, JSONL training data, tokenizer.json, and a training checkpoint's
 # resume files (trainer_state.json, optimizer.safetensors). Each target runs for
 # FUZZ_SECONDS (default 20) from seeds taken from the repository's own files; a finding (crash, sanitizer report,
 # an exception other than a one-line g4::Error) fails the script and leaves the input in build-fuzz/findings/.
-# Usage: bash scripts/fuzz.sh [target ...]      (targets: safetensors config score_input generation_input recipe dataset tokenizer trainer_state
+# Usage: bash scripts/fuzz.sh [target ...]      (targets: safetensors config score_input generation_input openai_request recipe dataset tokenizer trainer_state
 # optimizer_state)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 seconds=${FUZZ_SECONDS:-20}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors config score_input generation_input recipe dataset tokenizer trainer_state optimizer_state)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors config score_input generation_input openai_request recipe dataset tokenizer trainer_state optimizer_state)
 
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DG4MOE_CUDA=OFF \
   -DG4MOE_TESTS=OFF -DG4MOE_FUZZ=ON >/dev/null
@@ -19,7 +19,7 @@ cmake --build build-fuzz --parallel "$(nproc)" --target g4_fuzzers
 
 # Seeds: valid inputs of each kind (the fuzzer mutates from there).
 corpus=build-fuzz/corpus
-rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,config,score_input,generation_input,recipe,dataset,tokenizer,trainer_state,optimizer_state} build-fuzz/findings
+rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,config,score_input,generation_input,openai_request,recipe,dataset,tokenizer,trainer_state,optimizer_state} build-fuzz/findings
 python3 - "$corpus/safetensors/tiny.safetensors" <<'PY'
 import json, struct, sys
 header = {"a.weight": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]},
@@ -35,6 +35,8 @@ cp tests/fixtures/moe_padding/input.json "$corpus/score_input/padding.json"
 cp tests/fixtures/moe_packed/input.json "$corpus/score_input/packed.json"
 python3 -c "import json; json.dump({'input_ids': json.load(open('tests/fixtures/generate/moe_26b.json'))['input_ids']}, open('$corpus/generation_input/ragged.json', 'w'))"
 cp tests/fixtures/dense_e2b/generation_config.json "$corpus/generation_input/"
+printf '%s' '{"model": "m", "prompt": "Once upon", "max_tokens": 8, "stop": ["\\n", "end"], "stream": true, "temperature": 0.7, "top_p": 0.9, "seed": 3}' >"$corpus/openai_request/completion.json"
+printf '%s' '{"model": "m", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]}], "max_tokens": 4, "stream_options": {"include_usage": true}, "chat_template_kwargs": {"enable_thinking": true}}' >"$corpus/openai_request/chat.json"
 printf '%s' '{"eos_token_id": [1, 106], "do_sample": true, "top_k": 64, "top_p": 0.95, "temperature": 1.0}' >"$corpus/generation_input/released.json"
 cp recipes/tiny_moe.yaml "$corpus/recipe/"
 head -n 5 data/tiny_corpus.jsonl >"$corpus/dataset/text.jsonl"

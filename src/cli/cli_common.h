@@ -21,6 +21,7 @@ Action register_bench(CLI::App& app);
 Action register_train(CLI::App& app);
 Action register_init(CLI::App& app);
 Action register_generate(CLI::App& app);
+Action register_serve(CLI::App& app);
 
 std::string human_count(double n);  // 25.2B, 3.81M, 512
 

@@ -14,11 +14,11 @@
 
 #include "cli/cli_common.h"
 #include "core/error.h"
+#include "data/generation_config.h"
 #include "data/generation_input.h"
 #include "data/tokenizer.h"
 #include "generate/generation.h"
 #include "io/config.h"
-#include "io/generation_config.h"
 #include "model/weight_layout.h"
 #include "train/model_loading.h"
 
@@ -28,33 +28,10 @@ namespace {
 
 struct GenerateOptions {
   std::string model, input, prompt, device = "cpu", dtype = "auto";
-  std::int64_t max_new_tokens = 0, min_new_tokens = 0, prefill_chunk = 512;
-  std::optional<double> temperature, top_p, min_p, repetition_penalty;
-  std::optional<std::int64_t> top_k;
-  std::uint64_t seed = 0;
-  bool json = false, ignore_eos = false;
+  std::int64_t prefill_chunk = 512;
+  GenerationOverrides overrides;
+  bool json = false;
 };
-
-// Options over the checkpoint's generation_config.json over transformers' defaults.
-GenerationParams generation_params(const GenerateOptions& o, const GenerationDefaults& d) {
-  GenerationParams p;
-  p.max_new_tokens = o.max_new_tokens;
-  p.min_new_tokens = o.min_new_tokens;
-  p.seed = o.seed;
-  if (!o.ignore_eos) p.stop_ids = d.eos_token_ids;
-  SamplingParams& s = p.sampling;
-  s.greedy = !d.do_sample.value_or(false);
-  s.temperature = d.temperature.value_or(1.0);
-  if (o.temperature) {
-    s.greedy = *o.temperature == 0;
-    if (!s.greedy) s.temperature = *o.temperature;
-  }
-  s.top_k = o.top_k.value_or(d.top_k.value_or(50));  // transformers' default top_k is 50
-  s.top_p = o.top_p.value_or(d.top_p.value_or(1.0));
-  s.min_p = o.min_p.value_or(d.min_p.value_or(0.0));
-  s.repetition_penalty = o.repetition_penalty.value_or(d.repetition_penalty.value_or(1.0));
-  return p;
-}
 
 int run_generate(const GenerateOptions& o) {
   check(o.input.empty() != o.prompt.empty(), "give exactly one of --input FILE.json and --prompt TEXT");
@@ -63,7 +40,7 @@ int run_generate(const GenerateOptions& o) {
   Gemma4Model model = load_gemma4_model(o.model);
   const std::string bad = non_finite_weight(model);
   check(bad.empty(), "weight ", bad, " of ", o.model, " is NaN or infinite: nothing is generated");
-  const GenerationParams params = generation_params(o, read_generation_defaults(o.model));
+  const GenerationParams params = resolve_generation_params(read_generation_defaults(o.model), o.overrides);
   const std::int64_t V = model.config.text.vocab_size;
 
   std::optional<Tokenizer> tokenizer;
@@ -114,8 +91,9 @@ int run_generate(const GenerateOptions& o) {
 
   if (o.json) {
     Json line = {{"output_ids", out}};
-    if (tokenizer) line["text"] = require_utf8(tokenizer->decode(out[0]), "the generated text");
-    std::printf("%s\n", line.dump().c_str());
+    if (tokenizer) line["text"] = tokenizer->decode(out[0]);
+    // Invalid UTF-8 (a lone byte-fallback token) becomes U+FFFD, as transformers' decode does.
+    std::printf("%s\n", line.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
   } else if (stream) {
     std::printf("\n");
   } else {
@@ -148,24 +126,26 @@ Action register_generate(CLI::App& app) {
   cmd->add_option("--prompt", o->prompt,
                   "a text prompt, tokenised with the checkpoint's tokenizer.json (BOS first); the "
                   "continuation streams to stdout");
-  cmd->add_option("--max-new-tokens", o->max_new_tokens, "new tokens per row at most (>= 1)")->required();
-  cmd->add_option("--min-new-tokens", o->min_new_tokens,
+  cmd->add_option("--max-new-tokens", o->overrides.max_new_tokens, "new tokens per row at most (>= 1)")
+      ->required();
+  cmd->add_option("--min-new-tokens", o->overrides.min_new_tokens,
                   "stop tokens cannot come before this many new tokens (default 0)");
-  cmd->add_option("--temperature", o->temperature,
+  cmd->add_option("--temperature", o->overrides.temperature,
                   "0: greedy decoding; > 0: sample at this temperature (default: generation_config.json, "
                   "else greedy)");
-  cmd->add_option("--top-k", o->top_k,
+  cmd->add_option("--top-k", o->overrides.top_k,
                   "sample among the k most likely tokens (0: off; default: "
                   "generation_config.json, else 50)");
-  cmd->add_option("--top-p", o->top_p,
+  cmd->add_option("--top-p", o->overrides.top_p,
                   "nucleus sampling: the smallest set holding this probability (1: off)");
-  cmd->add_option("--min-p", o->min_p,
+  cmd->add_option("--min-p", o->overrides.min_p,
                   "drop tokens less likely than min_p times the most likely one (0: off)");
-  cmd->add_option("--repetition-penalty", o->repetition_penalty,
+  cmd->add_option("--repetition-penalty", o->overrides.repetition_penalty,
                   "divide positive (multiply negative) logits of tokens already present (1: off)");
-  cmd->add_option("--seed", o->seed,
+  cmd->add_option("--seed", o->overrides.seed,
                   "seed of the sampling (each row draws from its own generator; default 0)");
-  cmd->add_flag("--ignore-eos", o->ignore_eos, "do not stop at eos_token_id (always --max-new-tokens)");
+  cmd->add_flag("--ignore-eos", o->overrides.ignore_eos,
+                "do not stop at eos_token_id (always --max-new-tokens)");
   cmd->add_option("--prefill-chunk", o->prefill_chunk,
                   "prompt tokens per forward while filling the KV cache (default 512)");
   cmd->add_option("--device", o->device, "cpu (default) or cuda (one GPU)");

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   actions["train"] = g4::cli::register_train(app);
   actions["init"] = g4::cli::register_init(app);
   actions["generate"] = g4::cli::register_generate(app);
+  actions["serve"] = g4::cli::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

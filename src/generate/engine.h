@@ -52,6 +52,7 @@ class GenerationEngine {
                    const std::vector<std::int64_t>& slot_lengths, std::int64_t prefill_chunk);
 
   std::int64_t free_slots() const;
+  std::int64_t vocab_size() const { return model_.config.text.vocab_size; }
   // Starts `request` in a free slot that can hold it. A g4::Error (nothing started) when the request is
   // invalid or no free slot holds prompt + max_new_tokens.
   void start(GenerationRequest request);

@@ -10,13 +10,31 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "core/allocator.h"
+#include "data/generation_config.h"
 #include "generate/engine.h"
 #include "model/gemma4_model.h"
 
 namespace g4 {
+
+// What a command line or a request sets; unset fields fall back to the checkpoint's generation_config.json.
+struct GenerationOverrides {
+  std::int64_t max_new_tokens = 32, min_new_tokens = 0;
+  std::optional<double> temperature, top_p, min_p, repetition_penalty;
+  std::optional<std::int64_t> top_k;
+  std::uint64_t seed = 0;
+  bool ignore_eos = false;
+};
+
+// The parameters of a generation: the overrides, else the checkpoint's defaults, else transformers' (greedy;
+// when sampling temperature 1, top_k 50, top_p 1). A temperature of 0 forces greedy decoding and a positive
+// one sampling (where transformers would warn and stay greedy without do_sample: whoever names a temperature
+// wants it used).
+GenerationParams resolve_generation_params(const GenerationDefaults& defaults,
+                                           const GenerationOverrides& overrides);
 
 // Called with each new token as it is chosen (row index, token).
 using TokenCallback = std::function<void(std::size_t row, std::int64_t token)>;

@@ -1,8 +1,8 @@
 // libFuzzer target: the JSON input of `g4moe generate` (ragged rows of ids against a vocabulary of 96) and a
 // checkpoint's generation_config.json (the same bytes through both parsers).
+#include "data/generation_config.h"
 #include "data/generation_input.h"
 #include "fuzz_harness.h"
-#include "io/generation_config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text = g4::fuzz::as_string(data, size);

@@ -1,4 +1,4 @@
-#include "io/generation_config.h"
+#include "data/generation_config.h"
 
 #include <filesystem>
 
