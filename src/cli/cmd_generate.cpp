@@ -1,4 +1,5 @@
-// cmd_generate.cpp: `g4moe generate --model DIR (--input FILE.json | --prompt TEXT) --max-new-tokens N
+// cmd_generate.cpp: `g4moe generate --model DIR (--input FILE.json | --prompt TEXT | --chat) --max-new-tokens
+// N
 // [--min-new-tokens M] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]
 // [--seed S] [--device cpu|cuda] [--json]`: continues prompts with the model (generate/generation.h).
 //
@@ -7,13 +8,16 @@
 // line {"output_ids": [[...], ...]} holding only the new tokens of each row (a row's stop token included, as
 // transformers returns it); without --json the text of --prompt streams as it is generated, and --input
 // rows print one line each. Timing goes to stderr.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <optional>
 
 #include "cli/cli_common.h"
 #include "core/error.h"
+#include "data/chat_template.h"
 #include "data/generation_config.h"
 #include "data/generation_input.h"
 #include "data/tokenizer.h"
@@ -30,11 +34,70 @@ struct GenerateOptions {
   std::string model, input, prompt, device = "cpu", dtype = "auto";
   std::int64_t prefill_chunk = 512;
   GenerationOverrides overrides;
-  bool json = false;
+  bool json = false, chat = false, think = false;
+  std::string system;
 };
 
+// The text of `tokens` without stop tokens, as a chat shows it (no thought channel).
+std::string shown(const Tokenizer& tokenizer, const std::vector<std::int64_t>& tokens,
+                  const GenerationParams& p) {
+  std::vector<std::int64_t> kept;
+  for (const std::int64_t t : tokens)
+    if (std::find(p.stop_ids.begin(), p.stop_ids.end(), t) == p.stop_ids.end()) kept.push_back(t);
+  return visible_answer(tokenizer.decode(kept));
+}
+
+// --chat: a conversation on the terminal; each turn renders the whole conversation with Gemma 4's chat format
+// (data/chat_template.h) and streams the answer. An empty line, /exit or end of input ends it.
+int run_chat(const Gemma4Model& model, const GenerateOptions& o, const GenerationParams& params,
+             Allocator& device, DType dtype) {
+  const Tokenizer tokenizer = tokenizer_for_model_dir(o.model);
+  const std::int64_t V = model.config.text.vocab_size;
+  std::vector<ChatMessage> history;
+  if (!o.system.empty()) history.push_back({"system", o.system});
+  ChatOptions chat;
+  chat.enable_thinking = o.think;
+  std::fprintf(stderr, "g4moe chat: type a message; an empty line, /exit or Ctrl-D ends the conversation\n");
+  std::string line;
+  for (;;) {
+    std::printf("you> ");
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line) || line.empty() || line == "/exit") break;
+    history.push_back({"user", line});
+    const std::vector<std::int64_t> ids = tokenizer.encode(render_chat(history, chat));
+    for (const std::int64_t id : ids)
+      check(id >= 0 && id < V, "the tokenizer of ", o.model, " gave token id ", id,
+            ", outside the model's vocabulary of ", V);
+    std::printf("model> ");
+    std::vector<std::int64_t> tokens;
+    std::string printed;
+    const auto out = generate(
+        model, {ids}, params, device, dtype,
+        [&](std::size_t, std::int64_t token) {
+          tokens.push_back(token);
+          const std::string text = shown(tokenizer, tokens, params);
+          if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
+            std::fputs(text.c_str() + printed.size(), stdout);
+            std::fflush(stdout);
+            printed = text;
+          }
+        },
+        o.prefill_chunk);
+    std::printf("\n");
+    // The whole answer goes into the context; the chat format drops its thought channel.
+    std::vector<std::int64_t> kept;
+    for (const std::int64_t t : out[0])
+      if (std::find(params.stop_ids.begin(), params.stop_ids.end(), t) == params.stop_ids.end())
+        kept.push_back(t);
+    history.push_back({"assistant", tokenizer.decode(kept)});
+  }
+  std::printf("\n");
+  return 0;
+}
+
 int run_generate(const GenerateOptions& o) {
-  check(o.input.empty() != o.prompt.empty(), "give exactly one of --input FILE.json and --prompt TEXT");
+  check((o.input.empty() ? 0 : 1) + (o.prompt.empty() ? 0 : 1) + (o.chat ? 1 : 0) == 1,
+        "give exactly one of --input FILE.json, --prompt TEXT and --chat");
   const DType dtype = compute_dtype(o.dtype, o.device);
   Allocator& device = device_allocator(o.device, "generate");
   Gemma4Model model = load_gemma4_model(o.model);
@@ -42,6 +105,14 @@ int run_generate(const GenerateOptions& o) {
   check(bad.empty(), "weight ", bad, " of ", o.model, " is NaN or infinite: nothing is generated");
   const GenerationParams params = resolve_generation_params(read_generation_defaults(o.model), o.overrides);
   const std::int64_t V = model.config.text.vocab_size;
+
+  if (device.device() != Device::cpu) {
+    const double params_count = static_cast<double>(count_parameters(model.config.text).total);
+    require_available(device, params_count * static_cast<double>(dtype_size(dtype)), "generate",
+                      human_count(params_count) + " parameters in " + std::string(dtype_name(dtype)));
+    move_weights(model.config, model.weights, device, dtype);
+  }
+  if (o.chat) return run_chat(model, o, params, device, dtype);
 
   std::optional<Tokenizer> tokenizer;
   std::vector<std::vector<std::int64_t>> prompts;
@@ -56,12 +127,6 @@ int run_generate(const GenerateOptions& o) {
     prompts.push_back(std::move(ids));
   } else {
     prompts = read_generation_input(o.input, V);
-  }
-  if (device.device() != Device::cpu) {
-    const double params_count = static_cast<double>(count_parameters(model.config.text).total);
-    require_available(device, params_count * static_cast<double>(dtype_size(dtype)), "generate",
-                      human_count(params_count) + " parameters in " + std::string(dtype_name(dtype)));
-    move_weights(model.config, model.weights, device, dtype);
   }
 
   // Streams --prompt's text: the decoded text of the new tokens grows; print what was not printed yet.
@@ -150,6 +215,13 @@ Action register_generate(CLI::App& app) {
                   "prompt tokens per forward while filling the KV cache (default 512)");
   cmd->add_option("--device", o->device, "cpu (default) or cuda (one GPU)");
   cmd->add_option("--dtype", o->dtype, "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, or bf16 (cuda)");
+  cmd->add_flag("--chat", o->chat,
+                "a conversation on the terminal in Gemma 4's chat format (the checkpoint's tokenizer.json); "
+                "an empty line, /exit or Ctrl-D ends it");
+  cmd->add_option("--system", o->system, "with --chat: a system message first");
+  cmd->add_flag("--think", o->think,
+                "with --chat: thinking on (the model may reason in its thought channel, "
+                "which is not shown and not kept in the conversation)");
   cmd->add_flag("--json", o->json,
                 "print one line {\"output_ids\": [[...], ...]} with the new tokens of each row (and \"text\" "
                 "for --prompt)");

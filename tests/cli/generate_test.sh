@@ -76,6 +76,19 @@ python3 -c "import json; c=json.load(open('$m/config.json')); c['vocab_size']=60
 "$g4moe" generate --model "$tok" --prompt "the small cat" --max-new-tokens 5 --temperature 0 >"$scratch/p.txt" 2>/dev/null &&
   head -c 13 "$scratch/p.txt" | grep -q "^the small cat" && pass "--prompt streams text" || bad "--prompt streams text: $(cat "$scratch/p.txt")"
 
+# --chat: two turns on stdin, each answered (streamed after "model> "), the second in the context of the first
+# (its answer differs from the same question asked alone).
+printf 'the small cat\nnear the river?\n' | "$g4moe" generate --model "$tok" --chat --system "Be brief." --max-new-tokens 6 \
+  --temperature 0 >"$scratch/chat.txt" 2>/dev/null
+printf 'near the river?\n' | "$g4moe" generate --model "$tok" --chat --system "Be brief." --max-new-tokens 6 \
+  --temperature 0 >"$scratch/chat1.txt" 2>/dev/null
+python3 - "$scratch/chat.txt" "$scratch/chat1.txt" <<'PY' && pass "--chat: two turns, with context" || bad "--chat: $(head -c 300 "$scratch/chat.txt")"
+import sys
+two, one = (open(p, encoding="utf-8", errors="replace").read().split("model> ")[1:] for p in sys.argv[1:])
+assert len(two) == 2 and len(one) == 1, (two, one)
+assert two[1].split("\n")[0] != one[0].split("\n")[0], (two, one)
+PY
+
 # Errors: one line, exit 2.
 printf '{"input_ids": [[2, 5], []]}' >"$scratch/empty_row.json"
 expect_error "empty prompt row" "row 1 must be a non-empty list" "$g4moe" generate --model $m --input "$scratch/empty_row.json" --max-new-tokens 2
