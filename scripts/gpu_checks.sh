@@ -4,7 +4,7 @@
 # root with the bundle of scripts/gpu_bundle.sh carried (`G4_BUNDLE_XZ=1 bash scripts/gpu_bundle.sh` here):
 #   bash scripts/gpu_checks.sh            correctness: CUDA tests (parity in f32 and bf16, flash attention, the
 #                                         MoE layer), the whole model against float64 and transformers' bf16,
-#                                         training on the GPU
+#                                         training on the GPU, bf16 greedy generation against transformers' own
 #   bash scripts/gpu_checks.sh --bench    then the benchmarks of docs/BENCHMARKS.md with their same-call peers
 # Logs go to $OUT (the run tool's output folder) when it is set, else to gpu-checks/.
 set -u
@@ -26,6 +26,7 @@ step() {  # step NAME SECONDS CMD...: runs CMD under a limit, log in $out/NAME.l
 step cuda_tests 150 .devbin/g4_cuda_tests --gtest_brief=1
 step score_device 200 bash tests/cuda/score_device_test.sh .devbin/g4moe
 step train_device 120 bash tests/cuda/train_device_test.sh .devbin/g4moe
+step generate_device 120 python3 tests/cuda/generate_device_test.py .devbin/g4moe
 [ "${1:-}" = "--bench" ] || exit 0
 step flash_g4moe 60 .devbin/g4_bench_flash --seq 4096,16384
 step flash_sdpa 120 python3 bench/flash_attention_torch.py --seq 4096,16384
