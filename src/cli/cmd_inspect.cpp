@@ -10,6 +10,7 @@
 #include "cli/cli_common.h"
 #include "core/checked_math.h"
 #include "core/error.h"
+#include "generate/kv_cache.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "model/weight_layout.h"
@@ -188,6 +189,12 @@ int run_inspect(const std::string& path, bool as_json) {
                           {"embeddings", counts.embeddings},
                           {"per_layer_embeddings", counts.per_layer_embeddings},
                           {"experts", counts.experts}};
+  // The KV cache one bf16 sequence needs (generate/kv_cache.h: sliding layers keep their window, KV-shared
+  // layers nothing), at a few context lengths.
+  Json kv = Json::object();
+  for (const std::int64_t context : {4096, 32768, 131072})
+    kv[std::to_string(context)] = KvCache::bytes_needed(t, {context}, DType::bf16);
+  report["kv_cache_bf16_bytes"] = kv;
   int status = 0;
   TensorCheck tc;
   if (has_weights) {
@@ -246,6 +253,9 @@ int run_inspect(const std::string& path, bool as_json) {
     if (counts.per_layer_embeddings)
       std::cout << ", per-layer embeddings " << human_count(counts.per_layer_embeddings);
     if (counts.experts) std::cout << ", experts " << human_count(counts.experts);
+    std::cout << "\nKV cache per sequence (bf16):";
+    for (const char* context : {"4096", "32768", "131072"})
+      std::cout << " " << context << " tokens " << human_bytes(kv[context].get<double>()) << ";";
     std::cout << "\n";
     if (!has_weights) {
       std::cout << "checkpoint: no weights next to the config (config only)\n";

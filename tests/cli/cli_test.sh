@@ -22,6 +22,11 @@ PY
 
 "$g4moe" inspect tests/data/configs/gemma-4-26b-a4b.json | grep -q "25.23B total" && pass "26B-A4B total" || bad "26B-A4B total"
 "$g4moe" inspect tests/data/configs/gemma-4-26b-a4b.json | grep -q "3.82B active per token" && pass "26B-A4B active" || bad "26B-A4B active"
+# KV cache of the 26B-A4B in bf16: 25 sliding layers keep 1024 positions x 8 heads x 256 x (K, V) x 2 bytes =
+# 200 MiB; 5 full layers keep every position x 2 heads x 512 x 2 x 2 bytes = 20 KiB per token (80 MiB at 4096,
+# 2560 MiB at 131072).
+"$g4moe" inspect tests/data/configs/gemma-4-26b-a4b.json | grep -q "4096 tokens 280.00 MiB; 32768 tokens 840.00 MiB; 131072 tokens 2.70 GiB" &&
+  pass "26B-A4B KV cache sizes" || bad "26B-A4B KV cache sizes"
 
 # A truncated shard.
 cp -r "$released" "$scratch/trunc"
