@@ -114,6 +114,12 @@ TensorCheck check_tensors(const ModelConfig& m, const Checkpoint& ckpt) {
     return t.name == "lm_head.weight" ? t.name : m.text_prefix + t.name;
   };
   for (const auto& t : layout) expected[full_name(t)] = &t;
+  // The vision tower's tensors, checked like the text model's when the config describes the tower.
+  std::vector<ExpectedTensor> vision;
+  if (m.vision)
+    for (auto& [name, shape] : expected_vision_tensors(*m.vision, m.text.hidden_size))
+      vision.push_back({name, shape});
+  for (const auto& t : vision) expected[t.name] = &t;
   std::set<std::string> seen;
   for (const std::string& name : ckpt.names()) {
     const TensorInfo& info = ckpt.info(name);
@@ -125,6 +131,9 @@ TensorCheck check_tensors(const ModelConfig& m, const Checkpoint& ckpt) {
     r.checkpoint_params =
         checked_add(r.checkpoint_params, shape_numel(info.shape), "parameter count (", ckpt.dir(), ")");
     ++r.tensors;
+    if (is_other_modality(name))
+      r.other_modality_params = checked_add(r.other_modality_params, shape_numel(info.shape),
+                                            "vision/audio parameter count (", ckpt.dir(), ")");
     auto it = expected.find(name);
     if (it != expected.end()) {
       seen.insert(name);
@@ -133,11 +142,10 @@ TensorCheck check_tensors(const ModelConfig& m, const Checkpoint& ckpt) {
                                 shape_str(it->second->shape));
       continue;
     }
-    if (is_other_modality(name)) {
-      r.other_modality_params = checked_add(r.other_modality_params, shape_numel(info.shape),
-                                            "vision/audio parameter count (", ckpt.dir(), ")");
-      if (m.nested) continue;
-    }
+    // Other-modality tensors no config section describes (the audio tower) are counted, not checked.
+    const bool described =
+        m.vision && (name.rfind("model.vision_tower.", 0) == 0 || name.rfind("model.embed_vision.", 0) == 0);
+    if (is_other_modality(name) && m.nested && !described) continue;
     const bool tied_head = name == "lm_head.weight" && m.text.tie_word_embeddings;
     const bool shared_kv = name.rfind(m.text_prefix, 0) == 0 &&
                            ignored_when_unexpected(m.text, name.substr(m.text_prefix.size()));

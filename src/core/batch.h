@@ -18,6 +18,9 @@ struct Batch {
   std::vector<std::int64_t> position_ids;    // always filled (arange when not given)
   std::vector<std::uint8_t> attention_mask;  // empty when not given
   bool explicit_position_ids = false;
+  // Multimodal rows: 1 where an image's soft token goes (the <|image|> placeholders), 0 for text; empty for
+  // text-only batches. The model takes those positions' embeddings from the image soft tokens it is given.
+  std::vector<std::uint8_t> mm_token_type;
 
   std::int64_t tokens() const { return batch_size * seq_len; }
 };

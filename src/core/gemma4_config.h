@@ -68,6 +68,25 @@ struct TextConfig {
   std::vector<LayerSpec> layers;
 };
 
+// The vision tower (Gemma4VisionConfig; hf_transformers_gemma4.md §4.3), resolved with transformers'
+// defaults.
+struct VisionConfig {
+  int hidden_size = 768;
+  int intermediate_size = 3072;
+  int num_hidden_layers = 16;
+  int num_attention_heads = 12;
+  int num_key_value_heads = 12;
+  int head_dim = 64;  // a multiple of 4: the 2-D RoPE rotates head_dim/2 channels per axis
+  int patch_size = 16;
+  int pooling_kernel_size = 3;
+  int position_embedding_size = 10 * 1024;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 100.0;
+  bool standardize = false;
+  bool use_clipped_linears = false;
+  std::string hidden_activation = "gelu_pytorch_tanh";
+};
+
 struct ModelConfig {
   std::string path;           // where it was read from (for messages)
   std::string model_type;     // "gemma4" or "gemma4_text"
@@ -76,8 +95,9 @@ struct ModelConfig {
   std::string text_prefix;    // weight-name prefix of the text model: "model.language_model." or "model."
   std::string weights_dtype;  // "bfloat16", "float32", ... as the config says, or ""
   TextConfig text;
-  bool has_vision_config = false;  // the vision/audio towers are not read yet; their presence is reported
+  bool has_vision_config = false;  // the audio tower is not read yet; its presence is reported
   bool has_audio_config = false;
+  std::optional<VisionConfig> vision;  // when the config has a vision_config
 };
 
 }  // namespace g4

@@ -1,5 +1,6 @@
 #include "io/config.h"
 
+#include <cmath>
 #include <filesystem>
 #include <initializer_list>
 #include <map>
@@ -347,6 +348,50 @@ void validate_text_config(const TextConfig& c, const std::string& where) {
   check_parameter_sizes(c, where);
 }
 
+// vision_config, over transformers' defaults; sizes checked so that the tower's shapes are plausible.
+VisionConfig parse_vision_config(const Json& v, const std::string& where) {
+  check(v.is_object(), "vision_config must be an object or null (", where, ")");
+  VisionConfig c;
+  read_int(v, "hidden_size", c.hidden_size, where);
+  read_int(v, "intermediate_size", c.intermediate_size, where);
+  read_int(v, "num_hidden_layers", c.num_hidden_layers, where);
+  read_int(v, "num_attention_heads", c.num_attention_heads, where);
+  read_int(v, "num_key_value_heads", c.num_key_value_heads, where);
+  read_int(v, "head_dim", c.head_dim, where);
+  read_int(v, "patch_size", c.patch_size, where);
+  read_int(v, "pooling_kernel_size", c.pooling_kernel_size, where);
+  read_int(v, "position_embedding_size", c.position_embedding_size, where);
+  read_double(v, "rms_norm_eps", c.rms_norm_eps, where);
+  read_bool(v, "standardize", c.standardize, where);
+  read_bool(v, "use_clipped_linears", c.use_clipped_linears, where);
+  if (auto a = v.find("hidden_activation"); a != v.end() && !a->is_null())
+    c.hidden_activation = json_string(*a, "hidden_activation", where);
+  if (auto r = v.find("rope_parameters"); r != v.end() && r->is_object())
+    read_double(*r, "rope_theta", c.rope_theta, where);
+  for (auto [name, value] : {std::pair<const char*, int>{"hidden_size", c.hidden_size},
+                             {"intermediate_size", c.intermediate_size},
+                             {"num_attention_heads", c.num_attention_heads},
+                             {"num_key_value_heads", c.num_key_value_heads},
+                             {"patch_size", c.patch_size},
+                             {"pooling_kernel_size", c.pooling_kernel_size},
+                             {"position_embedding_size", c.position_embedding_size}})
+    check(value >= 1, "vision_config.", name, " must be >= 1, got ", value, " (", where, ")");
+  check(c.num_hidden_layers >= 0, "vision_config.num_hidden_layers must be >= 0 (", where, ")");
+  check(c.head_dim >= 4 && c.head_dim % 4 == 0,
+        "vision_config.head_dim must be a positive multiple of 4 (the 2-D RoPE), got ", c.head_dim, " (",
+        where, ")");
+  check(c.num_attention_heads % c.num_key_value_heads == 0, "vision_config.num_attention_heads (",
+        c.num_attention_heads, ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ") (",
+        where, ")");
+  check(c.hidden_activation == "gelu_pytorch_tanh", "vision_config.hidden_activation \"", c.hidden_activation,
+        "\" is not supported (only gelu_pytorch_tanh) (", where, ")");
+  check(std::isfinite(c.rope_theta) && c.rope_theta > 0, "vision_config rope_theta must be > 0 (", where,
+        ")");
+  check(c.rms_norm_eps > 0 && std::isfinite(c.rms_norm_eps), "vision_config.rms_norm_eps must be > 0 (",
+        where, ")");
+  return c;
+}
+
 ModelConfig parse_config(const Json& doc, const std::string& where) {
   check(doc.is_object(), "config must be a JSON object (", where, ")");
   ModelConfig m;
@@ -361,7 +406,10 @@ ModelConfig parse_config(const Json& doc, const std::string& where) {
     check(it != doc.end() && it->is_object(), "model_type gemma4 needs a \"text_config\" object (", where,
           ")");
     text = &*it;
-    if (auto v = doc.find("vision_config"); v != doc.end()) m.has_vision_config = !v->is_null();
+    if (auto v = doc.find("vision_config"); v != doc.end() && !v->is_null()) {
+      m.has_vision_config = true;
+      m.vision = parse_vision_config(*v, where + ", vision_config");
+    }
     if (auto a = doc.find("audio_config"); a != doc.end()) m.has_audio_config = !a->is_null();
     if (auto d = doc.find("dtype"); d != doc.end() && d->is_string()) m.weights_dtype = d->get<std::string>();
   } else if (m.model_type == "gemma4_text") {

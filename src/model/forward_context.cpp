@@ -21,6 +21,15 @@ ForwardContext make_forward_context(const TextConfig& config, const Batch& batch
       ctx.segments.push_back(std::move(segment));
     }
   }
+  if (!batch.mm_token_type.empty() && config.use_bidirectional_attention == "vision") {
+    for (std::int64_t b = 0; b < batch.batch_size; ++b) {
+      const std::uint8_t* mm = &batch.mm_token_type[b * S];
+      std::vector<std::int64_t> end(static_cast<std::size_t>(S), -1);
+      for (std::int64_t t = S - 1; t >= 0; --t)
+        if (mm[t]) end[t] = t + 1 < S && mm[t + 1] ? end[t + 1] : t;
+      ctx.image_block_end.push_back(std::move(end));
+    }
+  }
   return ctx;
 }
 
@@ -33,6 +42,7 @@ std::vector<AttentionVisibility> attention_rows(const ForwardContext& ctx, int w
     v.window = window;
     if (!ctx.segments.empty()) v.segment = ctx.segments[row].data();
     if (!batch.attention_mask.empty()) v.key_mask = &batch.attention_mask[row * batch.seq_len];
+    if (window > 0 && !ctx.image_block_end.empty()) v.block_end = ctx.image_block_end[row].data();
   }
   return rows;
 }

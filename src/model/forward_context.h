@@ -26,6 +26,9 @@ struct ForwardContext {
   const Batch* batch = nullptr;
   std::map<AttentionKind, RopeTable> rope;          // [T, head_dim] per kind
   std::vector<std::vector<std::int64_t>> segments;  // per row: [S] segment ids when the batch is packed
+  // per row: [S] the end of the image block each position lies in, or -1 (use_bidirectional_attention
+  // "vision" with image tokens in the batch; sliding layers only, hf_transformers_gemma4.md §4.3)
+  std::vector<std::vector<std::int64_t>> image_block_end;
   std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv;       // K, V [T, Nkv, D] of the storing layer
   std::map<AttentionKind, std::pair<Tensor, Tensor>> shared_kv_grad;  // backward: dK, dV accumulated for it
   const Dispatcher<float>* dispatcher = nullptr;  // the MoE blocks' experts (Gemma4Model::dispatcher)

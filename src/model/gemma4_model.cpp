@@ -74,13 +74,61 @@ namespace {
 // The decoder layers' output [T, H] (before the final norm); `hidden` (optional) receives the scaled
 // embeddings and every layer's output as [B, S, H]; `cache` (optional) holds the sequences the batch
 // continues.
+// The input embeddings of a multimodal batch, as transformers' Gemma4Model builds them: placeholders looked
+// up as the pad token, then replaced in order by the image soft tokens [n, H] (unscaled). The per-layer
+// inputs (E2B/E4B) see the pad token there instead: its id, and its raw (unscaled) embedding row.
+Tensor embed_multimodal(const Gemma4Model& m, const Batch& batch, const Tensor& soft_tokens, Tensor& ple_x,
+                        Batch& ple_batch) {
+  const TextConfig& c = m.config.text;
+  const std::int64_t T = batch.tokens();
+  ple_batch = batch;
+  std::int64_t images = 0;
+  for (std::int64_t t = 0; t < T; ++t)
+    if (batch.mm_token_type[t]) ple_batch.input_ids[t] = c.pad_token_id, ++images;
+  check(images == (soft_tokens.empty() ? 0 : soft_tokens.dim(0)), "the batch has ", images,
+        " image placeholder tokens but the images give ", soft_tokens.empty() ? 0 : soft_tokens.dim(0),
+        " soft tokens");
+  Tensor x = embed_tokens(m, ple_batch);
+  if (c.hidden_size_per_layer_input > 0) ple_x = ops::copy(x);
+  const Tensor pad_row = c.hidden_size_per_layer_input > 0
+                             ? ops::embedding(m.weights.embed_tokens,
+                                              std::vector<std::int64_t>{c.pad_token_id}, 1.0f, "vocab_size")
+                             : Tensor();
+  std::int64_t used = 0;
+  for (std::int64_t t = 0; t < T;) {
+    if (!batch.mm_token_type[t]) {
+      ++t;
+      continue;
+    }
+    std::int64_t n = 1;
+    while (t + n < T && batch.mm_token_type[t + n]) ++n;
+    Tensor rows = x.rows(t, n);
+    ops::assign_(rows, soft_tokens.rows(used, n));
+    for (std::int64_t i = 0; i < n && !pad_row.empty(); ++i) {
+      Tensor row = ple_x.rows(t + i, 1);
+      ops::assign_(row, pad_row);
+    }
+    used += n;
+    t += n;
+  }
+  return x;
+}
+
 Tensor last_hidden(const Gemma4Model& m, const Batch& batch, std::vector<Tensor>* hidden,
-                   AttentionCache* cache = nullptr) {
+                   AttentionCache* cache = nullptr, const Tensor* image_tokens = nullptr) {
   const TextConfig& c = m.config.text;
   const std::int64_t B = batch.batch_size, S = batch.seq_len, H = c.hidden_size;
-  Tensor x = embed_tokens(m, batch);
+  Tensor x, ple;
+  if (batch.mm_token_type.empty()) {
+    x = embed_tokens(m, batch);
+    if (c.hidden_size_per_layer_input > 0) ple = per_layer_inputs(m, batch, x, nullptr);
+  } else {
+    Tensor ple_x;
+    Batch ple_batch;
+    x = embed_multimodal(m, batch, image_tokens ? *image_tokens : Tensor(), ple_x, ple_batch);
+    if (c.hidden_size_per_layer_input > 0) ple = per_layer_inputs(m, ple_batch, ple_x, nullptr);
+  }
   if (hidden) hidden->push_back(ops::copy(x).reshaped({B, S, H}));
-  const Tensor ple = c.hidden_size_per_layer_input > 0 ? per_layer_inputs(m, batch, x, nullptr) : Tensor();
   ForwardContext ctx = make_forward_context(c, batch);
   ctx.dispatcher = m.dispatcher;
   ctx.cache = cache;
@@ -93,9 +141,10 @@ Tensor last_hidden(const Gemma4Model& m, const Batch& batch, std::vector<Tensor>
 
 }  // namespace
 
-ForwardResult gemma4_forward(const Gemma4Model& m, const Batch& batch, bool keep_hidden) {
+ForwardResult gemma4_forward(const Gemma4Model& m, const Batch& batch, bool keep_hidden,
+                             const Tensor* image_tokens) {
   ForwardResult result;
-  const Tensor x = last_hidden(m, batch, keep_hidden ? &result.hidden : nullptr);
+  const Tensor x = last_hidden(m, batch, keep_hidden ? &result.hidden : nullptr, nullptr, image_tokens);
   result.logits = final_logits(m, x, batch.batch_size, batch.seq_len);
   return result;
 }

@@ -38,7 +38,10 @@ struct ForwardResult {
       hidden;  // when requested: [0] scaled embeddings, [1 + l] output of layer l; each [B, S, H]
 };
 
-ForwardResult gemma4_forward(const Gemma4Model& model, const Batch& batch, bool keep_hidden = false);
+// `image_tokens` [n, H]: the soft tokens of the batch's images (model/vision_tower.h), in the order of the
+// batch's image placeholders (batch.mm_token_type); needed when the batch has any.
+ForwardResult gemma4_forward(const Gemma4Model& model, const Batch& batch, bool keep_hidden = false,
+                             const Tensor* image_tokens = nullptr);
 
 // Generation: runs `batch` (B rows of S new tokens, row r continuing the sequence the cache maps it to, at
 // the positions batch.position_ids gives) through the decoder, storing the new K/V in `cache`, and returns

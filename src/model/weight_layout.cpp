@@ -127,4 +127,41 @@ ParameterCounts count_parameters(const TextConfig& c) {
   return n;
 }
 
+std::vector<std::pair<std::string, Shape>> expected_vision_tensors(const VisionConfig& c,
+                                                                   std::int64_t text_hidden_size) {
+  const std::int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+  const std::int64_t q = c.num_attention_heads * D, kv = c.num_key_value_heads * D;
+  const std::string tower = "model.vision_tower.";
+  std::vector<std::pair<std::string, Shape>> out = {
+      {tower + "patch_embedder.input_proj.weight", {H, 3LL * c.patch_size * c.patch_size}},
+      {tower + "patch_embedder.position_embedding_table", {2, c.position_embedding_size, H}}};
+  const auto linear = [&](const std::string& name, Shape shape) {
+    out.emplace_back(name + ".linear.weight", std::move(shape));
+    if (c.use_clipped_linears)
+      for (const char* bound : {".input_min", ".input_max", ".output_min", ".output_max"})
+        out.emplace_back(name + bound, Shape{});
+  };
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = tower + "encoder.layers." + std::to_string(l) + ".";
+    for (const char* norm : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                             "post_feedforward_layernorm"})
+      out.emplace_back(p + norm + ".weight", Shape{H});
+    linear(p + "self_attn.q_proj", {q, H});
+    linear(p + "self_attn.k_proj", {kv, H});
+    linear(p + "self_attn.v_proj", {kv, H});
+    linear(p + "self_attn.o_proj", {H, q});
+    out.emplace_back(p + "self_attn.q_norm.weight", Shape{D});
+    out.emplace_back(p + "self_attn.k_norm.weight", Shape{D});
+    linear(p + "mlp.gate_proj", {I, H});
+    linear(p + "mlp.up_proj", {I, H});
+    linear(p + "mlp.down_proj", {H, I});
+  }
+  if (c.standardize) {
+    out.emplace_back(tower + "std_bias", Shape{H});
+    out.emplace_back(tower + "std_scale", Shape{H});
+  }
+  out.emplace_back("model.embed_vision.embedding_projection.weight", Shape{text_hidden_size, H});
+  return out;
+}
+
 }  // namespace g4

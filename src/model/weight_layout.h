@@ -39,6 +39,12 @@ struct ExpectedTensor {
 // .moe.experts.down_projs [E,I,H] (per_expert_scale folded in, so absent).
 std::vector<ExpectedTensor> expected_text_tensors(const TextConfig& config, bool native_moe = false);
 
+// Every tensor transformers 5.17 saves for the vision tower and embed_vision, full names
+// (model.vision_tower.*, model.embed_vision.*) and shapes; the clipping bounds (scalars) when the config uses
+// clipped linears, the standardisation buffers when it standardises.
+std::vector<std::pair<std::string, Shape>> expected_vision_tensors(const VisionConfig& vision,
+                                                                   std::int64_t text_hidden_size);
+
 // transformers drops these on load without complaint: k/v projections and k_norm of KV-shared layers.
 bool ignored_when_unexpected(const TextConfig& config, const std::string& relative_name);
 

@@ -10,7 +10,8 @@ namespace g4 {
 
 // Which keys each query sees. Query i sits at key position p = query_offset + i (query_offset = Sk - Sq when
 // the queries are the last tokens of the keys, as with a KV cache; 0 for a whole sequence) and sees key j iff
-//   j <= p (causal),  j > p - window (window > 0: the window holds `window` keys, the query's own included),
+//   j <= p (causal; without it every later key too),  j > p - window (window > 0: the window holds `window`
+//   keys, the query's own included),
 //   segment[j] == segment[p] (packed sequences; segments are non-decreasing along the keys),
 //   key_mask[j] != 0 (padding).
 // Null pointers mean "no such restriction".
@@ -21,6 +22,11 @@ struct AttentionVisibility {
   std::int64_t window = 0;                 // 0: unlimited
   const std::int64_t* segment = nullptr;   // [Sk]
   const std::uint8_t* key_mask = nullptr;  // [Sk]
+  bool causal = true;                      // false: later keys too (the vision encoder's bidirectional rows)
+  // [Sk] or null: for a position inside a bidirectional block (an image's soft tokens), the block's last
+  // position, else -1; a query inside a block also sees the block's later keys (the window still applies
+  // to earlier ones).
+  const std::int64_t* block_end = nullptr;
 };
 
 // Per query row i, the first and last visible key (first = Sk, last = -1 when the row sees none). Every key

@@ -28,6 +28,27 @@ PY
 "$g4moe" inspect tests/data/configs/gemma-4-26b-a4b.json | grep -q "4096 tokens 280.00 MiB; 32768 tokens 840.00 MiB; 131072 tokens 2.70 GiB" &&
   pass "26B-A4B KV cache sizes" || bad "26B-A4B KV cache sizes"
 
+# The vision tower's tensors are checked against vision_config: a renamed tensor is missing (and the new name
+# unexpected), a config that implies other shapes reports them; the audio tower is only counted.
+vt=tests/fixtures/vision_tower
+"$g4moe" inspect "$vt" | grep -q "0 missing, 0 unexpected, 0 wrong shape" && pass "vision tower tensors check" || bad "vision tower tensors check"
+cp -r "$vt" "$scratch/vt_renamed"
+python3 - "$scratch/vt_renamed/model.safetensors" <<'PY'
+import sys
+path = sys.argv[1]
+data = open(path, "rb").read()
+assert data.count(b"model.vision_tower.std_bias") == 1
+open(path, "wb").write(data.replace(b"model.vision_tower.std_bias", b"model.vision_tower.std_biaX"))
+PY
+"$g4moe" inspect "$scratch/vt_renamed" >"$scratch/out" 2>&1
+[ $? -eq 2 ] && grep -q "missing: model.vision_tower.std_bias" "$scratch/out" && grep -q "unexpected: model.vision_tower.std_biaX" "$scratch/out" &&
+  pass "renamed vision tensor: missing and unexpected" || bad "renamed vision tensor: $(tail -3 "$scratch/out")"
+cp -r "$vt" "$scratch/vt_config"
+python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['vision_config']['intermediate_size']=20; json.dump(c, open(p,'w'))" "$scratch/vt_config/config.json"
+"$g4moe" inspect "$scratch/vt_config" >"$scratch/out" 2>&1
+[ $? -eq 2 ] && grep -q "mlp.gate_proj.linear.weight is \[24, 16\], expected \[20, 16\]" "$scratch/out" &&
+  pass "vision_config shapes checked" || bad "vision_config shapes: $(tail -3 "$scratch/out")"
+
 # A truncated shard.
 cp -r "$released" "$scratch/trunc"
 shard=$(ls "$scratch/trunc"/model-00002-of-*.safetensors)

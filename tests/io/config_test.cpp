@@ -98,6 +98,36 @@ TEST(Config, NestedConditionalGenerationLayout) {
   EXPECT_FALSE(m.has_audio_config);
 }
 
+TEST(Config, VisionConfigResolvedAndChecked) {
+  Json doc = {{"model_type", "gemma4"},
+              {"text_config", tiny_text()},
+              {"vision_config",
+               {{"hidden_size", 16},
+                {"num_attention_heads", 4},
+                {"num_key_value_heads", 2},
+                {"head_dim", 8},
+                {"standardize", true},
+                {"rope_parameters", {{"rope_type", "axial"}, {"rope_theta", 50.0}}}}}};
+  const ModelConfig m = parse_config(doc, "c");
+  ASSERT_TRUE(m.vision.has_value());
+  EXPECT_EQ(m.vision->hidden_size, 16);
+  EXPECT_EQ(m.vision->num_key_value_heads, 2);
+  EXPECT_EQ(m.vision->intermediate_size, 3072);  // transformers' default
+  EXPECT_EQ(m.vision->pooling_kernel_size, 3);
+  EXPECT_EQ(m.vision->rope_theta, 50.0);
+  EXPECT_TRUE(m.vision->standardize);
+  doc["vision_config"]["head_dim"] = 6;
+  EXPECT_NE(error_of(doc).find("vision_config.head_dim must be a positive multiple of 4"), std::string::npos);
+  doc["vision_config"]["head_dim"] = 8;
+  doc["vision_config"]["num_key_value_heads"] = 3;
+  EXPECT_NE(error_of(doc).find("must be a multiple of num_key_value_heads"), std::string::npos);
+  doc["vision_config"]["num_key_value_heads"] = 2;
+  doc["vision_config"]["patch_size"] = 0;
+  EXPECT_NE(error_of(doc).find("vision_config.patch_size must be >= 1"), std::string::npos);
+  doc["vision_config"]["patch_size"] = "16";
+  EXPECT_NE(error_of(doc).find("patch_size"), std::string::npos);
+}
+
 TEST(Config, OlderExpertWidthName) {
   Json doc = tiny_text();
   doc["enable_moe_block"] = true;

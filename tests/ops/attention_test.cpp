@@ -1,6 +1,7 @@
 // The CPU attention kernels against a plain float64 attention that applies AttentionVisibility's rule key by
 // key: causal, sliding windows, packed segments, key padding (with rows that see nothing), and queries that
-// are the last tokens of a longer key sequence (query_offset, as a KV cache will use). Sizes cross the
+// are the last tokens of a longer key sequence (query_offset, as a KV cache will use), bidirectional rows
+// (the vision encoder) and image blocks seeing their later tokens. Sizes cross the
 // kernels' 64-query blocks.
 #include <gtest/gtest.h>
 
@@ -18,7 +19,8 @@ constexpr int kNq = 4, kNkv = 2, kD = 8;
 
 bool sees(const AttentionVisibility& v, std::int64_t i, std::int64_t j) {
   const std::int64_t p = v.query_offset + i;
-  if (j > p) return false;
+  const bool in_block = v.block_end && v.block_end[p] >= j;
+  if (v.causal && j > p && !in_block) return false;
   if (v.window > 0 && j <= p - v.window) return false;
   if (v.segment && v.segment[j] != v.segment[p]) return false;
   return !v.key_mask || v.key_mask[j];
@@ -118,6 +120,16 @@ TEST(Attention, MatchesFloat64ForEveryKindOfVisibility) {
   check_case({70, S, S - 70, 0, segment.data(), nullptr}, "last 70 queries of 150 keys, segments");
   check_case({70, S, S - 70, 33, nullptr, padding.data()}, "last 70 queries, window 33, padding");
   check_case({1, S, S - 1, 0, nullptr, nullptr}, "one query after 149 cached keys");
+  check_case({S, S, 0, 0, nullptr, nullptr, false}, "bidirectional");
+  check_case({S, S, 0, 0, segment.data(), padding.data(), false}, "bidirectional within segments, padding");
+  // Two image blocks ([20, 49] and [80, 85]): their tokens also see the block's later tokens; the window
+  // still limits earlier keys.
+  std::vector<std::int64_t> block_end(S, -1);
+  for (std::int64_t j = 20; j < 50; ++j) block_end[j] = 49;
+  for (std::int64_t j = 80; j < 86; ++j) block_end[j] = 85;
+  check_case({S, S, 0, 8, nullptr, nullptr, true, block_end.data()}, "image blocks, window 8");
+  check_case({70, S, S - 70, 0, nullptr, padding.data(), true, block_end.data()},
+             "image blocks, last 70 queries");
 }
 
 }  // namespace

@@ -1,0 +1,49 @@
+// vision_tower.h: Gemma 4's vision tower and its projection into the text model (Gemma4VisionModel +
+// embed_vision; hf_transformers_gemma4.md §4.3), forward, written against ops/ops.h:
+//   patches (pixel values in [0, 1], [N, 3·p²]) → input_proj(2·x − 1) + pos_x[x] + pos_y[y]
+//   → encoder layers (bidirectional attention with q/k norms, a weightless v norm and the 2-D RoPE: the first
+//     head_dim/2 channels rotate with the patch's x, the rest with its y; GEGLU MLP; four norms per layer)
+//   → k×k average pooling by patch position (k² patches per soft token) × sqrt(hidden)
+//   → standardisation (h − std_bias) · std_scale when the config asks
+//   → embed_vision: weightless RMSNorm, then a projection to the text width.
+// One image per call (no padding patches). Its patch grid must be a multiple of the pooling kernel in both
+// directions, as the image processor makes it.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/gemma4_config.h"
+#include "core/tensor.h"
+
+namespace g4 {
+
+struct VisionLayerWeights {
+  Tensor input_norm, post_attention_norm, pre_feedforward_norm, post_feedforward_norm;  // [H]
+  Tensor q_proj, k_proj, v_proj, o_proj;                                                // HF layout [out, in]
+  Tensor q_norm, k_norm;                                                                // [head_dim]
+  Tensor gate_proj, up_proj, down_proj;
+};
+
+struct VisionWeights {
+  Tensor input_proj;      // [H, 3·p²]
+  Tensor position_table;  // [2, position_embedding_size, H]: x rows, then y rows
+  std::vector<VisionLayerWeights> layers;
+  // Standardisation (when the config asks), in the form the tower applies it: std_shift = −std_bias as a
+  // column [H, 1], std_scale as a diagonal matrix [H, H] (model loading builds both).
+  Tensor std_shift, std_scale;
+  Tensor embed_projection;  // [text hidden, H] (embed_vision.embedding_projection)
+};
+
+// What the tower gives for one image: the pooled, scaled (and standardised) features [N/k², H] and the soft
+// tokens [N/k², text hidden] that replace the image's placeholders.
+struct VisionOutput {
+  Tensor features, soft_tokens;
+};
+
+// patches [N, 3·p²] in the compute dtype on the weights' device; xs, ys: each patch's column and row.
+VisionOutput vision_forward(const VisionConfig& config, const VisionWeights& weights, const Tensor& patches,
+                            std::span<const std::int64_t> xs, std::span<const std::int64_t> ys);
+
+}  // namespace g4

@@ -1,0 +1,68 @@
+#include "train/vision_loading.h"
+
+#include <map>
+
+#include "core/error.h"
+#include "model/weight_layout.h"
+
+namespace g4 {
+
+namespace {
+
+// `name`, whose shape expected_vision_tensors gives, in f32.
+Tensor read_shaped(const Checkpoint& ckpt, const std::map<std::string, Shape>& shapes,
+                   const std::string& name) {
+  const Shape& shape = shapes.at(name);
+  check(ckpt.contains(name), "the checkpoint ", ckpt.dir(), " has no tensor ", name,
+        " (vision_config is present)");
+  const TensorInfo& info = ckpt.info(name);
+  check(info.shape == shape, "tensor ", name, " has shape ", shape_str(info.shape),
+        ", vision_config implies ", shape_str(shape), " (", ckpt.dir(), ")");
+  return ckpt.read_f32(name);
+}
+
+}  // namespace
+
+VisionWeights load_vision_weights(const ModelConfig& m, const Checkpoint& ckpt) {
+  check(m.vision.has_value(), "the model at ", ckpt.dir(), " has no vision_config: it takes no images");
+  const VisionConfig& c = *m.vision;
+  check(!c.use_clipped_linears, "vision_config.use_clipped_linears is not supported yet (", ckpt.dir(), ")");
+  const std::int64_t H = c.hidden_size;
+  std::map<std::string, Shape> shapes;
+  for (auto& [name, shape] : expected_vision_tensors(c, m.text.hidden_size)) shapes[name] = shape;
+  const std::string tower = "model.vision_tower.";
+  VisionWeights w;
+  w.input_proj = read_shaped(ckpt, shapes, tower + "patch_embedder.input_proj.weight");
+  w.position_table = read_shaped(ckpt, shapes, tower + "patch_embedder.position_embedding_table");
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = tower + "encoder.layers." + std::to_string(l) + ".";
+    VisionLayerWeights& L = w.layers.emplace_back();
+    L.input_norm = read_shaped(ckpt, shapes, p + "input_layernorm.weight");
+    L.post_attention_norm = read_shaped(ckpt, shapes, p + "post_attention_layernorm.weight");
+    L.pre_feedforward_norm = read_shaped(ckpt, shapes, p + "pre_feedforward_layernorm.weight");
+    L.post_feedforward_norm = read_shaped(ckpt, shapes, p + "post_feedforward_layernorm.weight");
+    L.q_proj = read_shaped(ckpt, shapes, p + "self_attn.q_proj.linear.weight");
+    L.k_proj = read_shaped(ckpt, shapes, p + "self_attn.k_proj.linear.weight");
+    L.v_proj = read_shaped(ckpt, shapes, p + "self_attn.v_proj.linear.weight");
+    L.o_proj = read_shaped(ckpt, shapes, p + "self_attn.o_proj.linear.weight");
+    L.q_norm = read_shaped(ckpt, shapes, p + "self_attn.q_norm.weight");
+    L.k_norm = read_shaped(ckpt, shapes, p + "self_attn.k_norm.weight");
+    L.gate_proj = read_shaped(ckpt, shapes, p + "mlp.gate_proj.linear.weight");
+    L.up_proj = read_shaped(ckpt, shapes, p + "mlp.up_proj.linear.weight");
+    L.down_proj = read_shaped(ckpt, shapes, p + "mlp.down_proj.linear.weight");
+  }
+  if (c.standardize) {
+    const Tensor bias = read_shaped(ckpt, shapes, tower + "std_bias");
+    const Tensor scale = read_shaped(ckpt, shapes, tower + "std_scale");
+    w.std_shift = Tensor(DType::f32, {H, 1});
+    w.std_scale = Tensor(DType::f32, {H, H});
+    for (std::int64_t j = 0; j < H; ++j) {
+      w.std_shift.f32()[j] = -bias.f32()[j];
+      w.std_scale.f32()[j * H + j] = scale.f32()[j];
+    }
+  }
+  w.embed_projection = read_shaped(ckpt, shapes, "model.embed_vision.embedding_projection.weight");
+  return w;
+}
+
+}  // namespace g4

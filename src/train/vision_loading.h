@@ -1,0 +1,18 @@
+// vision_loading.h: the vision tower and its projection (model/vision_tower.h) read from a checkpoint
+// directory in the released layout (model.vision_tower.*, model.embed_vision.*), in fp32.
+//
+// Invariants: every tensor has the shape vision_config implies, checked before it is read (a one-line error
+// naming the tensor otherwise); a config without vision_config, or with use_clipped_linears (not supported
+// yet), is a one-line error.
+#pragma once
+
+#include <string>
+
+#include "io/checkpoint.h"
+#include "model/vision_tower.h"
+
+namespace g4 {
+
+VisionWeights load_vision_weights(const ModelConfig& config, const Checkpoint& checkpoint);
+
+}  // namespace g4

@@ -1,0 +1,132 @@
+// The vision tower and embed_vision (model/vision_tower.h) against transformers 5.17.0 in float64
+// (tests/fixtures/vision_tower, tools/make_vision_fixture.py): two images of different sizes, 2 encoder
+// layers with GQA, 2x2 pooling and standardisation; the tower's output and the soft tokens within 1e-5
+// relative.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "io/safetensors.h"
+#include "model/gemma4_model.h"
+#include "model/vision_tower.h"
+#include "test_paths.h"
+#include "train/model_loading.h"
+#include "train/vision_loading.h"
+
+namespace g4 {
+namespace {
+
+// ||a − b|| / ||b|| in double (Frobenius).
+double relative_error(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.numel(), b.numel());
+  const Tensor bf = b.dtype() == DType::f64 ? b : b.to_f32();
+  double diff = 0, norm = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    const double want = bf.dtype() == DType::f64 ? bf.f64()[i] : bf.f32()[i];
+    diff += (a.f32()[i] - want) * (a.f32()[i] - want);
+    norm += want * want;
+  }
+  return std::sqrt(diff / norm);
+}
+
+TEST(VisionTower, MatchesTransformersInFloat64) {
+  const std::string dir = test::source_path("tests/fixtures/vision_tower");
+  const ModelConfig config = load_config(dir);
+  ASSERT_TRUE(config.vision.has_value());
+  const VisionWeights weights = load_vision_weights(config, Checkpoint::open(dir));
+  const auto expected = SafetensorsFile::open(dir + "/expected.safetensors");
+  auto ref = [&](const std::string& name) { return expected->read(*expected->find(name)); };
+  for (int image = 0; image < 2; ++image) {
+    SCOPED_TRACE("image " + std::to_string(image));
+    const std::string i = std::to_string(image);
+    const Tensor patches = ref("pixel_values." + i).to_f32();
+    const Tensor positions = ref("position_ids." + i);
+    std::vector<std::int64_t> xs, ys;
+    for (std::int64_t p = 0; p < positions.dim(0); ++p) {
+      xs.push_back(positions.i64()[2 * p]);
+      ys.push_back(positions.i64()[2 * p + 1]);
+    }
+    const VisionOutput out = vision_forward(*config.vision, weights, patches, xs, ys);
+    const Tensor tower = ref("tower." + i), soft = ref("soft_tokens." + i);
+    ASSERT_EQ(out.features.shape(), tower.shape());
+    ASSERT_EQ(out.soft_tokens.shape(), soft.shape());
+    const double tower_err = relative_error(out.features, tower),
+                 soft_err = relative_error(out.soft_tokens, soft);
+    EXPECT_LE(tower_err, 1e-5);
+    EXPECT_LE(soft_err, 1e-5);
+    EXPECT_TRUE(std::isfinite(tower_err) && std::isfinite(soft_err));
+    std::printf("image %d: tower %.2e, soft tokens %.2e relative to float64\n", image, tower_err, soft_err);
+  }
+}
+
+// The whole model on text around both images: soft tokens in place of the placeholders, and on sliding layers
+// the images' tokens seeing their later tokens (use_bidirectional_attention "vision", window 4 < both
+// images).
+TEST(VisionTower, ImageTextLogitsMatchTransformersInFloat64) {
+  const std::string dir = test::source_path("tests/fixtures/vision_tower");
+  const Gemma4Model model = load_gemma4_model(dir);
+  ASSERT_TRUE(model.config.vision.has_value());
+  const VisionWeights weights = load_vision_weights(model.config, Checkpoint::open(dir));
+  const auto expected = SafetensorsFile::open(dir + "/expected.safetensors");
+  auto ref = [&](const std::string& name) { return expected->read(*expected->find(name)); };
+  std::vector<Tensor> per_image;
+  std::int64_t soft_total = 0;
+  for (int image = 0; image < 2; ++image) {
+    const std::string i = std::to_string(image);
+    const Tensor positions = ref("position_ids." + i);
+    std::vector<std::int64_t> xs, ys;
+    for (std::int64_t p = 0; p < positions.dim(0); ++p) {
+      xs.push_back(positions.i64()[2 * p]);
+      ys.push_back(positions.i64()[2 * p + 1]);
+    }
+    per_image.push_back(
+        vision_forward(*model.config.vision, weights, ref("pixel_values." + i).to_f32(), xs, ys).soft_tokens);
+    soft_total += per_image.back().dim(0);
+  }
+  Tensor soft(DType::f32, {soft_total, model.config.text.hidden_size});
+  for (std::int64_t at = 0; const Tensor& t : per_image) {
+    std::copy(t.f32(), t.f32() + t.numel(), soft.f32() + at * soft.dim(1));
+    at += t.dim(0);
+  }
+  const Tensor ids = ref("input_ids"), mm = ref("mm_token_type_ids");
+  Batch batch;
+  batch.batch_size = 1;
+  batch.seq_len = ids.dim(1);
+  batch.input_ids.assign(ids.i64(), ids.i64() + ids.numel());
+  batch.labels = batch.input_ids;
+  for (std::int64_t t = 0; t < batch.seq_len; ++t) {
+    batch.position_ids.push_back(t);
+    batch.mm_token_type.push_back(static_cast<std::uint8_t>(mm.i64()[t]));
+  }
+  const ForwardResult out = gemma4_forward(model, batch, false, &soft);
+  const double err = relative_error(out.logits, ref("logits"));
+  EXPECT_LE(err, 1e-5);
+  EXPECT_TRUE(std::isfinite(err));
+  std::printf("image-text logits: %.2e relative to float64\n", err);
+  // Without the images' bidirectional edges the logits differ: the test sees the mask.
+  Gemma4Model causal_only = model;
+  causal_only.config.text.use_bidirectional_attention = "";
+  EXPECT_GT(relative_error(gemma4_forward(causal_only, batch, false, &soft).logits, ref("logits")), 1e-3);
+  // A count of soft tokens that does not match the placeholders is an error.
+  const Tensor fewer = soft.rows(0, soft_total - 1).clone();
+  EXPECT_THROW(gemma4_forward(model, batch, false, &fewer), Error);
+}
+
+TEST(VisionTower, BadImagesAreErrors) {
+  const std::string dir = test::source_path("tests/fixtures/vision_tower");
+  const ModelConfig config = load_config(dir);
+  const VisionWeights weights = load_vision_weights(config, Checkpoint::open(dir));
+  const Tensor patches(DType::f32, {6, 12});
+  const std::vector<std::int64_t> xs = {0, 1, 2, 0, 1, 2},
+                                  ys = {0, 0, 0, 1, 1, 1};  // 3 x 2: not a multiple of 2
+  EXPECT_THROW(vision_forward(*config.vision, weights, patches, xs, ys), Error);
+  const Tensor wrong(DType::f32, {4, 10});
+  const std::vector<std::int64_t> xs2 = {0, 1, 0, 1}, ys2 = {0, 0, 1, 1};
+  EXPECT_THROW(vision_forward(*config.vision, weights, wrong, xs2, ys2), Error);
+}
+
+}  // namespace
+}  // namespace g4

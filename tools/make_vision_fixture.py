@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Reference outputs of transformers 5.17.0's Gemma 4 vision tower (Gemma4VisionModel + embed_vision) for
+g4moe's vision tests, in float64: tests/fixtures/vision_tower/.
+
+A tiny Gemma4ForConditionalGeneration (text weights moved from their init by make_fixtures.py's rules; vision: 2 encoder layers, 4 query heads over 2 KV heads of 8, patch 2,
+position table 16, 2x2 pooling, standardize on; text: a 2-layer dense model) with every vision parameter and
+the standardisation buffers moved away from their init, saved with save_pretrained (config.json,
+model.safetensors), and for two images of different sizes (6x4 and 4x8 patches, no padding) fed one at a time:
+  pixel_values.<i>    [N, 3*2*2]  patch pixels in [0, 1] (what the image processor hands the model)
+  position_ids.<i>    [N, 2]      (x, y) of each patch, row-major over the image (int64)
+  tower.<i>           [N/4, 16]   Gemma4VisionModel's last_hidden_state (pooled, scaled, standardised)
+  soft_tokens.<i>     [N/4, 32]   embed_vision of it: what replaces the image's placeholder tokens
+and the whole model on a row of text around both images (the processor's form: <|image>, one <|image|> per
+soft token, <image|>; mm_token_type_ids 1 on the soft tokens), the two images padded into one pixel_values
+batch as the image processor hands them over (padding patches at position (-1, -1)):
+  input_ids, mm_token_type_ids [1, S]; pixel_values [2, 32, 12]; image_position_ids [2, 32, 2]
+  logits [1, S, 96]
+The text model uses use_bidirectional_attention "vision" with a window of 4, shorter than both images: on
+sliding layers an image's tokens see its later tokens but never more than 3 positions back.
+The RoPEs (HF computes their angles in float32 even for a float64 model) and the other float32 upcasts are
+computed in float64 here (make_fixtures.py's true-fp64 internals); everything else is transformers' own code.
+
+Usage: venv/bin/python tools/make_vision_fixture.py --out tests/fixtures/vision_tower   (CPU, seconds)
+"""
+import argparse
+import os
+
+import sys
+
+import torch
+from safetensors.torch import save_file
+from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+from transformers.models.gemma4 import modeling_gemma4 as mg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_fixtures as mf  # noqa: E402  (the true-fp64 internals of the text model)
+
+VISION = dict(hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, head_dim=8, patch_size=2, pooling_kernel_size=2,
+              position_embedding_size=16, standardize=True)
+TEXT = dict(vocab_size=96, hidden_size=32, intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=1, head_dim=16, global_head_dim=16, sliding_window=4,
+            layer_types=["sliding_attention", "full_attention"], max_position_embeddings=64,
+            hidden_size_per_layer_input=0, vocab_size_per_layer_input=96, enable_moe_block=False,
+            use_bidirectional_attention="vision", final_logit_softcapping=30.0)
+BOI, IMAGE, EOI = 89, 90, 91  # <|image>, <|image|>, <image|> in this tiny vocabulary
+IMAGES = [(6, 4), (4, 8)]  # (width, height) in patches
+
+
+@torch.no_grad()
+def rotary_fp64(self, x, position_ids):
+    """Gemma4VisionRotaryEmbedding.forward with the angles in the model's dtype when it is wider than fp32."""
+    cd = torch.promote_types(x.dtype, torch.float32)
+    freqs = position_ids[..., None].to(cd) @ self.inv_freq[None, ...].to(cd)
+    cos = self.recomposition_frequencies(freqs.cos() * self.attention_scaling)
+    sin = self.recomposition_frequencies(freqs.sin() * self.attention_scaling)
+    return cos.to(x.dtype), sin.to(x.dtype)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="tests/fixtures/vision_tower")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(8000)
+    config = Gemma4Config(text_config=TEXT, vision_config=VISION, audio_config=None, boi_token_id=BOI,
+                          image_token_id=IMAGE, eoi_token_id=EOI)
+    model = Gemma4ForConditionalGeneration(config).to(torch.float64).eval()
+    mf.perturb_(model, gen, torch.float32)  # the text model's weights, by make_fixtures.py's rules
+    vision, embed = model.model.vision_tower, model.model.embed_vision
+    with torch.no_grad():
+        for name, p in list(vision.named_parameters()) + list(embed.named_parameters()):
+            if p.dim() == 1:  # norm weights
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+            elif "position_embedding_table" in name:
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) / p.shape[-1] ** 0.5)
+        vision.std_bias.copy_(torch.randn(vision.std_bias.shape, generator=gen, dtype=torch.float64))
+        vision.std_scale.copy_(0.5 + torch.rand(vision.std_scale.shape, generator=gen, dtype=torch.float64))
+    os.makedirs(args.out, exist_ok=True)
+    model.to(torch.float32).save_pretrained(args.out)  # float32 on disk, as g4moe reads it
+    model = Gemma4ForConditionalGeneration.from_pretrained(args.out, dtype=torch.float64,
+                                                           attn_implementation="eager").eval()
+    mg.Gemma4VisionRotaryEmbedding.forward = rotary_fp64
+    mf.set_fp64_internals(True)
+    expected = {}
+    for i, (w, h) in enumerate(IMAGES):
+        pixels = torch.rand((1, w * h, 3 * VISION["patch_size"] ** 2), generator=gen, dtype=torch.float64)
+        positions = torch.tensor([[[x, y] for y in range(h) for x in range(w)]], dtype=torch.long)
+        with torch.no_grad():
+            tower = model.model.vision_tower(pixel_values=pixels, pixel_position_ids=positions).last_hidden_state
+            soft = model.model.embed_vision(inputs_embeds=tower)
+        expected[f"pixel_values.{i}"] = pixels[0]
+        expected[f"position_ids.{i}"] = positions[0]
+        expected[f"tower.{i}"] = tower.reshape(-1, VISION["hidden_size"])
+        expected[f"soft_tokens.{i}"] = soft.reshape(-1, TEXT["hidden_size"])
+        print(f"image {i}: {w}x{h} patches -> {tower.reshape(-1, VISION['hidden_size']).shape[0]} soft tokens, "
+              f"tower std {float(tower.std()):.3f}")
+    # The whole model: text, image 0, text, image 1, text; both images padded to 32 patches in one batch.
+    k2 = VISION["pooling_kernel_size"] ** 2
+    ids = [2, 17, 33, BOI] + [IMAGE] * (IMAGES[0][0] * IMAGES[0][1] // k2) + [EOI, 45, 12, BOI]
+    ids += [IMAGE] * (IMAGES[1][0] * IMAGES[1][1] // k2) + [EOI, 61, 9, 70]
+    mm = [1 if t == IMAGE else 0 for t in ids]
+    most = max(w * h for w, h in IMAGES)
+    pixel_values = torch.zeros((len(IMAGES), most, 3 * VISION["patch_size"] ** 2), dtype=torch.float64)
+    positions = torch.full((len(IMAGES), most, 2), -1, dtype=torch.long)
+    for i in range(len(IMAGES)):
+        n = expected[f"pixel_values.{i}"].shape[0]
+        pixel_values[i, :n] = expected[f"pixel_values.{i}"]
+        positions[i, :n] = expected[f"position_ids.{i}"]
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([ids]), pixel_values=pixel_values, image_position_ids=positions,
+                    mm_token_type_ids=torch.tensor([mm]), use_cache=False)
+    expected["input_ids"] = torch.tensor([ids])
+    expected["mm_token_type_ids"] = torch.tensor([mm])
+    expected["logits"] = out.logits
+    print(f"whole model: {len(ids)} tokens, logits std {float(out.logits.std()):.3f}")
+    save_file({k: v.contiguous() for k, v in expected.items()}, os.path.join(args.out, "expected.safetensors"))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
