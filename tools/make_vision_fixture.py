@@ -10,6 +10,8 @@ model.safetensors), and for two images of different sizes (6x4 and 4x8 patches, 
   position_ids.<i>    [N, 2]      (x, y) of each patch, row-major over the image (int64)
   tower.<i>           [N/4, 16]   Gemma4VisionModel's last_hidden_state (pooled, scaled, standardised)
   soft_tokens.<i>     [N/4, 32]   embed_vision of it: what replaces the image's placeholder tokens
+  d_soft_tokens.<i>   [N/4, 32]   random weights of the loss Σ soft_tokens · d_soft_tokens over both images
+  grad.<name>                     its gradient for every vision_tower and embed_vision parameter
 and the whole model on a row of text around both images (the processor's form: <|image>, one <|image|> per
 soft token, <image|>; mm_token_type_ids 1 on the soft tokens), the two images padded into one pixel_values
 batch as the image processor hands them over (padding patches at position (-1, -1)):
@@ -98,6 +100,20 @@ def main():
         expected[f"soft_tokens.{i}"] = soft.reshape(-1, TEXT["hidden_size"])
         print(f"image {i}: {w}x{h} patches -> {tower.reshape(-1, VISION['hidden_size']).shape[0]} soft tokens, "
               f"tower std {float(tower.std()):.3f}")
+    # Gradients of every vision parameter (and embed_vision's) for loss = Σ_i Σ soft_tokens_i · d_soft_tokens_i.
+    model.zero_grad()
+    for i, (w, h) in enumerate(IMAGES):
+        tower = model.model.vision_tower(pixel_values=expected[f"pixel_values.{i}"][None],
+                                         pixel_position_ids=expected[f"position_ids.{i}"][None]).last_hidden_state
+        soft = model.model.embed_vision(inputs_embeds=tower).reshape(-1, TEXT["hidden_size"])
+        d_soft = torch.randn(soft.shape, generator=gen, dtype=torch.float64)
+        (soft * d_soft).sum().backward()
+        expected[f"d_soft_tokens.{i}"] = d_soft
+    for name, p in list(model.model.vision_tower.named_parameters()) + list(model.model.embed_vision.named_parameters()):
+        prefix = "model.vision_tower." if not name.startswith("embedding_") else "model.embed_vision."
+        expected["grad." + prefix + name] = p.grad.detach().clone()
+    model.zero_grad()
+
     # The whole model: text, image 0, text, image 1, text; both images padded to 32 patches in one batch.
     k2 = VISION["pooling_kernel_size"] ** 2
     ids = [2, 17, 33, BOI] + [IMAGE] * (IMAGES[0][0] * IMAGES[0][1] // k2) + [EOI, 45, 12, BOI]

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "model/linear.h"
 #include "ops/ops.h"
 
 namespace g4 {
@@ -24,58 +25,117 @@ void add_row_(Tensor& x, const Tensor& v_column) {
   ops::add_(x, ops::linear(ones_column(x.dim(0), x), v_column));
 }
 
-// The 2-D RoPE in place on x [N, heads, D]: channels [0, D/2) rotate with the patch's x, [D/2, D) with its y,
-// each half as an ordinary RoPE over D/2 channels (rotate_half within the half).
-void rope_2d_(Tensor& x, const RopeTable& by_x, const RopeTable& by_y) {
+using AxisTables = std::array<RopeTable, 2>;  // by x, by y
+
+// The 2-D RoPE on x [N, heads, D] (in place; `backward`: its transpose on a gradient): channels [0, D/2)
+// rotate with the patch's x, [D/2, D) with its y, each half an ordinary RoPE over D/2 channels.
+void rope_2d_(Tensor& x, const AxisTables& tables, bool backward = false) {
   const std::int64_t N = x.dim(0), heads = x.dim(1), D = x.dim(2);
   const Tensor halves = x.reshaped({N * heads, 2, D / 2});
-  Tensor first = ops::middle_slice(halves, 0).reshaped({N * heads, 1, D / 2});
-  Tensor second = ops::middle_slice(halves, 1).reshaped({N * heads, 1, D / 2});
-  ops::rope_(first, by_x);
-  ops::rope_(second, by_y);
   Tensor out = ops::zeros({N * heads, 2, D / 2}, x.device(), x.dtype());
-  ops::middle_slice_add_(out, 0, first.reshaped({N * heads, D / 2}));
-  ops::middle_slice_add_(out, 1, second.reshaped({N * heads, D / 2}));
+  for (int axis = 0; axis < 2; ++axis) {
+    Tensor half = ops::middle_slice(halves, axis).reshaped({N * heads, 1, D / 2});
+    if (backward)
+      ops::rope_backward_(half, tables[axis]);
+    else
+      ops::rope_(half, tables[axis]);
+    ops::middle_slice_add_(out, axis, half.reshaped({N * heads, D / 2}));
+  }
   x = out.reshaped({N, heads, D});
 }
 
 // Cos/sin tables for rope_2d_: one row per (patch, head), the patch's coordinate repeated over the heads.
-RopeTable axis_table(const VisionConfig& c, std::span<const std::int64_t> coordinate, int heads) {
+AxisTables axis_tables(const VisionConfig& c, std::span<const std::int64_t> xs,
+                       std::span<const std::int64_t> ys, int heads) {
   const std::vector<float> inv_freq = rope_inv_freq({c.rope_theta, c.head_dim / 2, c.head_dim / 4, 1.0});
-  std::vector<std::int64_t> positions;
-  for (const std::int64_t p : coordinate)
-    for (int h = 0; h < heads; ++h) positions.push_back(p);
-  return rope_table(inv_freq, positions.data(), static_cast<std::int64_t>(positions.size()));
+  AxisTables out;
+  for (int axis = 0; axis < 2; ++axis) {
+    std::vector<std::int64_t> positions;
+    for (const std::int64_t p : axis == 0 ? xs : ys)
+      for (int h = 0; h < heads; ++h) positions.push_back(p);
+    out[axis] = rope_table(inv_freq, positions.data(), static_cast<std::int64_t>(positions.size()));
+  }
+  return out;
+}
+
+AttentionVisibility every_patch(std::int64_t N) {
+  AttentionVisibility all;  // every patch of the image sees every other
+  all.queries = all.keys = N;
+  all.causal = false;
+  return all;
 }
 
 Tensor encoder_layer(const VisionConfig& c, const VisionLayerWeights& w, const Tensor& h,
-                     const std::array<RopeTable, 2>& q_rope, const std::array<RopeTable, 2>& k_rope) {
+                     const AxisTables& q_rope, const AxisTables& k_rope, VisionLayerTape* tape) {
   const std::int64_t N = h.dim(0);
   const int D = c.head_dim, Nq = c.num_attention_heads, Nkv = c.num_key_value_heads;
   const auto eps = static_cast<float>(c.rms_norm_eps);
   const Tensor a = ops::rms_norm(h, w.input_norm, eps);
-  Tensor q = ops::rms_norm(ops::linear(a, w.q_proj).reshaped({N, Nq, D}), w.q_norm, eps);
-  Tensor k = ops::rms_norm(ops::linear(a, w.k_proj).reshaped({N, Nkv, D}), w.k_norm, eps);
-  const Tensor v = ops::rms_norm(ops::linear(a, w.v_proj).reshaped({N, Nkv, D}), Tensor(), eps);
-  rope_2d_(q, q_rope[0], q_rope[1]);
-  rope_2d_(k, k_rope[0], k_rope[1]);
-  AttentionVisibility all;  // every patch of the image sees every other
-  all.queries = all.keys = N;
-  all.causal = false;
+  const Tensor q_raw = Linear(w.q_proj).forward(a).reshaped({N, Nq, D});
+  const Tensor k_raw = Linear(w.k_proj).forward(a).reshaped({N, Nkv, D});
+  const Tensor v_raw = Linear(w.v_proj).forward(a).reshaped({N, Nkv, D});
+  Tensor q = ops::rms_norm(q_raw, w.q_norm, eps), k = ops::rms_norm(k_raw, w.k_norm, eps);
+  const Tensor v = ops::rms_norm(v_raw, Tensor(), eps);
+  rope_2d_(q, q_rope);
+  rope_2d_(k, k_rope);
+  const AttentionVisibility all = every_patch(N);
   const Tensor o = ops::attention(q, k, v, std::span(&all, 1)).reshaped({N, Nq * D});
-  Tensor out = ops::copy(h);
-  ops::add_(out, ops::rms_norm(ops::linear(o, w.o_proj), w.post_attention_norm, eps));
-  const Tensor m = ops::rms_norm(out, w.pre_feedforward_norm, eps);
-  const Tensor mlp =
-      ops::linear(ops::geglu(ops::linear(m, w.gate_proj), ops::linear(m, w.up_proj)), w.down_proj);
-  ops::add_(out, ops::rms_norm(mlp, w.post_feedforward_norm, eps));
+  Tensor mid = ops::copy(h);
+  ops::add_(mid, ops::rms_norm(Linear(w.o_proj).forward(o), w.post_attention_norm, eps));
+  const Tensor m = ops::rms_norm(mid, w.pre_feedforward_norm, eps);
+  const Tensor gate = Linear(w.gate_proj).forward(m), up = Linear(w.up_proj).forward(m);
+  const Tensor act = ops::geglu(gate, up);
+  Tensor out = ops::copy(mid);
+  ops::add_(out, ops::rms_norm(Linear(w.down_proj).forward(act), w.post_feedforward_norm, eps));
+  if (tape) *tape = {h, a, q_raw, k_raw, v_raw, q, k, v, o, mid, m, gate, up, act};
   return out;
+}
+
+// Returns d(layer input) from d(layer output); parameter gradients accumulate into g.
+Tensor encoder_layer_backward(const VisionConfig& c, const VisionLayerWeights& w, const VisionLayerTape& t,
+                              const Tensor& dout, const AxisTables& q_rope, const AxisTables& k_rope,
+                              VisionLayerWeights& g) {
+  const std::int64_t N = t.h_in.dim(0);
+  const int D = c.head_dim, Nq = c.num_attention_heads, Nkv = c.num_key_value_heads;
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  Tensor unused;
+  // MLP branch: out = mid + post_ff(down(geglu(gate(m), up(m)))), m = pre_ff(mid).
+  const Tensor down_out = Linear(w.down_proj).forward(t.act);
+  const Tensor d_down =
+      ops::rms_norm_backward(down_out, w.post_feedforward_norm, dout, g.post_feedforward_norm, eps);
+  const Tensor d_act = Linear(w.down_proj, &g.down_proj).backward(t.act, d_down);
+  const ops::GegluGrads d_geglu = ops::geglu_backward(t.gate, t.up, d_act);
+  Tensor d_m = Linear(w.gate_proj, &g.gate_proj).backward(t.m, d_geglu.gate);
+  Linear(w.up_proj, &g.up_proj).backward_add(t.m, d_geglu.up, d_m);
+  Tensor d_mid = ops::rms_norm_backward(t.mid, w.pre_feedforward_norm, d_m, g.pre_feedforward_norm, eps);
+  ops::add_(d_mid, dout);
+  // Attention branch: mid = h + post_attn(o_proj(o)).
+  const Tensor attn_out = Linear(w.o_proj).forward(t.o);
+  const Tensor d_attn =
+      ops::rms_norm_backward(attn_out, w.post_attention_norm, d_mid, g.post_attention_norm, eps);
+  const Tensor d_o = Linear(w.o_proj, &g.o_proj).backward(t.o, d_attn).reshaped({N, Nq, D});
+  Tensor dk = ops::zeros({N, Nkv, D}, t.h_in.device(), t.h_in.dtype());
+  Tensor dv = ops::zeros({N, Nkv, D}, t.h_in.device(), t.h_in.dtype());
+  const AttentionVisibility all = every_patch(N);
+  Tensor dq = ops::attention_backward(t.q, t.k, t.v, std::span(&all, 1), d_o, dk, dv);
+  rope_2d_(dq, q_rope, /*backward=*/true);
+  rope_2d_(dk, k_rope, /*backward=*/true);
+  const Tensor dq_raw = ops::rms_norm_backward(t.q_raw, w.q_norm, dq, g.q_norm, eps).reshaped({N, Nq * D});
+  const Tensor dk_raw = ops::rms_norm_backward(t.k_raw, w.k_norm, dk, g.k_norm, eps).reshaped({N, Nkv * D});
+  const Tensor dv_raw = ops::rms_norm_backward(t.v_raw, Tensor(), dv, unused, eps).reshaped({N, Nkv * D});
+  Tensor d_a = Linear(w.q_proj, &g.q_proj).backward(t.a, dq_raw);
+  Linear(w.k_proj, &g.k_proj).backward_add(t.a, dk_raw, d_a);
+  Linear(w.v_proj, &g.v_proj).backward_add(t.a, dv_raw, d_a);
+  Tensor d_h = ops::rms_norm_backward(t.h_in, w.input_norm, d_a, g.input_norm, eps);
+  ops::add_(d_h, d_mid);
+  return d_h;
 }
 
 }  // namespace
 
 VisionOutput vision_forward(const VisionConfig& c, const VisionWeights& w, const Tensor& patches,
-                            std::span<const std::int64_t> xs, std::span<const std::int64_t> ys) {
+                            std::span<const std::int64_t> xs, std::span<const std::int64_t> ys,
+                            VisionTape* tape) {
   const std::int64_t N = patches.dim(0), H = c.hidden_size, k = c.pooling_kernel_size;
   check(patches.rank() == 2 && patches.dim(1) == 3LL * c.patch_size * c.patch_size,
         "an image's patches must be [N, ", 3 * c.patch_size * c.patch_size, "], got ",
@@ -93,28 +153,32 @@ VisionOutput vision_forward(const VisionConfig& c, const VisionWeights& w, const
 
   // Patch embedding: input_proj(2·x − 1) + the x and y position embeddings.
   Tensor centred = ops::scaled(patches, 2.0f);
-  add_row_(centred, Tensor::from_floats({patches.dim(1), 1},
-                                        std::vector<float>(static_cast<std::size_t>(patches.dim(1)), -1.0f))
-                        .to(activation_allocator(patches.device())));
-  Tensor h = ops::linear(centred, w.input_proj);
+  const Tensor minus_ones = ops::scaled(ones_column(patches.dim(1), patches), -1.0f);
+  add_row_(centred, minus_ones);
+  Tensor h = Linear(w.input_proj).forward(centred);
   const std::int64_t P = c.position_embedding_size;
   const Tensor table = w.position_table.reshaped({2 * P, H});
   ops::add_(h, ops::embedding(table.rows(0, P), xs, 1.0f, "position_embedding_size"));
   ops::add_(h, ops::embedding(table.rows(P, P), ys, 1.0f, "position_embedding_size"));
 
-  const std::array<RopeTable, 2> q_rope = {axis_table(c, xs, c.num_attention_heads),
-                                           axis_table(c, ys, c.num_attention_heads)};
-  const std::array<RopeTable, 2> k_rope = {axis_table(c, xs, c.num_key_value_heads),
-                                           axis_table(c, ys, c.num_key_value_heads)};
-  for (const VisionLayerWeights& layer : w.layers) h = encoder_layer(c, layer, h, q_rope, k_rope);
+  const AxisTables q_rope = axis_tables(c, xs, ys, c.num_attention_heads);
+  const AxisTables k_rope = axis_tables(c, xs, ys, c.num_key_value_heads);
+  if (tape) {
+    tape->centred = centred;
+    tape->xs.assign(xs.begin(), xs.end());
+    tape->ys.assign(ys.begin(), ys.end());
+    tape->layers.assign(w.layers.size(), {});
+  }
+  for (std::size_t l = 0; l < w.layers.size(); ++l)
+    h = encoder_layer(c, w.layers[l], h, q_rope, k_rope, tape ? &tape->layers[l] : nullptr);
 
   // k×k average pooling by position: soft token floor(x/k) + (columns/k)·floor(y/k) sums its k² patches
   // (embedding_backward is that scatter-add of rows), each weighted 1/k²; then × sqrt(H).
   const std::int64_t L = N / (k * k);
   Tensor features = h;
+  std::vector<std::int64_t> soft_token;
   if (L != N) {
-    std::vector<std::int64_t> soft_token(static_cast<std::size_t>(N));
-    for (std::int64_t i = 0; i < N; ++i) soft_token[i] = xs[i] / k + (columns / k) * (ys[i] / k);
+    for (std::int64_t i = 0; i < N; ++i) soft_token.push_back(xs[i] / k + (columns / k) * (ys[i] / k));
     features = ops::zeros({L, H}, h.device(), DType::f32);
     ops::embedding_backward(h, soft_token, 1.0f / static_cast<float>(k * k), features);
   }
@@ -126,7 +190,66 @@ VisionOutput vision_forward(const VisionConfig& c, const VisionWeights& w, const
     features = ops::linear(features, w.std_scale);
   }
   const Tensor normed = ops::rms_norm(features, Tensor(), static_cast<float>(c.rms_norm_eps));
-  return {features, ops::linear(normed, w.embed_projection)};
+  if (tape) {
+    tape->h_last = h;
+    tape->soft_token = soft_token;
+    tape->features = features;
+  }
+  return {features, Linear(w.embed_projection).forward(normed)};
+}
+
+void vision_backward(const VisionConfig& c, const VisionWeights& w, const VisionTape& t, const Tensor& d_soft,
+                     VisionWeights& g) {
+  const std::int64_t H = c.hidden_size, k = c.pooling_kernel_size;
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  Tensor unused;
+  const Tensor normed = ops::rms_norm(t.features, Tensor(), eps);
+  const Tensor d_normed = Linear(w.embed_projection, &g.embed_projection).backward(normed, d_soft);
+  Tensor d_features = ops::rms_norm_backward(t.features, Tensor(), d_normed, unused, eps);
+  // The diagonal std_scale is symmetric: d(before) = d(after) · diag(std_scale).
+  if (c.standardize) d_features = ops::linear(d_features, w.std_scale);
+  ops::scale_(d_features, static_cast<float>(std::sqrt(static_cast<double>(H))));
+  // Pooling's backward: every patch receives its soft token's gradient / k².
+  Tensor d_h = t.soft_token.empty() ? d_features
+                                    : ops::embedding(d_features, t.soft_token,
+                                                     1.0f / static_cast<float>(k * k), "pooled tokens");
+  const AxisTables q_rope = axis_tables(c, t.xs, t.ys, c.num_attention_heads);
+  const AxisTables k_rope = axis_tables(c, t.xs, t.ys, c.num_key_value_heads);
+  for (std::size_t l = w.layers.size(); l-- > 0;)
+    d_h = encoder_layer_backward(c, w.layers[l], t.layers[l], d_h, q_rope, k_rope, g.layers[l]);
+  // Patch embedding.
+  const std::int64_t P = c.position_embedding_size;
+  Tensor table = g.position_table.reshaped({2 * P, H});
+  Tensor by_x = table.rows(0, P), by_y = table.rows(P, P);
+  ops::embedding_backward(d_h, t.xs, 1.0f, by_x);
+  ops::embedding_backward(d_h, t.ys, 1.0f, by_y);
+  ops::linear_backward_weight(d_h, t.centred, g.input_proj);
+}
+
+VisionWeights vision_zeros_like(const VisionWeights& w) {
+  const auto zeros = [](const Tensor& t) { return ops::zeros(t.shape(), t.device(), DType::f32); };
+  VisionWeights g;
+  g.input_proj = zeros(w.input_proj);
+  g.position_table = zeros(w.position_table);
+  for (const VisionLayerWeights& l : w.layers) {
+    VisionLayerWeights& z = g.layers.emplace_back();
+    for (auto [dst, src] : {std::pair{&z.input_norm, &l.input_norm},
+                            {&z.post_attention_norm, &l.post_attention_norm},
+                            {&z.pre_feedforward_norm, &l.pre_feedforward_norm},
+                            {&z.post_feedforward_norm, &l.post_feedforward_norm},
+                            {&z.q_proj, &l.q_proj},
+                            {&z.k_proj, &l.k_proj},
+                            {&z.v_proj, &l.v_proj},
+                            {&z.o_proj, &l.o_proj},
+                            {&z.q_norm, &l.q_norm},
+                            {&z.k_norm, &l.k_norm},
+                            {&z.gate_proj, &l.gate_proj},
+                            {&z.up_proj, &l.up_proj},
+                            {&z.down_proj, &l.down_proj}})
+      *dst = zeros(*src);
+  }
+  g.embed_projection = zeros(w.embed_projection);
+  return g;
 }
 
 }  // namespace g4

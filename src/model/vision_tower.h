@@ -8,6 +8,9 @@
 //   → embed_vision: weightless RMSNorm, then a projection to the text width.
 // One image per call (no padding patches). Its patch grid must be a multiple of the pooling kernel in both
 // directions, as the image processor makes it.
+//
+// Backward: parameter gradients accumulate (+=) into a VisionWeights of gradients shaped like the weights
+// (the standardisation is a buffer, not trained).
 #pragma once
 
 #include <cstdint>
@@ -42,8 +45,29 @@ struct VisionOutput {
   Tensor features, soft_tokens;
 };
 
+struct VisionLayerTape {
+  Tensor h_in, a, q_raw, k_raw, v_raw, q, k, v, o, mid, m, gate, up, act;
+};
+struct VisionTape {
+  Tensor centred;                    // 2x − 1, input_proj's input
+  std::vector<std::int64_t> xs, ys;  // patch positions
+  std::vector<VisionLayerTape> layers;
+  Tensor h_last;                         // the encoder's output [N, H]
+  std::vector<std::int64_t> soft_token;  // the pooled token of each patch (empty: no pooling)
+  Tensor features;                       // standardised features, embed_vision's input
+};
+
 // patches [N, 3·p²] in the compute dtype on the weights' device; xs, ys: each patch's column and row.
+// `tape` (optional) keeps what vision_backward needs.
 VisionOutput vision_forward(const VisionConfig& config, const VisionWeights& weights, const Tensor& patches,
-                            std::span<const std::int64_t> xs, std::span<const std::int64_t> ys);
+                            std::span<const std::int64_t> xs, std::span<const std::int64_t> ys,
+                            VisionTape* tape = nullptr);
+
+// Adds into `grads` the gradient of Σ soft_tokens · d_soft_tokens (d_soft_tokens [N/k², text hidden]).
+void vision_backward(const VisionConfig& config, const VisionWeights& weights, const VisionTape& tape,
+                     const Tensor& d_soft_tokens, VisionWeights& grads);
+
+// Zero gradients shaped like `weights` (the standardisation left empty).
+VisionWeights vision_zeros_like(const VisionWeights& weights);
 
 }  // namespace g4

@@ -65,4 +65,29 @@ VisionWeights load_vision_weights(const ModelConfig& m, const Checkpoint& ckpt) 
   return w;
 }
 
+void for_each_vision_parameter(VisionWeights& w,
+                               const std::function<void(const std::string& name, Tensor& tensor)>& visit) {
+  const std::string tower = "model.vision_tower.";
+  visit(tower + "patch_embedder.input_proj.weight", w.input_proj);
+  visit(tower + "patch_embedder.position_embedding_table", w.position_table);
+  for (std::size_t l = 0; l < w.layers.size(); ++l) {
+    const std::string p = tower + "encoder.layers." + std::to_string(l) + ".";
+    VisionLayerWeights& L = w.layers[l];
+    visit(p + "input_layernorm.weight", L.input_norm);
+    visit(p + "post_attention_layernorm.weight", L.post_attention_norm);
+    visit(p + "pre_feedforward_layernorm.weight", L.pre_feedforward_norm);
+    visit(p + "post_feedforward_layernorm.weight", L.post_feedforward_norm);
+    visit(p + "self_attn.q_proj.linear.weight", L.q_proj);
+    visit(p + "self_attn.k_proj.linear.weight", L.k_proj);
+    visit(p + "self_attn.v_proj.linear.weight", L.v_proj);
+    visit(p + "self_attn.o_proj.linear.weight", L.o_proj);
+    visit(p + "self_attn.q_norm.weight", L.q_norm);
+    visit(p + "self_attn.k_norm.weight", L.k_norm);
+    visit(p + "mlp.gate_proj.linear.weight", L.gate_proj);
+    visit(p + "mlp.up_proj.linear.weight", L.up_proj);
+    visit(p + "mlp.down_proj.linear.weight", L.down_proj);
+  }
+  visit("model.embed_vision.embedding_projection.weight", w.embed_projection);
+}
+
 }  // namespace g4

@@ -6,6 +6,7 @@
 // yet), is a one-line error.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "io/checkpoint.h"
@@ -14,5 +15,10 @@
 namespace g4 {
 
 VisionWeights load_vision_weights(const ModelConfig& config, const Checkpoint& checkpoint);
+
+// Every trainable tensor of `weights` (or of its gradients) with its checkpoint name, in checkpoint order
+// (the standardisation buffers are not trainable and not visited).
+void for_each_vision_parameter(VisionWeights& weights,
+                               const std::function<void(const std::string& name, Tensor& tensor)>& visit);
 
 }  // namespace g4

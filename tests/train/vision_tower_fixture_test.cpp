@@ -62,6 +62,44 @@ TEST(VisionTower, MatchesTransformersInFloat64) {
   }
 }
 
+// The tower's backward: the gradient of Σ soft_tokens · d_soft_tokens over both images, for every trainable
+// vision and embed_vision tensor, within 1e-4 relative of float64 (the fixture tests' bound for gradients).
+TEST(VisionTower, GradientsMatchTransformersInFloat64) {
+  const std::string dir = test::source_path("tests/fixtures/vision_tower");
+  const ModelConfig config = load_config(dir);
+  VisionWeights weights = load_vision_weights(config, Checkpoint::open(dir));
+  VisionWeights grads = vision_zeros_like(weights);
+  const auto expected = SafetensorsFile::open(dir + "/expected.safetensors");
+  auto ref = [&](const std::string& name) {
+    const TensorInfo* info = expected->find(name);
+    EXPECT_NE(info, nullptr) << name;
+    return expected->read(*info);
+  };
+  for (int image = 0; image < 2; ++image) {
+    const std::string i = std::to_string(image);
+    const Tensor positions = ref("position_ids." + i);
+    std::vector<std::int64_t> xs, ys;
+    for (std::int64_t p = 0; p < positions.dim(0); ++p) {
+      xs.push_back(positions.i64()[2 * p]);
+      ys.push_back(positions.i64()[2 * p + 1]);
+    }
+    VisionTape tape;
+    vision_forward(*config.vision, weights, ref("pixel_values." + i).to_f32(), xs, ys, &tape);
+    vision_backward(*config.vision, weights, tape, ref("d_soft_tokens." + i).to_f32(), grads);
+  }
+  int checked = 0;
+  double worst = 0;
+  for_each_vision_parameter(grads, [&](const std::string& name, Tensor& g) {
+    const double err = relative_error(g, ref("grad." + name));
+    EXPECT_LE(err, 1e-4) << name;
+    EXPECT_TRUE(std::isfinite(err)) << name;
+    worst = std::max(worst, err);
+    ++checked;
+  });
+  EXPECT_EQ(checked, 29);  // every gradient the fixture holds
+  std::printf("vision gradients: %d tensors, worst %.2e relative to float64\n", checked, worst);
+}
+
 // The whole model on text around both images: soft tokens in place of the placeholders, and on sliding layers
 // the images' tokens seeing their later tokens (use_bidirectional_attention "vision", window 4 < both
 // images).
