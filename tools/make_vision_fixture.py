@@ -16,7 +16,8 @@ and the whole model on a row of text around both images (the processor's form: <
 soft token, <image|>; mm_token_type_ids 1 on the soft tokens), the two images padded into one pixel_values
 batch as the image processor hands them over (padding patches at position (-1, -1)):
   input_ids, mm_token_type_ids [1, S]; pixel_values [2, 32, 12]; image_position_ids [2, 32, 2]
-  logits [1, S, 96]
+  logits [1, S, 96]; labels (-100 on the soft tokens), loss (float64 mean cross-entropy)
+  image_text_grad.<name>          the loss's gradient for every parameter, text and vision
 The text model uses use_bidirectional_attention "vision" with a window of 4, shorter than both images: on
 sliding layers an image's tokens see its later tokens but never more than 3 positions back.
 The RoPEs (HF computes their angles in float32 even for a float64 model) and the other float32 upcasts are
@@ -126,12 +127,19 @@ def main():
         n = expected[f"pixel_values.{i}"].shape[0]
         pixel_values[i, :n] = expected[f"pixel_values.{i}"]
         positions[i, :n] = expected[f"position_ids.{i}"]
-    with torch.no_grad():
-        out = model(input_ids=torch.tensor([ids]), pixel_values=pixel_values, image_position_ids=positions,
-                    mm_token_type_ids=torch.tensor([mm]), use_cache=False)
+    out = model(input_ids=torch.tensor([ids]), pixel_values=pixel_values, image_position_ids=positions,
+                mm_token_type_ids=torch.tensor([mm]), use_cache=False)
+    labels = torch.tensor([[-100 if t == IMAGE else t for t in ids]])  # no loss on the soft tokens
+    loss = mf.causal_lm_loss_fp64(out.logits, labels)
+    loss.backward()
     expected["input_ids"] = torch.tensor([ids])
     expected["mm_token_type_ids"] = torch.tensor([mm])
-    expected["logits"] = out.logits
+    expected["labels"] = labels
+    expected["logits"] = out.logits.detach()
+    expected["loss"] = loss.detach().reshape(1)
+    for name, p in model.named_parameters():
+        if p.grad is not None and not name.startswith("lm_head"):
+            expected["image_text_grad." + name] = p.grad.detach().clone()
     print(f"whole model: {len(ids)} tokens, logits std {float(out.logits.std()):.3f}")
     save_file({k: v.contiguous() for k, v in expected.items()}, os.path.join(args.out, "expected.safetensors"))
     print(f"wrote {args.out}")

@@ -69,14 +69,6 @@ Tensor final_logits(const Gemma4Model& m, const Tensor& x, std::int64_t B, std::
   return logits;
 }
 
-namespace {
-
-// The decoder layers' output [T, H] (before the final norm); `hidden` (optional) receives the scaled
-// embeddings and every layer's output as [B, S, H]; `cache` (optional) holds the sequences the batch
-// continues.
-// The input embeddings of a multimodal batch, as transformers' Gemma4Model builds them: placeholders looked
-// up as the pad token, then replaced in order by the image soft tokens [n, H] (unscaled). The per-layer
-// inputs (E2B/E4B) see the pad token there instead: its id, and its raw (unscaled) embedding row.
 Tensor embed_multimodal(const Gemma4Model& m, const Batch& batch, const Tensor& soft_tokens, Tensor& ple_x,
                         Batch& ple_batch) {
   const TextConfig& c = m.config.text;
@@ -114,6 +106,11 @@ Tensor embed_multimodal(const Gemma4Model& m, const Batch& batch, const Tensor& 
   return x;
 }
 
+namespace {
+
+// The decoder layers' output [T, H] (before the final norm); `hidden` (optional) receives the scaled
+// embeddings and every layer's output as [B, S, H]; `cache` (optional) holds the sequences the batch
+// continues; `image_tokens` the soft tokens of a multimodal batch's placeholders.
 Tensor last_hidden(const Gemma4Model& m, const Batch& batch, std::vector<Tensor>* hidden,
                    AttentionCache* cache = nullptr, const Tensor* image_tokens = nullptr) {
   const TextConfig& c = m.config.text;

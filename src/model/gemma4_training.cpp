@@ -54,8 +54,29 @@ HeadStep head_forward_backward(const Gemma4Model& m, const Tensor& x, std::span<
 
 }  // namespace
 
+namespace {
+
+// Calls f(first, count) for every run of consecutive image placeholders of the batch.
+template <class F>
+void for_each_image_run(const Batch& batch, F f) {
+  const std::int64_t T = batch.tokens();
+  for (std::int64_t t = 0; t < T;) {
+    if (!batch.mm_token_type[t]) {
+      ++t;
+      continue;
+    }
+    std::int64_t n = 1;
+    while (t + n < T && batch.mm_token_type[t + n]) ++n;
+    f(t, n);
+    t += n;
+  }
+}
+
+}  // namespace
+
 StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gemma4Weights& g,
-                                   double normaliser, bool recompute, std::int64_t head_chunk_rows_override) {
+                                   double normaliser, bool recompute, std::int64_t head_chunk_rows_override,
+                                   const Tensor* image_tokens, Tensor* d_image_tokens) {
   const TextConfig& c = m.config.text;
   const Gemma4Weights& w = m.weights;
   const std::int64_t T = batch.tokens(), H = c.hidden_size;
@@ -63,9 +84,17 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   const float eps = static_cast<float>(c.rms_norm_eps);
 
   // Forward, keeping every layer's tape.
-  const Tensor x0 = embed_tokens(m, batch);
+  // Images: the placeholders' embeddings are the soft tokens; the per-layer inputs see the pad token there.
+  const bool multimodal = !batch.mm_token_type.empty();
+  Tensor ple_x;
+  Batch ple_batch;
+  const Tensor x0 =
+      multimodal ? embed_multimodal(m, batch, image_tokens ? *image_tokens : Tensor(), ple_x, ple_batch)
+                 : embed_tokens(m, batch);
+  const Batch& text_batch = multimodal ? ple_batch : batch;  // the ids the embedding tables were read at
+  const Tensor& ple_input = multimodal ? ple_x : x0;
   Tensor ple_projected;
-  const Tensor ple = P > 0 ? per_layer_inputs(m, batch, x0, &ple_projected) : Tensor();
+  const Tensor ple = P > 0 ? per_layer_inputs(m, text_batch, ple_input, &ple_projected) : Tensor();
   ForwardContext ctx = make_forward_context(c, batch);
   ctx.dispatcher = m.dispatcher;
   std::vector<LayerTape> tapes(c.layers.size());
@@ -102,21 +131,46 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
     if (recompute) tapes[it->index] = LayerTape();
   }
 
-  // Per-layer inputs: ple = (norm(projected) + table[ids] · sqrt(P)) · 2^-0.5, projected = (x0 · Wᵀ) ·
-  // H^-0.5.
+  // Images: the placeholders' gradient goes to the soft tokens, none of it to the embedding table.
+  if (multimodal) {
+    check(d_image_tokens != nullptr, "gemma4_forward_backward: a batch with images needs d_image_tokens");
+    *d_image_tokens = ops::zeros(image_tokens->shape(), dx.device(), dx.dtype());
+    std::int64_t used = 0;
+    for_each_image_run(batch, [&](std::int64_t first, std::int64_t n) {
+      Tensor to = d_image_tokens->rows(used, n), rows = dx.rows(first, n);
+      ops::assign_(to, rows);
+      ops::zero_(rows);
+      used += n;
+    });
+  }
+
+  // Per-layer inputs: ple = (norm(projected) + table[ids] · sqrt(P)) · 2^-0.5, projected = (x · Wᵀ) ·
+  // H^-0.5, x the input embeddings (with images: the pad token's raw row at the placeholders).
   if (P > 0) {
     ops::scale_(dple, static_cast<float>(1.0 / std::sqrt(2.0)));
-    ops::embedding_backward(dple, batch.input_ids, static_cast<float>(std::sqrt(static_cast<double>(P))),
+    ops::embedding_backward(dple, text_batch.input_ids, static_cast<float>(std::sqrt(static_cast<double>(P))),
                             g.embed_tokens_per_layer);
     Tensor dproj = ops::rms_norm_backward(ple_projected, w.per_layer_projection_norm, dple,
                                           g.per_layer_projection_norm, eps)
                        .reshaped({T, L * P});
     ops::scale_(dproj, static_cast<float>(1.0 / std::sqrt(static_cast<double>(H))));
-    Linear(w.per_layer_model_projection, &g.per_layer_model_projection).backward_add(x0, dproj, dx);
+    const Linear projection(w.per_layer_model_projection, &g.per_layer_model_projection);
+    if (!multimodal) {
+      projection.backward_add(x0, dproj, dx);
+    } else {
+      Tensor d_ple_x = projection.backward(ple_input, dproj);
+      for_each_image_run(batch, [&](std::int64_t first, std::int64_t n) {
+        Tensor rows = d_ple_x.rows(first, n);
+        ops::embedding_backward(rows, std::vector<std::int64_t>(static_cast<std::size_t>(n), c.pad_token_id),
+                                1.0f, g.embed_tokens);
+        ops::zero_(rows);
+      });
+      ops::add_(dx, d_ple_x);
+    }
   }
 
-  // Embedding: x0 = E[ids] · sqrt(H).
-  ops::embedding_backward(dx, batch.input_ids, embedding_scale(c), g.embed_tokens);
+  // Embedding: x0 = E[ids] · sqrt(H) (the placeholders' rows of dx are zero).
+  ops::embedding_backward(dx, text_batch.input_ids, embedding_scale(c), g.embed_tokens);
   return result;
 }
 

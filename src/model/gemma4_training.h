@@ -24,8 +24,12 @@ struct StepResult {
 // layer's activations). The CPU forward is deterministic, so the recomputed routing and activations equal the
 // first pass's bit for bit, and so do the gradients (tested).
 // `head_chunk_rows` overrides the head's chunk (0: head_chunk_rows of the config), for tests.
+// Images (batch.mm_token_type): `image_tokens` [n, H] are the soft tokens of the placeholders
+// (gemma4_forward's), and `d_image_tokens` receives their gradient (overwritten; vision_backward takes it
+// on).
 StepResult gemma4_forward_backward(const Gemma4Model& model, const Batch& batch, Gemma4Weights& grads,
                                    double normaliser = 0, bool recompute = false,
-                                   std::int64_t head_chunk_rows = 0);
+                                   std::int64_t head_chunk_rows = 0, const Tensor* image_tokens = nullptr,
+                                   Tensor* d_image_tokens = nullptr);
 
 }  // namespace g4
