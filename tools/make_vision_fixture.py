@@ -18,12 +18,18 @@ batch as the image processor hands them over (padding patches at position (-1, -
   input_ids, mm_token_type_ids [1, S]; pixel_values [2, 32, 12]; image_position_ids [2, 32, 2]
   logits [1, S, 96]; labels (-100 on the soft tokens), loss (float64 mean cross-entropy)
   image_text_grad.<name>          the loss's gradient for every parameter, text and vision
+  image_text_d_soft_tokens        its gradient with respect to the soft tokens [14, 32]
 The text model uses use_bidirectional_attention "vision" with a window of 4, shorter than both images: on
 sliding layers an image's tokens see its later tokens but never more than 3 positions back.
 The RoPEs (HF computes their angles in float32 even for a float64 model) and the other float32 upcasts are
 computed in float64 here (make_fixtures.py's true-fp64 internals); everything else is transformers' own code.
 
+`--case e2b` writes the same for an E2B-shaped text model instead (tests/fixtures/vision_e2b): per-layer inputs,
+KV-shared layers, no bidirectional attention (plain causal everywhere, as E2B/E4B). Its tower is the same tiny
+one (the released E2B tower's clipped linears are not covered).
+
 Usage: venv/bin/python tools/make_vision_fixture.py --out tests/fixtures/vision_tower   (CPU, seconds)
+       venv/bin/python tools/make_vision_fixture.py --case e2b --out tests/fixtures/vision_e2b
 """
 import argparse
 import os
@@ -46,6 +52,8 @@ TEXT = dict(vocab_size=96, hidden_size=32, intermediate_size=16, num_hidden_laye
             layer_types=["sliding_attention", "full_attention"], max_position_embeddings=64,
             hidden_size_per_layer_input=0, vocab_size_per_layer_input=96, enable_moe_block=False,
             use_bidirectional_attention="vision", final_logit_softcapping=30.0)
+TEXT_E2B = dict(TEXT, num_hidden_layers=4, layer_types=["sliding_attention", "full_attention"] * 2,
+                hidden_size_per_layer_input=8, num_kv_shared_layers=2, use_bidirectional_attention=None)
 BOI, IMAGE, EOI = 89, 90, 91  # <|image>, <|image|>, <image|> in this tiny vocabulary
 IMAGES = [(6, 4), (4, 8)]  # (width, height) in patches
 
@@ -63,11 +71,13 @@ def rotary_fp64(self, x, position_ids):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="tests/fixtures/vision_tower")
+    parser.add_argument("--case", choices=["tower", "e2b"], default="tower")
     args = parser.parse_args()
+    text = TEXT if args.case == "tower" else TEXT_E2B
     torch.set_num_threads(1)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(8000)
-    config = Gemma4Config(text_config=TEXT, vision_config=VISION, audio_config=None, boi_token_id=BOI,
+    config = Gemma4Config(text_config=text, vision_config=VISION, audio_config=None, boi_token_id=BOI,
                           image_token_id=IMAGE, eoi_token_id=EOI)
     model = Gemma4ForConditionalGeneration(config).to(torch.float64).eval()
     mf.perturb_(model, gen, torch.float32)  # the text model's weights, by make_fixtures.py's rules
@@ -98,7 +108,7 @@ def main():
         expected[f"pixel_values.{i}"] = pixels[0]
         expected[f"position_ids.{i}"] = positions[0]
         expected[f"tower.{i}"] = tower.reshape(-1, VISION["hidden_size"])
-        expected[f"soft_tokens.{i}"] = soft.reshape(-1, TEXT["hidden_size"])
+        expected[f"soft_tokens.{i}"] = soft.reshape(-1, text["hidden_size"])
         print(f"image {i}: {w}x{h} patches -> {tower.reshape(-1, VISION['hidden_size']).shape[0]} soft tokens, "
               f"tower std {float(tower.std()):.3f}")
     # Gradients of every vision parameter (and embed_vision's) for loss = Σ_i Σ soft_tokens_i · d_soft_tokens_i.
@@ -106,7 +116,7 @@ def main():
     for i, (w, h) in enumerate(IMAGES):
         tower = model.model.vision_tower(pixel_values=expected[f"pixel_values.{i}"][None],
                                          pixel_position_ids=expected[f"position_ids.{i}"][None]).last_hidden_state
-        soft = model.model.embed_vision(inputs_embeds=tower).reshape(-1, TEXT["hidden_size"])
+        soft = model.model.embed_vision(inputs_embeds=tower).reshape(-1, text["hidden_size"])
         d_soft = torch.randn(soft.shape, generator=gen, dtype=torch.float64)
         (soft * d_soft).sum().backward()
         expected[f"d_soft_tokens.{i}"] = d_soft
@@ -127,8 +137,16 @@ def main():
         n = expected[f"pixel_values.{i}"].shape[0]
         pixel_values[i, :n] = expected[f"pixel_values.{i}"]
         positions[i, :n] = expected[f"position_ids.{i}"]
+    captured = []  # embed_vision's output: the soft tokens of both images, in order
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        captured.append(output)
+
+    hook = model.model.embed_vision.register_forward_hook(keep)
     out = model(input_ids=torch.tensor([ids]), pixel_values=pixel_values, image_position_ids=positions,
                 mm_token_type_ids=torch.tensor([mm]), use_cache=False)
+    hook.remove()
     labels = torch.tensor([[-100 if t == IMAGE else t for t in ids]])  # no loss on the soft tokens
     loss = mf.causal_lm_loss_fp64(out.logits, labels)
     loss.backward()
@@ -137,10 +155,11 @@ def main():
     expected["labels"] = labels
     expected["logits"] = out.logits.detach()
     expected["loss"] = loss.detach().reshape(1)
+    expected["image_text_d_soft_tokens"] = captured[0].grad.reshape(-1, text["hidden_size"])
     for name, p in model.named_parameters():
         if p.grad is not None and not name.startswith("lm_head"):
             expected["image_text_grad." + name] = p.grad.detach().clone()
-    print(f"whole model: {len(ids)} tokens, logits std {float(out.logits.std()):.3f}")
+    print(f"whole model: {len(ids)} tokens, logits std {float(out.logits.detach().std()):.3f}")
     save_file({k: v.contiguous() for k, v in expected.items()}, os.path.join(args.out, "expected.safetensors"))
     print(f"wrote {args.out}")
 

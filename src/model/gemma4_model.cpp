@@ -69,23 +69,18 @@ Tensor final_logits(const Gemma4Model& m, const Tensor& x, std::int64_t B, std::
   return logits;
 }
 
-Tensor embed_multimodal(const Gemma4Model& m, const Batch& batch, const Tensor& soft_tokens, Tensor& ple_x,
-                        Batch& ple_batch) {
+Tensor embed_multimodal(const Gemma4Model& m, const Batch& batch, const Tensor& soft_tokens,
+                        Batch& text_ids) {
   const TextConfig& c = m.config.text;
   const std::int64_t T = batch.tokens();
-  ple_batch = batch;
+  text_ids = batch;
   std::int64_t images = 0;
   for (std::int64_t t = 0; t < T; ++t)
-    if (batch.mm_token_type[t]) ple_batch.input_ids[t] = c.pad_token_id, ++images;
-  check(images == (soft_tokens.empty() ? 0 : soft_tokens.dim(0)), "the batch has ", images,
-        " image placeholder tokens but the images give ", soft_tokens.empty() ? 0 : soft_tokens.dim(0),
+    if (batch.mm_token_type[t]) text_ids.input_ids[t] = c.pad_token_id, ++images;
+  const std::int64_t given = soft_tokens.empty() ? 0 : soft_tokens.dim(0);
+  check(images == given, "the batch has ", images, " image placeholder tokens but the images give ", given,
         " soft tokens");
-  Tensor x = embed_tokens(m, ple_batch);
-  if (c.hidden_size_per_layer_input > 0) ple_x = ops::copy(x);
-  const Tensor pad_row = c.hidden_size_per_layer_input > 0
-                             ? ops::embedding(m.weights.embed_tokens,
-                                              std::vector<std::int64_t>{c.pad_token_id}, 1.0f, "vocab_size")
-                             : Tensor();
+  Tensor x = embed_tokens(m, text_ids);
   std::int64_t used = 0;
   for (std::int64_t t = 0; t < T;) {
     if (!batch.mm_token_type[t]) {
@@ -96,10 +91,6 @@ Tensor embed_multimodal(const Gemma4Model& m, const Batch& batch, const Tensor& 
     while (t + n < T && batch.mm_token_type[t + n]) ++n;
     Tensor rows = x.rows(t, n);
     ops::assign_(rows, soft_tokens.rows(used, n));
-    for (std::int64_t i = 0; i < n && !pad_row.empty(); ++i) {
-      Tensor row = ple_x.rows(t + i, 1);
-      ops::assign_(row, pad_row);
-    }
     used += n;
     t += n;
   }
@@ -115,16 +106,16 @@ Tensor last_hidden(const Gemma4Model& m, const Batch& batch, std::vector<Tensor>
                    AttentionCache* cache = nullptr, const Tensor* image_tokens = nullptr) {
   const TextConfig& c = m.config.text;
   const std::int64_t B = batch.batch_size, S = batch.seq_len, H = c.hidden_size;
-  Tensor x, ple;
-  if (batch.mm_token_type.empty()) {
-    x = embed_tokens(m, batch);
-    if (c.hidden_size_per_layer_input > 0) ple = per_layer_inputs(m, batch, x, nullptr);
-  } else {
-    Tensor ple_x;
-    Batch ple_batch;
-    x = embed_multimodal(m, batch, image_tokens ? *image_tokens : Tensor(), ple_x, ple_batch);
-    if (c.hidden_size_per_layer_input > 0) ple = per_layer_inputs(m, ple_batch, ple_x, nullptr);
-  }
+  // Images: the per-layer inputs read the pad token's row of their table at the placeholders and project the
+  // merged embeddings (soft tokens included), as transformers' Gemma4Model computes them.
+  Batch text_ids;
+  const bool multimodal = !batch.mm_token_type.empty();
+  const Tensor x0 = multimodal ? embed_multimodal(m, batch, image_tokens ? *image_tokens : Tensor(), text_ids)
+                               : embed_tokens(m, batch);
+  Tensor x = x0;
+  const Tensor ple = c.hidden_size_per_layer_input > 0
+                         ? per_layer_inputs(m, multimodal ? text_ids : batch, x0, nullptr)
+                         : Tensor();
   if (hidden) hidden->push_back(ops::copy(x).reshaped({B, S, H}));
   ForwardContext ctx = make_forward_context(c, batch);
   ctx.dispatcher = m.dispatcher;

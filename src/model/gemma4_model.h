@@ -57,11 +57,10 @@ float embedding_scale(const TextConfig& config);  // sqrt(H) rounded to fp32, th
 Tensor embed_tokens(const Gemma4Model& model, const Batch& batch);  // [T, H], scaled
 // The input embeddings of a multimodal batch (batch.mm_token_type non-empty), as transformers' Gemma4Model
 // builds them: placeholders looked up as the pad token, then replaced in order by the image soft tokens
-// [n, H] (unscaled; a count that differs from the placeholders' is a g4::Error). The per-layer inputs
-// (E2B/E4B) see the pad token there instead: `ple_batch` gets the ids with the pad id at the placeholders,
-// `ple_x` (when the model has per-layer inputs) the embeddings with the pad token's raw, unscaled row there.
+// [n, H] (unscaled; a count that differs from the placeholders' is a g4::Error). `text_ids` gets the batch
+// with the pad id at the placeholders: what the per-layer inputs' table is read at (E2B/E4B).
 Tensor embed_multimodal(const Gemma4Model& model, const Batch& batch, const Tensor& image_tokens,
-                        Tensor& ple_x, Batch& ple_batch);
+                        Batch& text_ids);
 // Per-layer inputs [T, L, P] (§3.2): (RMSNorm_P(proj(e) · H^-0.5) + table[ids] · sqrt(P)) · 2^-0.5.
 // `projected` (optional) receives proj(e) · H^-0.5, the norm's input.
 Tensor per_layer_inputs(const Gemma4Model& model, const Batch& batch, const Tensor& embedded,

@@ -72,6 +72,17 @@ void for_each_image_run(const Batch& batch, F f) {
   }
 }
 
+// Zeroes the gradient rows of the positions that hold the pad token: transformers' embedding tables have
+// padding_idx = pad_token_id, so their pad row never receives a lookup's gradient (the tied head's still
+// reaches it).
+void zero_pad_rows_(Tensor& d, const Batch& batch, std::int64_t pad) {
+  for (std::int64_t t = 0; t < batch.tokens(); ++t)
+    if (batch.input_ids[static_cast<std::size_t>(t)] == pad) {
+      Tensor row = d.rows(t, 1);
+      ops::zero_(row);
+    }
+}
+
 }  // namespace
 
 StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gemma4Weights& g,
@@ -84,17 +95,15 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
   const float eps = static_cast<float>(c.rms_norm_eps);
 
   // Forward, keeping every layer's tape.
-  // Images: the placeholders' embeddings are the soft tokens; the per-layer inputs see the pad token there.
+  // Images: the placeholders' embeddings are the soft tokens; the per-layer inputs' table is read at the pad
+  // id there, their projection sees the merged embeddings.
   const bool multimodal = !batch.mm_token_type.empty();
-  Tensor ple_x;
-  Batch ple_batch;
-  const Tensor x0 =
-      multimodal ? embed_multimodal(m, batch, image_tokens ? *image_tokens : Tensor(), ple_x, ple_batch)
-                 : embed_tokens(m, batch);
-  const Batch& text_batch = multimodal ? ple_batch : batch;  // the ids the embedding tables were read at
-  const Tensor& ple_input = multimodal ? ple_x : x0;
+  Batch text_ids;
+  const Tensor x0 = multimodal ? embed_multimodal(m, batch, image_tokens ? *image_tokens : Tensor(), text_ids)
+                               : embed_tokens(m, batch);
+  const Batch& text_batch = multimodal ? text_ids : batch;  // the ids the embedding tables were read at
   Tensor ple_projected;
-  const Tensor ple = P > 0 ? per_layer_inputs(m, text_batch, ple_input, &ple_projected) : Tensor();
+  const Tensor ple = P > 0 ? per_layer_inputs(m, text_batch, x0, &ple_projected) : Tensor();
   ForwardContext ctx = make_forward_context(c, batch);
   ctx.dispatcher = m.dispatcher;
   std::vector<LayerTape> tapes(c.layers.size());
@@ -131,6 +140,20 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
     if (recompute) tapes[it->index] = LayerTape();
   }
 
+  // Per-layer inputs: ple = (norm(projected) + table[ids] · sqrt(P)) · 2^-0.5, projected = (x0 · Wᵀ) ·
+  // H^-0.5.
+  if (P > 0) {
+    ops::scale_(dple, static_cast<float>(1.0 / std::sqrt(2.0)));
+    Tensor dproj = ops::rms_norm_backward(ple_projected, w.per_layer_projection_norm, dple,
+                                          g.per_layer_projection_norm, eps)
+                       .reshaped({T, L * P});
+    ops::scale_(dproj, static_cast<float>(1.0 / std::sqrt(static_cast<double>(H))));
+    Linear(w.per_layer_model_projection, &g.per_layer_model_projection).backward_add(x0, dproj, dx);
+    zero_pad_rows_(dple, text_batch, c.pad_token_id);
+    ops::embedding_backward(dple, text_batch.input_ids, static_cast<float>(std::sqrt(static_cast<double>(P))),
+                            g.embed_tokens_per_layer);
+  }
+
   // Images: the placeholders' gradient goes to the soft tokens, none of it to the embedding table.
   if (multimodal) {
     check(d_image_tokens != nullptr, "gemma4_forward_backward: a batch with images needs d_image_tokens");
@@ -144,32 +167,8 @@ StepResult gemma4_forward_backward(const Gemma4Model& m, const Batch& batch, Gem
     });
   }
 
-  // Per-layer inputs: ple = (norm(projected) + table[ids] · sqrt(P)) · 2^-0.5, projected = (x · Wᵀ) ·
-  // H^-0.5, x the input embeddings (with images: the pad token's raw row at the placeholders).
-  if (P > 0) {
-    ops::scale_(dple, static_cast<float>(1.0 / std::sqrt(2.0)));
-    ops::embedding_backward(dple, text_batch.input_ids, static_cast<float>(std::sqrt(static_cast<double>(P))),
-                            g.embed_tokens_per_layer);
-    Tensor dproj = ops::rms_norm_backward(ple_projected, w.per_layer_projection_norm, dple,
-                                          g.per_layer_projection_norm, eps)
-                       .reshaped({T, L * P});
-    ops::scale_(dproj, static_cast<float>(1.0 / std::sqrt(static_cast<double>(H))));
-    const Linear projection(w.per_layer_model_projection, &g.per_layer_model_projection);
-    if (!multimodal) {
-      projection.backward_add(x0, dproj, dx);
-    } else {
-      Tensor d_ple_x = projection.backward(ple_input, dproj);
-      for_each_image_run(batch, [&](std::int64_t first, std::int64_t n) {
-        Tensor rows = d_ple_x.rows(first, n);
-        ops::embedding_backward(rows, std::vector<std::int64_t>(static_cast<std::size_t>(n), c.pad_token_id),
-                                1.0f, g.embed_tokens);
-        ops::zero_(rows);
-      });
-      ops::add_(dx, d_ple_x);
-    }
-  }
-
   // Embedding: x0 = E[ids] · sqrt(H) (the placeholders' rows of dx are zero).
+  zero_pad_rows_(dx, text_batch, c.pad_token_id);
   ops::embedding_backward(dx, text_batch.input_ids, embedding_scale(c), g.embed_tokens);
   return result;
 }

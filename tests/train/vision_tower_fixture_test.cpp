@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "io/checkpoint.h"
@@ -34,8 +35,10 @@ double relative_error(const Tensor& a, const Tensor& b) {
   return std::sqrt(diff / norm);
 }
 
-TEST(VisionTower, MatchesTransformersInFloat64) {
-  const std::string dir = test::source_path("tests/fixtures/vision_tower");
+class VisionTower : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(VisionTower, MatchesTransformersInFloat64) {
+  const std::string dir = test::source_path("tests/fixtures/" + GetParam());
   const ModelConfig config = load_config(dir);
   ASSERT_TRUE(config.vision.has_value());
   const VisionWeights weights = load_vision_weights(config, Checkpoint::open(dir));
@@ -66,8 +69,8 @@ TEST(VisionTower, MatchesTransformersInFloat64) {
 
 // The tower's backward: the gradient of Σ soft_tokens · d_soft_tokens over both images, for every trainable
 // vision and embed_vision tensor, within 1e-4 relative of float64 (the fixture tests' bound for gradients).
-TEST(VisionTower, GradientsMatchTransformersInFloat64) {
-  const std::string dir = test::source_path("tests/fixtures/vision_tower");
+TEST_P(VisionTower, GradientsMatchTransformersInFloat64) {
+  const std::string dir = test::source_path("tests/fixtures/" + GetParam());
   const ModelConfig config = load_config(dir);
   VisionWeights weights = load_vision_weights(config, Checkpoint::open(dir));
   VisionWeights grads = vision_zeros_like(weights);
@@ -105,8 +108,8 @@ TEST(VisionTower, GradientsMatchTransformersInFloat64) {
 // The whole model on text around both images: soft tokens in place of the placeholders, and on sliding layers
 // the images' tokens seeing their later tokens (use_bidirectional_attention "vision", window 4 < both
 // images).
-TEST(VisionTower, ImageTextLogitsMatchTransformersInFloat64) {
-  const std::string dir = test::source_path("tests/fixtures/vision_tower");
+TEST_P(VisionTower, ImageTextLogitsMatchTransformersInFloat64) {
+  const std::string dir = test::source_path("tests/fixtures/" + GetParam());
   const Gemma4Model model = load_gemma4_model(dir);
   ASSERT_TRUE(model.config.vision.has_value());
   const VisionWeights weights = load_vision_weights(model.config, Checkpoint::open(dir));
@@ -147,9 +150,11 @@ TEST(VisionTower, ImageTextLogitsMatchTransformersInFloat64) {
   EXPECT_TRUE(std::isfinite(err));
   std::printf("image-text logits: %.2e relative to float64\n", err);
   // Without the images' bidirectional edges the logits differ: the test sees the mask.
-  Gemma4Model causal_only = model;
-  causal_only.config.text.use_bidirectional_attention = "";
-  EXPECT_GT(relative_error(gemma4_forward(causal_only, batch, false, &soft).logits, ref("logits")), 1e-3);
+  if (model.config.text.use_bidirectional_attention == "vision") {
+    Gemma4Model causal_only = model;
+    causal_only.config.text.use_bidirectional_attention = "";
+    EXPECT_GT(relative_error(gemma4_forward(causal_only, batch, false, &soft).logits, ref("logits")), 1e-3);
+  }
   // A count of soft tokens that does not match the placeholders is an error.
   const Tensor fewer = soft.rows(0, soft_total - 1).clone();
   EXPECT_THROW(gemma4_forward(model, batch, false, &fewer), Error);
@@ -158,8 +163,8 @@ TEST(VisionTower, ImageTextLogitsMatchTransformersInFloat64) {
 // Forward and backward of the whole model on the image-text row: the loss (no loss on the soft tokens), and
 // the gradient of every text and vision parameter, the text loss flowing through the soft tokens into the
 // tower, within 1e-4 relative of float64.
-TEST(VisionTower, ImageTextGradientsMatchTransformersInFloat64) {
-  const std::string dir = test::source_path("tests/fixtures/vision_tower");
+TEST_P(VisionTower, ImageTextGradientsMatchTransformersInFloat64) {
+  const std::string dir = test::source_path("tests/fixtures/" + GetParam());
   const Gemma4Model model = load_gemma4_model(dir);
   VisionWeights weights = load_vision_weights(model.config, Checkpoint::open(dir));
   const auto expected = SafetensorsFile::open(dir + "/expected.safetensors");
@@ -203,27 +208,58 @@ TEST(VisionTower, ImageTextGradientsMatchTransformersInFloat64) {
   const StepResult step = gemma4_forward_backward(model, batch, grads, 0, false, 0, &soft, &d_soft);
   const double loss = step.loss_sum / static_cast<double>(step.num_tokens);
   EXPECT_LE(std::fabs(loss - ref("loss").f64()[0]) / ref("loss").f64()[0], 1e-5);
+  const Tensor hf_d_soft = ref("image_text_d_soft_tokens");
+  const double d_soft_err = relative_error(d_soft, hf_d_soft);
+  EXPECT_LE(d_soft_err, 1e-4) << "the gradient of the soft tokens";
+  // The tower's own error, apart from what the text model's fp32 backward hands it: its backward from
+  // transformers' exact d_soft_tokens.
+  VisionWeights from_exact = vision_zeros_like(weights);
+  const Tensor exact_d_soft = hf_d_soft.to_f32();
+  for (int image = 0; image < 2; ++image)
+    vision_backward(*model.config.vision, weights, tapes[image],
+                    exact_d_soft.rows(image == 0 ? 0 : counts[0], counts[image]).clone(), from_exact);
+  double tower_worst = 0;
+  for_each_vision_parameter(from_exact, [&](const std::string& name, Tensor& g) {
+    const double err = relative_error(g, ref("image_text_grad." + name));
+    EXPECT_LE(err, 1e-4) << name << " (from transformers' d_soft_tokens)";
+    tower_worst = std::max(tower_worst, err);
+  });
+  std::printf("soft tokens' gradient %.2e; the tower's gradients from transformers' exact one: worst %.2e\n",
+              d_soft_err, tower_worst);
   VisionWeights vision_grads = vision_zeros_like(weights);
   for (int image = 0; image < 2; ++image)
     vision_backward(*model.config.vision, weights, tapes[image],
                     d_soft.rows(image == 0 ? 0 : counts[0], counts[image]).clone(), vision_grads);
-  int checked = 0;
-  double worst = 0;
-  const auto compare = [&](const std::string& name, const Tensor& g) {
+  int checked = 0, expected_grads = 0;
+  for (const TensorInfo& info : expected->tensors())
+    expected_grads += info.name.rfind("image_text_grad.", 0) == 0;
+  double worst = 0, vision_worst = 0;
+  const auto compare = [&](const std::string& name, const Tensor& g, bool vision) {
     const double err = relative_error(g, ref("image_text_grad." + name));
-    EXPECT_LE(err, 1e-4) << name;
+    if (std::getenv("G4_PRINT_ERRORS")) std::printf("  %.2e %s\n", err, name.c_str());
     EXPECT_TRUE(std::isfinite(err)) << name;
-    worst = std::max(worst, err);
+    // The text gradients at the fixture tests' bound. The vision gradients are the tower's backward (checked
+    // above from transformers' exact soft-token gradient) applied to the text model's fp32 soft-token
+    // gradient (checked above): on vision_tower their composition is held to the same bound; on vision_e2b
+    // this random tower amplifies the soft-token gradient's fp32 error (1.6e-5) about 8-fold, to 1.2e-4 at
+    // layer 0, so there the two checked components stand for it and the composition is printed.
+    if (!vision || GetParam() == "vision_tower") {
+      EXPECT_LE(err, 1e-4) << name;
+    }
+    double& w = vision ? vision_worst : worst;
+    w = std::max(w, err);
     ++checked;
   };
   for (auto& [name, g] : gradients_in_checkpoint_layout(model.config, grads, Checkpoint::open(dir)))
-    compare(name, g);
-  for_each_vision_parameter(vision_grads, [&](const std::string& name, Tensor& g) { compare(name, g); });
-  EXPECT_EQ(checked, 57);  // every parameter gradient the fixture holds, text and vision
-  std::printf("image-text gradients: %d tensors, worst %.2e relative to float64\n", checked, worst);
+    compare(name, g, false);
+  for_each_vision_parameter(vision_grads,
+                            [&](const std::string& name, Tensor& g) { compare(name, g, true); });
+  EXPECT_EQ(checked, expected_grads);  // every parameter gradient the fixture holds, text and vision
+  std::printf("image-text gradients: %d tensors, worst text %.2e, worst vision %.2e relative to float64\n",
+              checked, worst, vision_worst);
 }
 
-TEST(VisionTower, BadImagesAreErrors) {
+TEST(VisionTowerErrors, BadImagesAreErrors) {
   const std::string dir = test::source_path("tests/fixtures/vision_tower");
   const ModelConfig config = load_config(dir);
   const VisionWeights weights = load_vision_weights(config, Checkpoint::open(dir));
@@ -235,6 +271,8 @@ TEST(VisionTower, BadImagesAreErrors) {
   const std::vector<std::int64_t> xs2 = {0, 1, 0, 1}, ys2 = {0, 0, 1, 1};
   EXPECT_THROW(vision_forward(*config.vision, weights, wrong, xs2, ys2), Error);
 }
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, VisionTower, ::testing::Values("vision_tower", "vision_e2b"));
 
 }  // namespace
 }  // namespace g4
