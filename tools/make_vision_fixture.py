@@ -19,6 +19,7 @@ batch as the image processor hands them over (padding patches at position (-1, -
   logits [1, S, 96]; labels (-100 on the soft tokens), loss (float64 mean cross-entropy)
   image_text_grad.<name>          the loss's gradient for every parameter, text and vision
   image_text_d_soft_tokens        its gradient with respect to the soft tokens [14, 32]
+  mask.<case>.*                   transformers' attention masks for packed and padded image-text rows
 The text model uses use_bidirectional_attention "vision" with a window of 4, shorter than both images: on
 sliding layers an image's tokens see its later tokens but never more than 3 positions back.
 The RoPEs (HF computes their angles in float32 even for a float64 model) and the other float32 upcasts are
@@ -66,6 +67,38 @@ def rotary_fp64(self, x, position_ids):
     cos = self.recomposition_frequencies(freqs.cos() * self.attention_scaling)
     sin = self.recomposition_frequencies(freqs.sin() * self.attention_scaling)
     return cos.to(x.dtype), sin.to(x.dtype)
+
+
+def attention_masks(model):
+    """transformers' own masks (create_masks_for_vision_model) for image-text rows: a packed row of two documents
+    with an image each (explicit position ids), and a batch of two rows with left padding (attention_mask).
+    mask.<case>.<full|sliding> [B, S, S] holds 1 where query i sees key j."""
+    tc = model.config.get_text_config()
+    cases = {
+        "packed": dict(mm=[[0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0]],
+                       position_ids=[[0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 3, 4, 5, 6]]),
+        "padded": dict(mm=[[0, 0, 0, 0, 0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 1, 1, 0, 0, 0]],
+                       attention_mask=[[0, 0, 0, 1, 1, 1, 1, 1, 1, 1], [1] * 10]),
+    }
+    out = {}
+    for name, c in cases.items():
+        mm = torch.tensor(c["mm"])
+        B, S = mm.shape
+        position_ids = torch.tensor(c["position_ids"]) if "position_ids" in c else None
+        attention_mask = torch.tensor(c["attention_mask"]) if "attention_mask" in c else None
+        masks = mg.create_masks_for_vision_model(
+            config=tc, inputs_embeds=torch.zeros(B, S, tc.hidden_size, dtype=torch.float64),
+            attention_mask=attention_mask, past_key_values=None,
+            position_ids=position_ids if position_ids is not None else torch.arange(S)[None].expand(B, S),
+            block_sequence_ids=mg.get_block_sequence_ids_for_mask(mm, "cpu"))
+        out[f"mask.{name}.mm"] = mm
+        if position_ids is not None:
+            out[f"mask.{name}.position_ids"] = position_ids
+        if attention_mask is not None:
+            out[f"mask.{name}.attention_mask"] = attention_mask
+        for kind in ("full_attention", "sliding_attention"):
+            out[f"mask.{name}.{kind.split('_')[0]}"] = (masks[kind][:, 0] == 0).long()
+    return out
 
 
 def main():
@@ -160,6 +193,8 @@ def main():
         if p.grad is not None and not name.startswith("lm_head"):
             expected["image_text_grad." + name] = p.grad.detach().clone()
     print(f"whole model: {len(ids)} tokens, logits std {float(out.logits.detach().std()):.3f}")
+    if args.case == "tower":
+        expected.update(attention_masks(model))
     save_file({k: v.contiguous() for k, v in expected.items()}, os.path.join(args.out, "expected.safetensors"))
     print(f"wrote {args.out}")
 

@@ -11,6 +11,7 @@
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "io/safetensors.h"
+#include "model/forward_context.h"
 #include "model/gemma4_model.h"
 #include "model/gemma4_training.h"
 #include "model/vision_tower.h"
@@ -257,6 +258,56 @@ TEST_P(VisionTower, ImageTextGradientsMatchTransformersInFloat64) {
   EXPECT_EQ(checked, expected_grads);  // every parameter gradient the fixture holds, text and vision
   std::printf("image-text gradients: %d tensors, worst text %.2e, worst vision %.2e relative to float64\n",
               checked, worst, vision_worst);
+}
+
+// What each query sees, against transformers' own masks (create_masks_for_vision_model) on image-text rows: a
+// packed row of two documents with an image each, and left-padded rows; full layers causal, sliding layers
+// with the images' later tokens inside the window.
+TEST(VisionTowerErrors, AttentionMasksMatchTransformers) {
+  const std::string dir = test::source_path("tests/fixtures/vision_tower");
+  const ModelConfig config = load_config(dir);
+  const auto expected = SafetensorsFile::open(dir + "/expected.safetensors");
+  auto find = [&](const std::string& name) { return expected->find(name); };
+  for (const std::string c : {"packed", "padded"}) {
+    const Tensor mm = expected->read(*find("mask." + c + ".mm"));
+    Batch batch;
+    batch.batch_size = mm.dim(0);
+    batch.seq_len = mm.dim(1);
+    batch.input_ids.assign(static_cast<std::size_t>(batch.tokens()), 5);
+    batch.labels = batch.input_ids;
+    for (std::int64_t t = 0; t < batch.tokens(); ++t) {
+      batch.mm_token_type.push_back(static_cast<std::uint8_t>(mm.i64()[t]));
+      batch.position_ids.push_back(t % batch.seq_len);
+    }
+    if (const TensorInfo* p = find("mask." + c + ".position_ids")) {
+      const Tensor positions = expected->read(*p);
+      batch.position_ids.assign(positions.i64(), positions.i64() + positions.numel());
+      batch.explicit_position_ids = true;
+    }
+    if (const TensorInfo* a = find("mask." + c + ".attention_mask")) {
+      const Tensor mask = expected->read(*a);
+      for (std::int64_t t = 0; t < mask.numel(); ++t)
+        batch.attention_mask.push_back(static_cast<std::uint8_t>(mask.i64()[t]));
+    }
+    const ForwardContext ctx = make_forward_context(config.text, batch);
+    for (const auto& [kind, window] :
+         {std::pair<std::string, int>{"full", 0}, {"sliding", config.text.sliding_window}}) {
+      const Tensor want = expected->read(*find("mask." + c + "." + kind));
+      const auto rows = attention_rows(ctx, window);
+      int differences = 0, visible = 0;
+      for (std::int64_t r = 0; r < batch.batch_size; ++r) {
+        const RowBounds bounds = visible_row_bounds(rows[static_cast<std::size_t>(r)]);
+        for (std::int64_t i = 0; i < batch.seq_len; ++i)
+          for (std::int64_t j = 0; j < batch.seq_len; ++j) {
+            const bool theirs = want.i64()[(r * batch.seq_len + i) * batch.seq_len + j] != 0;
+            differences += bounds.visible(i, j) != theirs;
+            visible += theirs;
+          }
+      }
+      EXPECT_EQ(differences, 0) << c << " rows, " << kind << " layers";
+      EXPECT_GT(visible, 0);
+    }
+  }
 }
 
 TEST(VisionTowerErrors, BadImagesAreErrors) {
