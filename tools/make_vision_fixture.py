@@ -27,7 +27,7 @@ computed in float64 here (make_fixtures.py's true-fp64 internals); everything el
 
 `--case e2b` writes the same for an E2B-shaped text model instead (tests/fixtures/vision_e2b): per-layer inputs,
 KV-shared layers, no bidirectional attention (plain causal everywhere, as E2B/E4B). Its tower is the same tiny
-one (the released E2B tower's clipped linears are not covered).
+one, with clipped linears as the released E2B tower has (bounds of about ±1, which clip a share of the values).
 
 Usage: venv/bin/python tools/make_vision_fixture.py --out tests/fixtures/vision_tower   (CPU, seconds)
        venv/bin/python tools/make_vision_fixture.py --case e2b --out tests/fixtures/vision_e2b
@@ -107,10 +107,11 @@ def main():
     parser.add_argument("--case", choices=["tower", "e2b"], default="tower")
     args = parser.parse_args()
     text = TEXT if args.case == "tower" else TEXT_E2B
+    vision_config = VISION if args.case == "tower" else dict(VISION, use_clipped_linears=True)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(8000)
-    config = Gemma4Config(text_config=text, vision_config=VISION, audio_config=None, boi_token_id=BOI,
+    config = Gemma4Config(text_config=text, vision_config=vision_config, audio_config=None, boi_token_id=BOI,
                           image_token_id=IMAGE, eoi_token_id=EOI)
     model = Gemma4ForConditionalGeneration(config).to(torch.float64).eval()
     mf.perturb_(model, gen, torch.float32)  # the text model's weights, by make_fixtures.py's rules
@@ -123,6 +124,12 @@ def main():
                 p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
             else:
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) / p.shape[-1] ** 0.5)
+        # Clipped linears (E2B/E4B): bounds that clip a share of the values, inputs and outputs alike.
+        for name, buf in vision.named_buffers():
+            if name.endswith(("input_min", "output_min")):
+                buf.copy_(-(0.8 + 0.4 * torch.rand((), generator=gen, dtype=torch.float64)))
+            elif name.endswith(("input_max", "output_max")):
+                buf.copy_(0.8 + 0.4 * torch.rand((), generator=gen, dtype=torch.float64))
         vision.std_bias.copy_(torch.randn(vision.std_bias.shape, generator=gen, dtype=torch.float64))
         vision.std_scale.copy_(0.5 + torch.rand(vision.std_scale.shape, generator=gen, dtype=torch.float64))
     os.makedirs(args.out, exist_ok=True)

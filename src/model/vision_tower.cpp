@@ -65,29 +65,65 @@ AttentionVisibility every_patch(std::int64_t N) {
   return all;
 }
 
+bool clips(float lo, float hi) {
+  return std::isfinite(lo) || std::isfinite(hi);
+}
+
+// y = clamp(W · clamp(x)) with the clip's bounds; `tape` keeps what clipped_backward needs.
+Tensor clipped_forward(const Tensor& w, const LinearClip& c, const Tensor& x, ClipTape& tape) {
+  tape.in = x;
+  if (clips(c.input_min, c.input_max)) {
+    tape.in = ops::copy(x);
+    ops::clamp_(tape.in, c.input_min, c.input_max);
+  }
+  Tensor y = Linear(w).forward(tape.in);
+  if (clips(c.output_min, c.output_max)) {
+    tape.out_raw = ops::copy(y);
+    ops::clamp_(y, c.output_min, c.output_max);
+  }
+  return y;
+}
+
+// dx of clipped_forward for dy (the weight gradient accumulates into g); x is the projection's input.
+Tensor clipped_backward(const Tensor& w, Tensor& g, const LinearClip& c, const Tensor& x,
+                        const ClipTape& tape, const Tensor& dy) {
+  Tensor d = dy;
+  if (!tape.out_raw.empty()) {
+    d = ops::copy(dy);
+    ops::clamp_backward_(d, tape.out_raw, c.output_min, c.output_max);
+  }
+  Tensor dx = Linear(w, &g).backward(tape.in, d);
+  if (clips(c.input_min, c.input_max)) ops::clamp_backward_(dx, x, c.input_min, c.input_max);
+  return dx;
+}
+
 Tensor encoder_layer(const VisionConfig& c, const VisionLayerWeights& w, const Tensor& h,
-                     const AxisTables& q_rope, const AxisTables& k_rope, VisionLayerTape* tape) {
+                     const AxisTables& q_rope, const AxisTables& k_rope, VisionLayerTape& t) {
   const std::int64_t N = h.dim(0);
   const int D = c.head_dim, Nq = c.num_attention_heads, Nkv = c.num_key_value_heads;
   const auto eps = static_cast<float>(c.rms_norm_eps);
-  const Tensor a = ops::rms_norm(h, w.input_norm, eps);
-  const Tensor q_raw = Linear(w.q_proj).forward(a).reshaped({N, Nq, D});
-  const Tensor k_raw = Linear(w.k_proj).forward(a).reshaped({N, Nkv, D});
-  const Tensor v_raw = Linear(w.v_proj).forward(a).reshaped({N, Nkv, D});
-  Tensor q = ops::rms_norm(q_raw, w.q_norm, eps), k = ops::rms_norm(k_raw, w.k_norm, eps);
-  const Tensor v = ops::rms_norm(v_raw, Tensor(), eps);
-  rope_2d_(q, q_rope);
-  rope_2d_(k, k_rope);
+  t.h_in = h;
+  t.a = ops::rms_norm(h, w.input_norm, eps);
+  t.q_raw = clipped_forward(w.q_proj, w.q_clip, t.a, t.q_clip).reshaped({N, Nq, D});
+  t.k_raw = clipped_forward(w.k_proj, w.k_clip, t.a, t.k_clip).reshaped({N, Nkv, D});
+  t.v_raw = clipped_forward(w.v_proj, w.v_clip, t.a, t.v_clip).reshaped({N, Nkv, D});
+  t.q = ops::rms_norm(t.q_raw, w.q_norm, eps);
+  t.k = ops::rms_norm(t.k_raw, w.k_norm, eps);
+  t.v = ops::rms_norm(t.v_raw, Tensor(), eps);
+  rope_2d_(t.q, q_rope);
+  rope_2d_(t.k, k_rope);
   const AttentionVisibility all = every_patch(N);
-  const Tensor o = ops::attention(q, k, v, std::span(&all, 1)).reshaped({N, Nq * D});
-  Tensor mid = ops::copy(h);
-  ops::add_(mid, ops::rms_norm(Linear(w.o_proj).forward(o), w.post_attention_norm, eps));
-  const Tensor m = ops::rms_norm(mid, w.pre_feedforward_norm, eps);
-  const Tensor gate = Linear(w.gate_proj).forward(m), up = Linear(w.up_proj).forward(m);
-  const Tensor act = ops::geglu(gate, up);
-  Tensor out = ops::copy(mid);
-  ops::add_(out, ops::rms_norm(Linear(w.down_proj).forward(act), w.post_feedforward_norm, eps));
-  if (tape) *tape = {h, a, q_raw, k_raw, v_raw, q, k, v, o, mid, m, gate, up, act};
+  t.o = ops::attention(t.q, t.k, t.v, std::span(&all, 1)).reshaped({N, Nq * D});
+  t.attn_out = clipped_forward(w.o_proj, w.o_clip, t.o, t.o_clip);
+  t.mid = ops::copy(h);
+  ops::add_(t.mid, ops::rms_norm(t.attn_out, w.post_attention_norm, eps));
+  t.m = ops::rms_norm(t.mid, w.pre_feedforward_norm, eps);
+  t.gate = clipped_forward(w.gate_proj, w.gate_clip, t.m, t.gate_clip);
+  t.up = clipped_forward(w.up_proj, w.up_clip, t.m, t.up_clip);
+  t.act = ops::geglu(t.gate, t.up);
+  t.down_out = clipped_forward(w.down_proj, w.down_clip, t.act, t.down_clip);
+  Tensor out = ops::copy(t.mid);
+  ops::add_(out, ops::rms_norm(t.down_out, w.post_feedforward_norm, eps));
   return out;
 }
 
@@ -100,20 +136,19 @@ Tensor encoder_layer_backward(const VisionConfig& c, const VisionLayerWeights& w
   const auto eps = static_cast<float>(c.rms_norm_eps);
   Tensor unused;
   // MLP branch: out = mid + post_ff(down(geglu(gate(m), up(m)))), m = pre_ff(mid).
-  const Tensor down_out = Linear(w.down_proj).forward(t.act);
   const Tensor d_down =
-      ops::rms_norm_backward(down_out, w.post_feedforward_norm, dout, g.post_feedforward_norm, eps);
-  const Tensor d_act = Linear(w.down_proj, &g.down_proj).backward(t.act, d_down);
+      ops::rms_norm_backward(t.down_out, w.post_feedforward_norm, dout, g.post_feedforward_norm, eps);
+  const Tensor d_act = clipped_backward(w.down_proj, g.down_proj, w.down_clip, t.act, t.down_clip, d_down);
   const ops::GegluGrads d_geglu = ops::geglu_backward(t.gate, t.up, d_act);
-  Tensor d_m = Linear(w.gate_proj, &g.gate_proj).backward(t.m, d_geglu.gate);
-  Linear(w.up_proj, &g.up_proj).backward_add(t.m, d_geglu.up, d_m);
+  Tensor d_m = clipped_backward(w.gate_proj, g.gate_proj, w.gate_clip, t.m, t.gate_clip, d_geglu.gate);
+  ops::add_(d_m, clipped_backward(w.up_proj, g.up_proj, w.up_clip, t.m, t.up_clip, d_geglu.up));
   Tensor d_mid = ops::rms_norm_backward(t.mid, w.pre_feedforward_norm, d_m, g.pre_feedforward_norm, eps);
   ops::add_(d_mid, dout);
   // Attention branch: mid = h + post_attn(o_proj(o)).
-  const Tensor attn_out = Linear(w.o_proj).forward(t.o);
   const Tensor d_attn =
-      ops::rms_norm_backward(attn_out, w.post_attention_norm, d_mid, g.post_attention_norm, eps);
-  const Tensor d_o = Linear(w.o_proj, &g.o_proj).backward(t.o, d_attn).reshaped({N, Nq, D});
+      ops::rms_norm_backward(t.attn_out, w.post_attention_norm, d_mid, g.post_attention_norm, eps);
+  const Tensor d_o =
+      clipped_backward(w.o_proj, g.o_proj, w.o_clip, t.o, t.o_clip, d_attn).reshaped({N, Nq, D});
   Tensor dk = ops::zeros({N, Nkv, D}, t.h_in.device(), t.h_in.dtype());
   Tensor dv = ops::zeros({N, Nkv, D}, t.h_in.device(), t.h_in.dtype());
   const AttentionVisibility all = every_patch(N);
@@ -123,9 +158,9 @@ Tensor encoder_layer_backward(const VisionConfig& c, const VisionLayerWeights& w
   const Tensor dq_raw = ops::rms_norm_backward(t.q_raw, w.q_norm, dq, g.q_norm, eps).reshaped({N, Nq * D});
   const Tensor dk_raw = ops::rms_norm_backward(t.k_raw, w.k_norm, dk, g.k_norm, eps).reshaped({N, Nkv * D});
   const Tensor dv_raw = ops::rms_norm_backward(t.v_raw, Tensor(), dv, unused, eps).reshaped({N, Nkv * D});
-  Tensor d_a = Linear(w.q_proj, &g.q_proj).backward(t.a, dq_raw);
-  Linear(w.k_proj, &g.k_proj).backward_add(t.a, dk_raw, d_a);
-  Linear(w.v_proj, &g.v_proj).backward_add(t.a, dv_raw, d_a);
+  Tensor d_a = clipped_backward(w.q_proj, g.q_proj, w.q_clip, t.a, t.q_clip, dq_raw);
+  ops::add_(d_a, clipped_backward(w.k_proj, g.k_proj, w.k_clip, t.a, t.k_clip, dk_raw));
+  ops::add_(d_a, clipped_backward(w.v_proj, g.v_proj, w.v_clip, t.a, t.v_clip, dv_raw));
   Tensor d_h = ops::rms_norm_backward(t.h_in, w.input_norm, d_a, g.input_norm, eps);
   ops::add_(d_h, d_mid);
   return d_h;
@@ -169,8 +204,10 @@ VisionOutput vision_forward(const VisionConfig& c, const VisionWeights& w, const
     tape->ys.assign(ys.begin(), ys.end());
     tape->layers.assign(w.layers.size(), {});
   }
-  for (std::size_t l = 0; l < w.layers.size(); ++l)
-    h = encoder_layer(c, w.layers[l], h, q_rope, k_rope, tape ? &tape->layers[l] : nullptr);
+  for (std::size_t l = 0; l < w.layers.size(); ++l) {
+    VisionLayerTape scratch;  // without a tape each layer's activations go when the next layer starts
+    h = encoder_layer(c, w.layers[l], h, q_rope, k_rope, tape ? tape->layers[l] : scratch);
+  }
 
   // k×k average pooling by position: soft token floor(x/k) + (columns/k)·floor(y/k) sums its k² patches
   // (embedding_backward is that scatter-add of rows), each weighted 1/k²; then × sqrt(H).

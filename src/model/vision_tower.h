@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -22,11 +23,21 @@
 
 namespace g4 {
 
+// The bounds of a clipped projection (Gemma4ClippableLinear, vision_config.use_clipped_linears):
+// y = clamp(W · clamp(x, input_min, input_max), output_min, output_max); infinite bounds clip nothing.
+struct LinearClip {
+  float input_min = -std::numeric_limits<float>::infinity(),
+        input_max = std::numeric_limits<float>::infinity();
+  float output_min = -std::numeric_limits<float>::infinity(),
+        output_max = std::numeric_limits<float>::infinity();
+};
+
 struct VisionLayerWeights {
   Tensor input_norm, post_attention_norm, pre_feedforward_norm, post_feedforward_norm;  // [H]
   Tensor q_proj, k_proj, v_proj, o_proj;                                                // HF layout [out, in]
   Tensor q_norm, k_norm;                                                                // [head_dim]
   Tensor gate_proj, up_proj, down_proj;
+  LinearClip q_clip, k_clip, v_clip, o_clip, gate_clip, up_clip, down_clip;  // not trained
 };
 
 struct VisionWeights {
@@ -45,8 +56,14 @@ struct VisionOutput {
   Tensor features, soft_tokens;
 };
 
+// A clipped projection's input after its clamp (the weight gradient's x) and output before its clamp (empty
+// when the output is not clipped).
+struct ClipTape {
+  Tensor in, out_raw;
+};
 struct VisionLayerTape {
-  Tensor h_in, a, q_raw, k_raw, v_raw, q, k, v, o, mid, m, gate, up, act;
+  Tensor h_in, a, q_raw, k_raw, v_raw, q, k, v, o, attn_out, mid, m, gate, up, act, down_out;
+  ClipTape q_clip, k_clip, v_clip, o_clip, gate_clip, up_clip, down_clip;
 };
 struct VisionTape {
   Tensor centred;                    // 2x − 1, input_proj's input

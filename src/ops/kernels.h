@@ -35,6 +35,8 @@ struct KernelTable {
   void (*add_inplace)(S* x, const S* y, i64 n) = nullptr;
   void (*scale_inplace)(S* x, float factor, i64 n) = nullptr;
   void (*scale_copy)(const S* x, float factor, S* y, i64 n) = nullptr;
+  void (*clamp_inplace)(S* x, float lo, float hi, i64 n) = nullptr;
+  void (*clamp_backward)(S* dy, const S* x, float lo, float hi, i64 n) = nullptr;
   void (*copy)(const S* x, S* y, i64 n) = nullptr;
   void (*zero)(S* x, i64 n) = nullptr;
   // Conversions between S and f32 (round to nearest even; for S = float, copies).

@@ -161,6 +161,17 @@ void zero_(Tensor& x) {
   G4_RUN(b, b.need(kt.zero)(p<S>(x), x.numel()));
 }
 
+void clamp_(Tensor& x, float lo, float hi) {
+  const Backend b = backend("clamp_", {&x});
+  G4_RUN(b, b.need(kt.clamp_inplace)(p<S>(x), lo, hi, x.numel()));
+}
+
+void clamp_backward_(Tensor& dy, const Tensor& x, float lo, float hi) {
+  check(dy.numel() == x.numel(), "clamp_backward_: ", shape_str(dy.shape()), " vs ", shape_str(x.shape()));
+  const Backend b = backend("clamp_backward_", {&dy, &x});
+  G4_RUN(b, b.need(kt.clamp_backward)(p<S>(dy), p<S>(x), lo, hi, x.numel()));
+}
+
 Tensor scaled(const Tensor& x, float factor) {
   const Backend b = backend("scaled", {&x});
   Tensor y = output(x.shape(), b);

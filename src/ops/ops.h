@@ -30,7 +30,10 @@ namespace g4::ops {
 void add_(Tensor& x, const Tensor& y);         // x += y (same shape)
 void scale_(Tensor& x, float factor);          // x *= factor
 Tensor scaled(const Tensor& x, float factor);  // x · factor
-Tensor copy(const Tensor& x);                  // a copy, from the activation allocator
+void clamp_(Tensor& x, float lo, float hi);    // x = min(max(x, lo), hi) (the vision tower's clipped linears)
+// dy = 0 where the clamp's input x lay outside [lo, hi] (torch.clamp's gradient: 1 on the closed interval)
+void clamp_backward_(Tensor& dy, const Tensor& x, float lo, float hi);
+Tensor copy(const Tensor& x);  // a copy, from the activation allocator
 // zeros from the activation allocator
 Tensor zeros(Shape shape, Device device = Device::cpu, DType dtype = DType::f32);
 Tensor to_dtype(const Tensor& x, DType dtype);  // f32 <-> bf16 (round to nearest even), a fresh tensor

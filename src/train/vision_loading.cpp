@@ -1,5 +1,6 @@
 #include "train/vision_loading.h"
 
+#include <cmath>
 #include <map>
 
 #include "core/error.h"
@@ -26,7 +27,6 @@ Tensor read_shaped(const Checkpoint& ckpt, const std::map<std::string, Shape>& s
 VisionWeights load_vision_weights(const ModelConfig& m, const Checkpoint& ckpt) {
   check(m.vision.has_value(), "the model at ", ckpt.dir(), " has no vision_config: it takes no images");
   const VisionConfig& c = *m.vision;
-  check(!c.use_clipped_linears, "vision_config.use_clipped_linears is not supported yet (", ckpt.dir(), ")");
   const std::int64_t H = c.hidden_size;
   std::map<std::string, Shape> shapes;
   for (auto& [name, shape] : expected_vision_tensors(c, m.text.hidden_size)) shapes[name] = shape;
@@ -50,6 +50,25 @@ VisionWeights load_vision_weights(const ModelConfig& m, const Checkpoint& ckpt) 
     L.gate_proj = read_shaped(ckpt, shapes, p + "mlp.gate_proj.linear.weight");
     L.up_proj = read_shaped(ckpt, shapes, p + "mlp.up_proj.linear.weight");
     L.down_proj = read_shaped(ckpt, shapes, p + "mlp.down_proj.linear.weight");
+    if (c.use_clipped_linears) {
+      for (auto [name, clip] : {std::pair{"self_attn.q_proj", &L.q_clip},
+                                {"self_attn.k_proj", &L.k_clip},
+                                {"self_attn.v_proj", &L.v_clip},
+                                {"self_attn.o_proj", &L.o_clip},
+                                {"mlp.gate_proj", &L.gate_clip},
+                                {"mlp.up_proj", &L.up_clip},
+                                {"mlp.down_proj", &L.down_clip}}) {
+        const std::string base = p + name;
+        const auto bound = [&](const char* which) {
+          const float v = read_shaped(ckpt, shapes, base + which).f32()[0];
+          check(!std::isnan(v), "clipping bound ", base + which, " is NaN (", ckpt.dir(), ")");
+          return v;
+        };
+        *clip = {bound(".input_min"), bound(".input_max"), bound(".output_min"), bound(".output_max")};
+        check(clip->input_min <= clip->input_max && clip->output_min <= clip->output_max,
+              "clipping bounds of ", base, " are reversed (min > max) (", ckpt.dir(), ")");
+      }
+    }
   }
   if (c.standardize) {
     const Tensor bias = read_shaped(ckpt, shapes, tower + "std_bias");

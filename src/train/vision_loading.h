@@ -2,8 +2,8 @@
 // directory in the released layout (model.vision_tower.*, model.embed_vision.*), in fp32.
 //
 // Invariants: every tensor has the shape vision_config implies, checked before it is read (a one-line error
-// naming the tensor otherwise); a config without vision_config, or with use_clipped_linears (not supported
-// yet), is a one-line error.
+// naming the tensor otherwise); a config without vision_config is a one-line error. With use_clipped_linears
+// the clipping bounds (scalars) are read too; NaN or reversed bounds are an error.
 #pragma once
 
 #include <functional>

@@ -296,5 +296,22 @@ TEST(Ops, AdamWMatchesTorchsFormulaAndShardsEqualTheWhole) {
   EXPECT_NE(test::error_of([&] { ops::sum_of_squares(g, 3, 9); }), "");
 }
 
+// clamp_ and its backward as torch.clamp: values outside [lo, hi] move to the bound, the gradient passes on
+// the closed interval (the bounds themselves included) and nowhere else; infinite bounds change nothing.
+TEST(Ops, ClampAndItsGradientFollowTorch) {
+  Tensor x = Tensor::from_floats({6}, {-2.0f, -0.5f, 0.1f, 0.75f, 3.0f, -0.25f});
+  const Tensor before = x.clone();
+  ops::clamp_(x, -0.5f, 0.75f);
+  const std::vector<float> clamped(x.f32(), x.f32() + 6);
+  EXPECT_EQ(clamped, (std::vector<float>{-0.5f, -0.5f, 0.1f, 0.75f, 0.75f, -0.25f}));
+  Tensor dy = Tensor::from_floats({6}, {1, 2, 3, 4, 5, 6});
+  ops::clamp_backward_(dy, before, -0.5f, 0.75f);
+  EXPECT_EQ(std::vector<float>(dy.f32(), dy.f32() + 6), (std::vector<float>{0, 2, 3, 4, 0, 6}));
+  Tensor same = before.clone();
+  ops::clamp_(same, -INFINITY, INFINITY);
+  EXPECT_EQ(std::vector<float>(same.f32(), same.f32() + 6),
+            std::vector<float>(before.f32(), before.f32() + 6));
+}
+
 }  // namespace
 }  // namespace g4

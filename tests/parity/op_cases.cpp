@@ -65,6 +65,18 @@ std::vector<OpCase> elementwise_and_linear() {
                  ops::zero_(x);
                  return Outputs{output("x", x)};
                }});
+  c.push_back(
+      {"clamp_", "clamp_", exact("a comparison and a copy per element: no arithmetic"), [](const Backend& b) {
+         Tensor x = on(b, random_tensor({4, 33}, 50));
+         ops::clamp_(x, -0.5f, 0.75f);
+         return Outputs{output("x", x)};
+       }});
+  c.push_back({"clamp_backward_", "clamp_backward_", exact("a comparison per element: no arithmetic"),
+               [](const Backend& b) {
+                 Tensor dy = on(b, random_tensor({4, 33}, 51));
+                 ops::clamp_backward_(dy, on(b, random_tensor({4, 33}, 52)), -0.5f, 0.75f);
+                 return Outputs{output("dy", dy)};
+               }});
   c.push_back({"scaled", "scaled", exact(kOneRounding), [](const Backend& b) {
                  return Outputs{output("y", ops::scaled(on(b, random_tensor({4, 33}, 4)), -1.75f))};
                }});

@@ -23,6 +23,17 @@ void scale_copy(const float* x, float factor, float* y, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * factor;
 }
 
+void clamp_inplace(float* x, float lo, float hi, std::int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelFrom)
+  for (std::int64_t i = 0; i < n; ++i) x[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
+}
+
+void clamp_backward(float* dy, const float* x, float lo, float hi, std::int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelFrom)
+  for (std::int64_t i = 0; i < n; ++i)
+    if (!(x[i] >= lo && x[i] <= hi)) dy[i] = 0.0f;
+}
+
 void geglu_forward(const float* gate, const float* up, float* out, std::int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelFrom)
   for (std::int64_t i = 0; i < n; ++i) out[i] = gelu_tanh(gate[i]) * up[i];

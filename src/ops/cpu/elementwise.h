@@ -10,6 +10,9 @@ namespace g4 {
 void add_inplace(float* x, const float* y, std::int64_t n);               // x += y
 void scale_inplace(float* x, float factor, std::int64_t n);               // x *= factor
 void scale_copy(const float* x, float factor, float* y, std::int64_t n);  // y = x · factor
+void clamp_inplace(float* x, float lo, float hi, std::int64_t n);         // x = min(max(x, lo), hi)
+// dy = 0 where x < lo or x > hi (NaN x too)
+void clamp_backward(float* dy, const float* x, float lo, float hi, std::int64_t n);
 
 // out = gelu_tanh(gate) · up
 void geglu_forward(const float* gate, const float* up, float* out, std::int64_t n);

@@ -21,6 +21,8 @@ Kernels make_cpu_kernels() {
   k.add_inplace = add_inplace;
   k.scale_inplace = scale_inplace;
   k.scale_copy = scale_copy;
+  k.clamp_inplace = clamp_inplace;
+  k.clamp_backward = clamp_backward;
   k.copy = [](const float* x, float* y, i64 n) {
     if (n > 0) std::memcpy(y, x, static_cast<std::size_t>(n) * sizeof(float));
   };

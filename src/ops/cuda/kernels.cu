@@ -114,6 +114,20 @@ __global__ void scale_kernel(const T* x, float f, T* y, i64 n) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
     y[i] = st<T>(ld(x[i]) * f);
 }
+template <class T>
+__global__ void clamp_kernel(T* x, float lo, float hi, i64 n) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x) {
+    const float v = ld(x[i]);
+    x[i] = st<T>(v < lo ? lo : (v > hi ? hi : v));
+  }
+}
+template <class T>
+__global__ void clamp_backward_kernel(T* dy, const T* x, float lo, float hi, i64 n) {
+  for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x) {
+    const float v = ld(x[i]);
+    if (!(v >= lo && v <= hi)) dy[i] = st<T>(0.0f);
+  }
+}
 template <class From, class To>
 __global__ void convert_kernel(const From* x, To* y, i64 n) {
   for (i64 i = blockIdx.x * i64{blockDim.x} + threadIdx.x; i < n; i += i64{gridDim.x} * blockDim.x)
@@ -545,6 +559,18 @@ void scale_copy(const S* x, float f, S* y, i64 n) {
   G4_CUDA_CHECK_LAUNCH();
 }
 template <class S>
+void clamp_inplace(S* x, float lo, float hi, i64 n) {
+  if (n == 0) return;
+  clamp_kernel<<<blocks_for(n), kThreads>>>(dev(x), lo, hi, n);
+  G4_CUDA_CHECK_LAUNCH();
+}
+template <class S>
+void clamp_backward(S* dy, const S* x, float lo, float hi, i64 n) {
+  if (n == 0) return;
+  clamp_backward_kernel<<<blocks_for(n), kThreads>>>(dev(dy), dev(x), lo, hi, n);
+  G4_CUDA_CHECK_LAUNCH();
+}
+template <class S>
 void copy(const S* x, S* y, i64 n) {
   if (n > 0) G4_CUDA_CHECK(cudaMemcpyAsync(y, x, n * sizeof(S), cudaMemcpyDeviceToDevice, nullptr));
 }
@@ -885,6 +911,8 @@ void fill_storage_kernels(KernelTable<S>& k) {
   k.add_inplace = add_inplace<S>;
   k.scale_inplace = scale_inplace<S>;
   k.scale_copy = scale_copy<S>;
+  k.clamp_inplace = clamp_inplace<S>;
+  k.clamp_backward = clamp_backward<S>;
   k.copy = copy<S>;
   k.zero = zero<S>;
   k.to_f32 = convert<S, float>;
