@@ -23,8 +23,8 @@ ALLOWED = {
     "model": {"core", "ops", "moe"},
     "data": {"core", "io"},
     "train": {"core", "io", "ops", "dist", "moe", "model", "data"},
-    "generate": {"core", "ops", "model", "data"},
-    "serve": {"core", "io", "generate", "data"},
+    "generate": {"model", "data"},
+    "serve": {"generate", "data"},
     "cli": {"core", "io", "ops", "dist", "moe", "model", "data", "train", "generate", "serve"},
 }
 # Folders whose code may name CUDA headers (everything else is backend-agnostic).

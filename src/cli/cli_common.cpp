@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "model/weight_layout.h"
 #ifdef G4MOE_HAVE_CUDA
 #include "ops/cuda/kernels.h"
 #endif
@@ -51,6 +52,16 @@ DType compute_dtype(const std::string& dtype, const std::string& device) {
   check(dtype == "f32" || device != "cpu",
         "--dtype bf16 runs on the GPU only (--device cuda); the CPU computes in f32");
   return dtype == "f32" ? DType::f32 : DType::bf16;
+}
+
+void place_model(Gemma4Model& model, Allocator& device, DType dtype, const char* command,
+                 double extra_bytes_per_parameter, const std::string& extra) {
+  if (device.device() == Device::cpu) return;
+  const double params = static_cast<double>(count_parameters(model.config.text).total);
+  require_available(device, params * (static_cast<double>(dtype_size(dtype)) + extra_bytes_per_parameter),
+                    command,
+                    human_count(params) + " parameters in " + std::string(dtype_name(dtype)) + extra);
+  move_weights(model.config, model.weights, device, dtype);
 }
 
 }  // namespace g4::cli

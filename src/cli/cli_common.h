@@ -8,6 +8,7 @@
 
 #include "core/allocator.h"
 #include "core/dtype.h"
+#include "model/gemma4_model.h"
 
 namespace g4::cli {
 
@@ -33,5 +34,11 @@ std::string human_bytes(double n);  // 1.5 GiB
 // The compute dtype of a command: "f32" or "bf16", or "auto" (f32 on the CPU, bf16 on a GPU). bf16 runs on
 // the GPU only; anything else is a g4::Error.
 DType compute_dtype(const std::string& dtype, const std::string& device);
+
+// Moves the model's weights to `device` in `dtype` (nothing on the CPU), after a one-line error when the
+// device cannot hold them: parameters × (dtype bytes + extra_bytes_per_parameter), `extra` saying what the
+// extra bytes are for (" with f32 gradients").
+void place_model(Gemma4Model& model, Allocator& device, DType dtype, const char* command,
+                 double extra_bytes_per_parameter = 0, const std::string& extra = "");
 
 }  // namespace g4::cli

@@ -23,7 +23,6 @@
 #include "data/tokenizer.h"
 #include "generate/generation.h"
 #include "io/config.h"
-#include "model/weight_layout.h"
 #include "train/model_loading.h"
 
 namespace g4::cli {
@@ -41,10 +40,7 @@ struct GenerateOptions {
 // The text of `tokens` without stop tokens, as a chat shows it (no thought channel).
 std::string shown(const Tokenizer& tokenizer, const std::vector<std::int64_t>& tokens,
                   const GenerationParams& p) {
-  std::vector<std::int64_t> kept;
-  for (const std::int64_t t : tokens)
-    if (std::find(p.stop_ids.begin(), p.stop_ids.end(), t) == p.stop_ids.end()) kept.push_back(t);
-  return visible_answer(tokenizer.decode(kept));
+  return visible_answer(tokenizer.decode(without_stop_tokens(tokens, p)));
 }
 
 // --chat: a conversation on the terminal; each turn renders the whole conversation with Gemma 4's chat format
@@ -85,11 +81,7 @@ int run_chat(const Gemma4Model& model, const GenerateOptions& o, const Generatio
         o.prefill_chunk);
     std::printf("\n");
     // The whole answer goes into the context; the chat format drops its thought channel.
-    std::vector<std::int64_t> kept;
-    for (const std::int64_t t : out[0])
-      if (std::find(params.stop_ids.begin(), params.stop_ids.end(), t) == params.stop_ids.end())
-        kept.push_back(t);
-    history.push_back({"assistant", tokenizer.decode(kept)});
+    history.push_back({"assistant", tokenizer.decode(without_stop_tokens(out[0], params))});
   }
   std::printf("\n");
   return 0;
@@ -106,12 +98,7 @@ int run_generate(const GenerateOptions& o) {
   const GenerationParams params = resolve_generation_params(read_generation_defaults(o.model), o.overrides);
   const std::int64_t V = model.config.text.vocab_size;
 
-  if (device.device() != Device::cpu) {
-    const double params_count = static_cast<double>(count_parameters(model.config.text).total);
-    require_available(device, params_count * static_cast<double>(dtype_size(dtype)), "generate",
-                      human_count(params_count) + " parameters in " + std::string(dtype_name(dtype)));
-    move_weights(model.config, model.weights, device, dtype);
-  }
+  place_model(model, device, dtype, "generate");
   if (o.chat) return run_chat(model, o, params, device, dtype);
 
   std::optional<Tokenizer> tokenizer;

@@ -10,9 +10,9 @@
 #include "cli/cli_common.h"
 #include "core/checked_math.h"
 #include "core/error.h"
-#include "generate/kv_cache.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
+#include "model/kv_cache.h"
 #include "model/weight_layout.h"
 #include "moe/state_dict_adapter.h"
 
@@ -197,7 +197,7 @@ int run_inspect(const std::string& path, bool as_json) {
                           {"embeddings", counts.embeddings},
                           {"per_layer_embeddings", counts.per_layer_embeddings},
                           {"experts", counts.experts}};
-  // The KV cache one bf16 sequence needs (generate/kv_cache.h: sliding layers keep their window, KV-shared
+  // The KV cache one bf16 sequence needs (model/kv_cache.h: sliding layers keep their window, KV-shared
   // layers nothing), at a few context lengths.
   Json kv = Json::object();
   for (const std::int64_t context : {4096, 32768, 131072})

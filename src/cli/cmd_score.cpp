@@ -22,7 +22,6 @@
 #include "model/batch_rows.h"
 #include "model/gemma4_model.h"
 #include "model/gemma4_training.h"
-#include "model/weight_layout.h"
 #include "moe/parallel_setup.h"
 #include "train/checkpoint_layout.h"
 #include "train/model_loading.h"
@@ -83,14 +82,7 @@ int run_score(const ScoreOptions& o) {
   check(bad.empty(), "weight ", bad, " of ", o.model, " is NaN or infinite: no loss is computed");
   model.dispatcher = par.dispatcher.get();
   const bool on_gpu = device.device() != Device::cpu;
-  if (on_gpu) {
-    const double params = static_cast<double>(count_parameters(model.config.text).total);
-    const double per_param = dtype_size(dtype) + (o.grads ? 4.0 : 0.0);
-    require_available(device, params * per_param, "score",
-                      human_count(params) + " parameters in " + std::string(dtype_name(dtype)) +
-                          (o.grads ? " with f32 gradients" : ""));
-    move_weights(model.config, model.weights, device, dtype);
-  }
+  place_model(model, device, dtype, "score", o.grads ? 4.0 : 0.0, o.grads ? " with f32 gradients" : "");
   const Batch full = read_score_input(o.input, model.config.text.vocab_size);
   Communicator& dp = *par.groups.dp;
   check(full.batch_size >= dp.size(), "the batch has ", full.batch_size, " rows, fewer than the ", dp.size(),

@@ -9,7 +9,6 @@
 #include "data/generation_config.h"
 #include "data/tokenizer.h"
 #include "generate/engine.h"
-#include "model/weight_layout.h"
 #include "serve/server.h"
 #include "train/model_loading.h"
 
@@ -43,12 +42,7 @@ int run_serve(ServeOptions o) {
   if (o.server.model_name.empty())
     o.server.model_name = std::filesystem::path(o.model).lexically_normal().filename().string();
   if (o.server.model_name.empty()) o.server.model_name = "g4moe";
-  if (device.device() != Device::cpu) {
-    const double params = static_cast<double>(count_parameters(model.config.text).total);
-    require_available(device, params * static_cast<double>(dtype_size(dtype)), "serve",
-                      human_count(params) + " parameters in " + std::string(dtype_name(dtype)));
-    move_weights(model.config, model.weights, device, dtype);
-  }
+  place_model(model, device, dtype, "serve");
   GenerationEngine engine(
       model, device, dtype,
       std::vector<std::int64_t>(static_cast<std::size_t>(o.max_batch), o.server.max_context),

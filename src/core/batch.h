@@ -25,4 +25,20 @@ struct Batch {
   std::int64_t tokens() const { return batch_size * seq_len; }
 };
 
+// Calls f(first, count) for every run of consecutive image placeholders (mm_token_type), in order.
+template <class F>
+void for_each_image_run(const Batch& batch, F f) {
+  const std::int64_t T = batch.mm_token_type.empty() ? 0 : batch.tokens();
+  for (std::int64_t t = 0; t < T;) {
+    if (!batch.mm_token_type[static_cast<std::size_t>(t)]) {
+      ++t;
+      continue;
+    }
+    std::int64_t n = 1;
+    while (t + n < T && batch.mm_token_type[static_cast<std::size_t>(t + n)]) ++n;
+    f(t, n);
+    t += n;
+  }
+}
+
 }  // namespace g4

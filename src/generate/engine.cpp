@@ -1,9 +1,8 @@
 #include "generate/engine.h"
 
 #include <algorithm>
-
-#include "core/checked_math.h"
-#include "core/error.h"
+#include <cmath>
+#include <limits>
 
 namespace g4 {
 
@@ -28,6 +27,31 @@ std::vector<float> host_logits(const Tensor& logits) {
 }
 
 }  // namespace
+
+std::int64_t total_length(std::size_t prompt, std::int64_t max_new_tokens) {
+  const auto n = static_cast<std::int64_t>(prompt);
+  check(max_new_tokens <= std::numeric_limits<std::int64_t>::max() - n, "prompt length (", n,
+        ") + max_new_tokens (", max_new_tokens, ") overflows");
+  return n + max_new_tokens;
+}
+
+std::vector<std::int64_t> without_stop_tokens(const std::vector<std::int64_t>& tokens,
+                                              const GenerationParams& p) {
+  std::vector<std::int64_t> kept;
+  for (const std::int64_t t : tokens)
+    if (std::find(p.stop_ids.begin(), p.stop_ids.end(), t) == p.stop_ids.end()) kept.push_back(t);
+  return kept;
+}
+
+void check_sampling_params(const SamplingParams& s) {
+  check(s.greedy || (std::isfinite(s.temperature) && s.temperature > 0),
+        "temperature must be > 0 when sampling (0 means greedy), got ", s.temperature);
+  check(s.top_k >= 0, "top_k must be >= 0 (0: off), got ", s.top_k);
+  check(s.top_p > 0 && s.top_p <= 1, "top_p must lie in (0, 1], got ", s.top_p);
+  check(s.min_p >= 0 && s.min_p <= 1, "min_p must lie in [0, 1], got ", s.min_p);
+  check(std::isfinite(s.repetition_penalty) && s.repetition_penalty > 0,
+        "repetition_penalty must be > 0 (1: off), got ", s.repetition_penalty);
+}
 
 void check_generation_params(const GenerationParams& p) {
   check_sampling_params(p.sampling);
@@ -57,8 +81,7 @@ void GenerationEngine::start(GenerationRequest request) {
   check(!request.prompt.empty(), "the prompt is empty: generation needs at least one token to continue");
   for (const std::int64_t id : request.prompt)
     check(id >= 0 && id < V, "the prompt holds token id ", id, ", outside the vocabulary [0, ", V, ")");
-  const std::int64_t needed = checked_add(static_cast<std::int64_t>(request.prompt.size()), p.max_new_tokens,
-                                          "prompt length + max_new_tokens");
+  const std::int64_t needed = total_length(request.prompt.size(), p.max_new_tokens);
   std::size_t s = 0;
   while (s < slots_.size() && (slots_[s].busy || slot_lengths_[s] < needed)) ++s;
   if (s == slots_.size()) {

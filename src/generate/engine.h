@@ -14,9 +14,9 @@
 #include <random>
 #include <vector>
 
-#include "generate/kv_cache.h"
 #include "generate/sampling.h"
 #include "model/gemma4_model.h"
+#include "model/kv_cache.h"
 
 namespace g4 {
 
@@ -28,8 +28,18 @@ struct GenerationParams {
   std::uint64_t seed = 0;
 };
 
-// A one-line g4::Error when `params` is out of range (sampling, min/max new tokens).
+// A one-line g4::Error naming the parameter when `params` is out of range (temperature <= 0 when sampling,
+// top_p outside (0, 1], min_p outside [0, 1], top_k < 0, repetition_penalty <= 0).
+void check_sampling_params(const SamplingParams& params);
+// The same for a whole generation (sampling, min/max new tokens).
 void check_generation_params(const GenerationParams& params);
+
+// prompt + max_new_tokens, the tokens a request's slot must hold (a g4::Error when it overflows).
+std::int64_t total_length(std::size_t prompt, std::int64_t max_new_tokens);
+
+// `tokens` without the stop tokens of `params` (what a reply's text is decoded from).
+std::vector<std::int64_t> without_stop_tokens(const std::vector<std::int64_t>& tokens,
+                                              const GenerationParams& params);
 
 enum class FinishReason { stop, length, cancelled };
 

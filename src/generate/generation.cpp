@@ -1,8 +1,5 @@
 #include "generate/generation.h"
 
-#include "core/checked_math.h"
-#include "core/error.h"
-
 namespace g4 {
 
 GenerationParams resolve_generation_params(const GenerationDefaults& d, const GenerationOverrides& o) {
@@ -36,8 +33,7 @@ std::vector<std::vector<std::int64_t>> generate(const Gemma4Model& model,
   std::vector<std::int64_t> lengths;
   for (std::size_t r = 0; r < prompts.size(); ++r) {
     check(!prompts[r].empty(), "prompt ", r, " is empty: generation needs at least one token to continue");
-    lengths.push_back(checked_add(static_cast<std::int64_t>(prompts[r].size()), params.max_new_tokens,
-                                  "prompt length + max_new_tokens"));
+    lengths.push_back(total_length(prompts[r].size(), params.max_new_tokens));
   }
   GenerationEngine engine(model, device, dtype, lengths, prefill_chunk);
   for (std::size_t r = 0; r < prompts.size(); ++r) {

@@ -13,7 +13,6 @@
 #include <optional>
 #include <vector>
 
-#include "core/allocator.h"
 #include "data/generation_config.h"
 #include "generate/engine.h"
 #include "model/gemma4_model.h"

@@ -6,8 +6,6 @@
 #include <numeric>
 #include <vector>
 
-#include "core/error.h"
-
 namespace g4 {
 
 namespace {
@@ -59,16 +57,6 @@ void min_p_(std::span<float> logits, double min_p) {
 }
 
 }  // namespace
-
-void check_sampling_params(const SamplingParams& s) {
-  check(s.greedy || (std::isfinite(s.temperature) && s.temperature > 0),
-        "temperature must be > 0 when sampling (0 means greedy), got ", s.temperature);
-  check(s.top_k >= 0, "top_k must be >= 0 (0: off), got ", s.top_k);
-  check(s.top_p > 0 && s.top_p <= 1, "top_p must lie in (0, 1], got ", s.top_p);
-  check(s.min_p >= 0 && s.min_p <= 1, "min_p must lie in [0, 1], got ", s.min_p);
-  check(std::isfinite(s.repetition_penalty) && s.repetition_penalty > 0,
-        "repetition_penalty must be > 0 (1: off), got ", s.repetition_penalty);
-}
 
 void process_logits(std::span<float> logits, std::span<const std::int64_t> seen,
                     std::span<const std::int64_t> suppressed, const SamplingParams& s) {

@@ -21,10 +21,6 @@ struct SamplingParams {
   double repetition_penalty = 1.0;  // 1: off; > 1 discourages tokens already in the sequence
 };
 
-// A one-line g4::Error naming the parameter when `params` is out of range (temperature <= 0 when sampling,
-// top_p outside (0, 1], min_p outside [0, 1], top_k < 0, repetition_penalty <= 0).
-void check_sampling_params(const SamplingParams& params);
-
 // Applies the processors and, when sampling, the warpers to `logits` in place. `seen`: the tokens of the
 // sequence so far (prompt and generated), for the repetition penalty; `suppressed`: tokens that may not come
 // yet (the stop tokens before min_new_tokens).

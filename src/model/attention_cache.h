@@ -1,5 +1,5 @@
 // attention_cache.h: the interface through which attention reads the keys and values of positions an earlier
-// forward already saw (generation with a KV cache). model/ calls it; generate/kv_cache.h owns the storage and
+// forward already saw (generation with a KV cache). model/ calls it; model/kv_cache.h owns the storage and
 // its policy (a ring of the window on sliding layers, everything on full layers).
 //
 // Invariants: a forward with a cache runs B batch rows of S new tokens each, each row continuing one cached

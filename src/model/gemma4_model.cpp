@@ -82,18 +82,11 @@ Tensor embed_multimodal(const Gemma4Model& m, const Batch& batch, const Tensor& 
         " soft tokens");
   Tensor x = embed_tokens(m, text_ids);
   std::int64_t used = 0;
-  for (std::int64_t t = 0; t < T;) {
-    if (!batch.mm_token_type[t]) {
-      ++t;
-      continue;
-    }
-    std::int64_t n = 1;
-    while (t + n < T && batch.mm_token_type[t + n]) ++n;
-    Tensor rows = x.rows(t, n);
+  for_each_image_run(batch, [&](std::int64_t first, std::int64_t n) {
+    Tensor rows = x.rows(first, n);
     ops::assign_(rows, soft_tokens.rows(used, n));
     used += n;
-    t += n;
-  }
+  });
   return x;
 }
 

@@ -56,22 +56,6 @@ HeadStep head_forward_backward(const Gemma4Model& m, const Tensor& x, std::span<
 
 namespace {
 
-// Calls f(first, count) for every run of consecutive image placeholders of the batch.
-template <class F>
-void for_each_image_run(const Batch& batch, F f) {
-  const std::int64_t T = batch.tokens();
-  for (std::int64_t t = 0; t < T;) {
-    if (!batch.mm_token_type[t]) {
-      ++t;
-      continue;
-    }
-    std::int64_t n = 1;
-    while (t + n < T && batch.mm_token_type[t + n]) ++n;
-    f(t, n);
-    t += n;
-  }
-}
-
 // Zeroes the gradient rows of the positions that hold the pad token: transformers' embedding tables have
 // padding_idx = pad_token_id, so their pad row never receives a lookup's gradient (the tied head's still
 // reaches it).

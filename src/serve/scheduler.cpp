@@ -3,8 +3,6 @@
 #include <chrono>
 #include <cstdio>
 
-#include "core/error.h"
-
 namespace g4 {
 
 namespace {

@@ -11,9 +11,8 @@
 #include <random>
 #include <thread>
 
-#include "core/error.h"
+#include "data/openai_api.h"
 #include "generate/generation.h"
-#include "serve/openai_api.h"
 #include "serve/scheduler.h"
 
 namespace g4 {
@@ -47,11 +46,7 @@ class TextTracker {
 
   // Re-reads the tokens; true when a stop string appeared (the generation should end).
   bool update(const std::vector<std::int64_t>& tokens) {
-    std::vector<std::int64_t> kept;
-    for (const std::int64_t t : tokens)
-      if (std::find(params_.stop_ids.begin(), params_.stop_ids.end(), t) == params_.stop_ids.end())
-        kept.push_back(t);
-    text_ = tokenizer_.decode(kept);
+    text_ = tokenizer_.decode(without_stop_tokens(tokens, params_));
     if (request_.chat) text_ = visible_answer(text_);
     std::size_t cut = std::string::npos;
     for (const std::string& s : request_.stop) cut = std::min(cut, text_.find(s));

@@ -32,24 +32,12 @@ VisionWeights load_vision_weights(const ModelConfig& m, const Checkpoint& ckpt) 
   for (auto& [name, shape] : expected_vision_tensors(c, m.text.hidden_size)) shapes[name] = shape;
   const std::string tower = "model.vision_tower.";
   VisionWeights w;
-  w.input_proj = read_shaped(ckpt, shapes, tower + "patch_embedder.input_proj.weight");
-  w.position_table = read_shaped(ckpt, shapes, tower + "patch_embedder.position_embedding_table");
+  w.layers.resize(static_cast<std::size_t>(c.num_hidden_layers));
+  for_each_vision_parameter(w,
+                            [&](const std::string& name, Tensor& t) { t = read_shaped(ckpt, shapes, name); });
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = tower + "encoder.layers." + std::to_string(l) + ".";
-    VisionLayerWeights& L = w.layers.emplace_back();
-    L.input_norm = read_shaped(ckpt, shapes, p + "input_layernorm.weight");
-    L.post_attention_norm = read_shaped(ckpt, shapes, p + "post_attention_layernorm.weight");
-    L.pre_feedforward_norm = read_shaped(ckpt, shapes, p + "pre_feedforward_layernorm.weight");
-    L.post_feedforward_norm = read_shaped(ckpt, shapes, p + "post_feedforward_layernorm.weight");
-    L.q_proj = read_shaped(ckpt, shapes, p + "self_attn.q_proj.linear.weight");
-    L.k_proj = read_shaped(ckpt, shapes, p + "self_attn.k_proj.linear.weight");
-    L.v_proj = read_shaped(ckpt, shapes, p + "self_attn.v_proj.linear.weight");
-    L.o_proj = read_shaped(ckpt, shapes, p + "self_attn.o_proj.linear.weight");
-    L.q_norm = read_shaped(ckpt, shapes, p + "self_attn.q_norm.weight");
-    L.k_norm = read_shaped(ckpt, shapes, p + "self_attn.k_norm.weight");
-    L.gate_proj = read_shaped(ckpt, shapes, p + "mlp.gate_proj.linear.weight");
-    L.up_proj = read_shaped(ckpt, shapes, p + "mlp.up_proj.linear.weight");
-    L.down_proj = read_shaped(ckpt, shapes, p + "mlp.down_proj.linear.weight");
+    VisionLayerWeights& L = w.layers[static_cast<std::size_t>(l)];
     if (c.use_clipped_linears) {
       for (auto [name, clip] : {std::pair{"self_attn.q_proj", &L.q_clip},
                                 {"self_attn.k_proj", &L.k_clip},
@@ -80,7 +68,6 @@ VisionWeights load_vision_weights(const ModelConfig& m, const Checkpoint& ckpt) 
       w.std_scale.f32()[j * H + j] = scale.f32()[j];
     }
   }
-  w.embed_projection = read_shaped(ckpt, shapes, "model.embed_vision.embedding_projection.weight");
   return w;
 }
 

@@ -1,8 +1,8 @@
 // libFuzzer target: `g4moe serve`'s request bodies (/v1/completions and /v1/chat/completions), then the chat
 // rendering of whatever messages parse.
 #include "data/chat_template.h"
+#include "data/openai_api.h"
 #include "fuzz_harness.h"
-#include "serve/openai_api.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text = g4::fuzz::as_string(data, size);

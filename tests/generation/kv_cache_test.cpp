@@ -8,8 +8,8 @@
 
 #include "core/allocator.h"
 #include "core/error.h"
-#include "generate/kv_cache.h"
 #include "model/gemma4_model.h"
+#include "model/kv_cache.h"
 #include "test_paths.h"
 #include "train/model_loading.h"
 

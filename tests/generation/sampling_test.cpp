@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "generate/engine.h"
 #include "generate/sampling.h"
 #include "io/json.h"
 #include "test_paths.h"

@@ -36,6 +36,16 @@ double relative_error(const Tensor& a, const Tensor& b) {
   return std::sqrt(diff / norm);
 }
 
+// A fixture image's patch positions [N, 2] as its columns and rows.
+std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>> columns_and_rows(const Tensor& positions) {
+  std::vector<std::int64_t> xs, ys;
+  for (std::int64_t p = 0; p < positions.dim(0); ++p) {
+    xs.push_back(positions.i64()[2 * p]);
+    ys.push_back(positions.i64()[2 * p + 1]);
+  }
+  return {xs, ys};
+}
+
 class VisionTower : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(VisionTower, MatchesTransformersInFloat64) {
@@ -49,12 +59,7 @@ TEST_P(VisionTower, MatchesTransformersInFloat64) {
     SCOPED_TRACE("image " + std::to_string(image));
     const std::string i = std::to_string(image);
     const Tensor patches = ref("pixel_values." + i).to_f32();
-    const Tensor positions = ref("position_ids." + i);
-    std::vector<std::int64_t> xs, ys;
-    for (std::int64_t p = 0; p < positions.dim(0); ++p) {
-      xs.push_back(positions.i64()[2 * p]);
-      ys.push_back(positions.i64()[2 * p + 1]);
-    }
+    const auto [xs, ys] = columns_and_rows(ref("position_ids." + i));
     const VisionOutput out = vision_forward(*config.vision, weights, patches, xs, ys);
     const Tensor tower = ref("tower." + i), soft = ref("soft_tokens." + i);
     ASSERT_EQ(out.features.shape(), tower.shape());
@@ -83,12 +88,7 @@ TEST_P(VisionTower, GradientsMatchTransformersInFloat64) {
   };
   for (int image = 0; image < 2; ++image) {
     const std::string i = std::to_string(image);
-    const Tensor positions = ref("position_ids." + i);
-    std::vector<std::int64_t> xs, ys;
-    for (std::int64_t p = 0; p < positions.dim(0); ++p) {
-      xs.push_back(positions.i64()[2 * p]);
-      ys.push_back(positions.i64()[2 * p + 1]);
-    }
+    const auto [xs, ys] = columns_and_rows(ref("position_ids." + i));
     VisionTape tape;
     vision_forward(*config.vision, weights, ref("pixel_values." + i).to_f32(), xs, ys, &tape);
     vision_backward(*config.vision, weights, tape, ref("d_soft_tokens." + i).to_f32(), grads);
@@ -120,12 +120,7 @@ TEST_P(VisionTower, ImageTextLogitsMatchTransformersInFloat64) {
   std::int64_t soft_total = 0;
   for (int image = 0; image < 2; ++image) {
     const std::string i = std::to_string(image);
-    const Tensor positions = ref("position_ids." + i);
-    std::vector<std::int64_t> xs, ys;
-    for (std::int64_t p = 0; p < positions.dim(0); ++p) {
-      xs.push_back(positions.i64()[2 * p]);
-      ys.push_back(positions.i64()[2 * p + 1]);
-    }
+    const auto [xs, ys] = columns_and_rows(ref("position_ids." + i));
     per_image.push_back(
         vision_forward(*model.config.vision, weights, ref("pixel_values." + i).to_f32(), xs, ys).soft_tokens);
     soft_total += per_image.back().dim(0);
@@ -179,12 +174,7 @@ TEST_P(VisionTower, ImageTextGradientsMatchTransformersInFloat64) {
   std::vector<Tensor> per_image;
   for (int image = 0; image < 2; ++image) {
     const std::string i = std::to_string(image);
-    const Tensor positions = ref("position_ids." + i);
-    std::vector<std::int64_t> xs, ys;
-    for (std::int64_t p = 0; p < positions.dim(0); ++p) {
-      xs.push_back(positions.i64()[2 * p]);
-      ys.push_back(positions.i64()[2 * p + 1]);
-    }
+    const auto [xs, ys] = columns_and_rows(ref("position_ids." + i));
     per_image.push_back(vision_forward(*model.config.vision, weights, ref("pixel_values." + i).to_f32(), xs,
                                        ys, &tapes[image])
                             .soft_tokens);

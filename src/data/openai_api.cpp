@@ -1,4 +1,4 @@
-#include "serve/openai_api.h"
+#include "data/openai_api.h"
 
 #include <cmath>
 

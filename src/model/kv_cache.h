@@ -1,4 +1,6 @@
-// kv_cache.h: the KV cache of generation, the storage behind model/attention_cache.h.
+// kv_cache.h: the KV cache of generation, the storage behind model/attention_cache.h. It lives in model/,
+// next to the interface, because it is device storage filled through the op interface, which generate/ may
+// not call; generate/ sizes it and drives it.
 //
 // Per sequence and per layer that computes its own K/V (KV-shared layers store nothing: they read their
 // source's), K and V buffers [capacity, Nkv, D] in the compute dtype on the model's device:

@@ -1,5 +1,6 @@
 // openai_api.h: the OpenAI-compatible request and response bodies of `g4moe serve` (/v1/completions,
-// /v1/chat/completions, /v1/models), as plain functions on JSON, apart from HTTP.
+// /v1/chat/completions, /v1/models), as plain functions on JSON, apart from HTTP; in data/ with the other
+// input formats (serve/ may not read JSON itself).
 //
 // Invariant: parse_* either returns a request whose fields are in range or throws a one-line g4::Error that
 // names the field (the server answers it with 400); unknown fields are ignored, as OpenAI's clients send
