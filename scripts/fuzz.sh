@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer, with ASan + UBSan) of every parser of outside input: safetensors headers,
-# config.json, score and generate input, generation_config.json, OpenAI API request bodies, YAML recipes, JSONL training data, tokenizer.json, and a training checkpoint's
+# config.json, score and generate input, generation_config.json, OpenAI API request bodies, YAML recipes, JSONL training data, tokenizer.json, JPEG and PNG images, and a training checkpoint's
 # resume files (trainer_state.json, optimizer.safetensors). Each target runs for
 # FUZZ_SECONDS (default 20) from seeds taken from the repository's own files; a finding (crash, sanitizer report,
 # an exception other than a one-line g4::Error) fails the script and leaves the input in build-fuzz/findings/.
 # Usage: bash scripts/fuzz.sh [target ...]      (targets: safetensors config score_input generation_input openai_request recipe dataset tokenizer trainer_state
-# optimizer_state)
+# optimizer_state image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 seconds=${FUZZ_SECONDS:-20}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors config score_input generation_input openai_request recipe dataset tokenizer trainer_state optimizer_state)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors config score_input generation_input openai_request recipe dataset tokenizer trainer_state optimizer_state image)
 
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DG4MOE_CUDA=OFF \
   -DG4MOE_TESTS=OFF -DG4MOE_FUZZ=ON >/dev/null
@@ -19,7 +19,7 @@ cmake --build build-fuzz --parallel "$(nproc)" --target g4_fuzzers
 
 # Seeds: valid inputs of each kind (the fuzzer mutates from there).
 corpus=build-fuzz/corpus
-rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,config,score_input,generation_input,openai_request,recipe,dataset,tokenizer,trainer_state,optimizer_state} build-fuzz/findings
+rm -rf "$corpus" && mkdir -p "$corpus"/{safetensors,config,score_input,generation_input,openai_request,recipe,dataset,tokenizer,trainer_state,optimizer_state,image} build-fuzz/findings
 python3 - "$corpus/safetensors/tiny.safetensors" <<'PY'
 import json, struct, sys
 header = {"a.weight": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]},
@@ -45,6 +45,8 @@ printf '%s\n' '{"input_ids": [5, 6, 7, 8]}' \
   '{"prompt": "2 + 2 =", "completion": " 4"}' >"$corpus/dataset/ids_chat_prompt.jsonl"
 printf 'a first paragraph\nof two lines\n\n  \nthe second one\n' >"$corpus/dataset/paragraphs.txt"
 cp tests/data/tokenizer/tokenizer.json "$corpus/tokenizer/"
+for f in camera_1bit.png astronaut_tiny.png chelsea_strip_tall.jpg astronaut_exif3.jpg coffee_palette.png refused_cmyk.jpg \
+  refused_gray16.png; do cp "tests/fixtures/images/$f" "$corpus/image/"; done
 printf '%s' '{"step": 6, "data_cursor": 48, "tokens_seen": 6144.0, "optimizer_steps": 6, "model_seed": 1234,
  "data_seed": 0, "recipe": {"data.seq_len": 128, "train.batch_size": 8}}' >"$corpus/trainer_state/state.json"
 python3 - "$corpus/optimizer_state" <<'PY'

@@ -16,7 +16,7 @@ rm -rf .devbin && mkdir -p .devbin/lib
 for t in "${targets[@]}"; do cp "build-gpu/$t" .devbin/; done
 for lib in $(ldd build-gpu/g4moe build-gpu/g4_cuda_tests | awk '/=>/ {print $3}' | sort -u); do
   case "$(basename "$lib")" in
-    libopenblas* | libgomp* | libgfortran* | libquadmath* | libyaml-cpp*) cp -L "$lib" .devbin/lib/ ;;
+    libopenblas* | libgomp* | libgfortran* | libquadmath* | libyaml-cpp* | libjpeg*) cp -L "$lib" .devbin/lib/ ;;
     # cairo (loss.png) and what it loads, which the GPU machine may lack
     libcairo* | libpixman* | libfontconfig* | libfreetype* | libpng16* | libxcb* | libX* | libexpat* | \
       libbrotli* | libbsd* | libmd.*) cp -L "$lib" .devbin/lib/ ;;

@@ -9,7 +9,7 @@ packages=(
   nlohmann-json3-dev libopenblas-dev libopenblas-openmp-dev libcli11-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
-  libcairo2-dev
+  libcairo2-dev libjpeg62-turbo-dev libpng-dev
   libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev
   clang-14 libclang-rt-14-dev libomp-14-dev clang-format
 )
