@@ -23,6 +23,10 @@ struct Gemma4Model {
   // The dtype the weights were stored in (the checkpoint's float dtype when all its weights share one, else
   // f32): checkpoints written from this model use it again, so a bf16 model stays a bf16 checkpoint.
   DType storage_dtype = DType::f32;
+  // The checkpoint's tensors outside the text model (vision and audio towers, embed_vision, embed_audio), as
+  // stored (own dtype, host): checkpoints written from this model hold them unchanged, so fine-tuning the
+  // language model of a vision-language checkpoint keeps its towers.
+  std::vector<std::pair<std::string, Tensor>> carried;
   // How the MoE blocks reach their experts (not owned; moe/dispatcher.h), installed from outside the model
   // (train/, cli/: ParallelSetup::dispatcher); the weights hold its local_experts() only. nullptr: every
   // expert is here (moe/'s InProcessDispatcher).

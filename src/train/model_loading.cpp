@@ -8,6 +8,10 @@
 
 namespace g4 {
 
+bool is_text_model_tensor(const ModelConfig& config, const std::string& name) {
+  return name == "lm_head.weight" || name.rfind(config.text_prefix, 0) == 0;
+}
+
 Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& ckpt, bool* native_moe_out,
                                   ExpertRange experts) {
   const TextConfig& c = config.text;
@@ -74,6 +78,8 @@ Gemma4Model load_gemma4_model(const std::string& dir, ExpertRange experts) {
     shared = d;
   }
   m.storage_dtype = shared && !mixed ? *shared : DType::f32;
+  for (const std::string& name : ckpt.names())
+    if (!is_text_model_tensor(m.config, name)) m.carried.emplace_back(name, ckpt.read(name));
   return m;
 }
 

@@ -22,8 +22,12 @@ namespace g4 {
 Gemma4Weights load_gemma4_weights(const ModelConfig& config, const Checkpoint& checkpoint,
                                   bool* native_moe = nullptr, ExpertRange experts = {});
 
+// Whether a checkpoint tensor belongs to the text model (lm_head.weight, or under config.text_prefix).
+bool is_text_model_tensor(const ModelConfig& config, const std::string& name);
+
 // Reads config.json and the weights of a checkpoint directory (either layout); with a non-empty `experts`
-// range only those experts of every MoE layer are kept.
+// range only those experts of every MoE layer are kept. Every other tensor of the checkpoint (the towers)
+// is kept as stored in Gemma4Model::carried.
 Gemma4Model load_gemma4_model(const std::string& dir, ExpertRange experts = {});
 
 }  // namespace g4

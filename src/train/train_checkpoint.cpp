@@ -22,6 +22,7 @@ std::vector<std::pair<std::string, Tensor>> hf_tensors(Gemma4Model& model) {
     check(at < 0, "weight ", name, " holds a non-finite value (element ", at, "): no checkpoint is written");
     if (model.storage_dtype != DType::f32) t = t.to_dtype(model.storage_dtype);
   }
+  out.insert(out.end(), model.carried.begin(), model.carried.end());  // host tensors, as stored
   return out;
 }
 

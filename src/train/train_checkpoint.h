@@ -2,7 +2,8 @@
 //
 // A checkpoint directory holds config.json and model.safetensors (shards + index when large) in the HF layout
 // (MoE weights converted back by the state-dict adapter, per_expert_scale written as ones) and in the model's
-// storage dtype (a bf16 checkpoint stays bf16), so transformers loads it; g4moe_tokenizer.json (the byte
+// storage dtype (a bf16 checkpoint stays bf16), with the tensors it carries from its source unchanged (the
+// vision and audio towers: Gemma4Model::carried), so transformers loads it; g4moe_tokenizer.json (the byte
 // tokenizer) when the run used one; and, for `--resume`, optimizer.safetensors and trainer_state.json
 // (train/train_state.h: AdamW moments, fp32 master weights when the storage dtype is narrower, step, data
 // cursor, the recipe).

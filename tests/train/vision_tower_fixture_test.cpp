@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 #include "io/checkpoint.h"
@@ -18,6 +19,7 @@
 #include "test_paths.h"
 #include "train/checkpoint_layout.h"
 #include "train/model_loading.h"
+#include "train/train_checkpoint.h"
 #include "train/vision_loading.h"
 
 namespace g4 {
@@ -304,6 +306,29 @@ TEST(VisionTowerErrors, BadImagesAreErrors) {
   const Tensor wrong(DType::f32, {4, 10});
   const std::vector<std::int64_t> xs2 = {0, 1, 0, 1}, ys2 = {0, 0, 1, 1};
   EXPECT_THROW(vision_forward(*config.vision, weights, wrong, xs2, ys2), Error);
+}
+
+// Fine-tuning the language model of a vision-language checkpoint keeps its towers: every tensor outside the
+// text model is carried, and a checkpoint written from the model holds it byte for byte.
+TEST_P(VisionTower, CheckpointsKeepTheTowers) {
+  const std::string dir = test::source_path(std::string("tests/fixtures/") + GetParam());
+  Gemma4Model model = load_gemma4_model(dir);
+  const Checkpoint source = Checkpoint::open(dir);
+  std::size_t towers = 0;
+  for (const std::string& name : source.names()) towers += is_text_model_tensor(model.config, name) ? 0 : 1;
+  ASSERT_GT(towers, 0u);
+  ASSERT_EQ(model.carried.size(), towers);
+  const std::string out = test::scratch_dir(std::string("towers_") + GetParam()) + "/ckpt";
+  save_hf_checkpoint(out, model, read_json_file(dir + "/config.json"), CheckpointOptions{});
+  const Checkpoint saved = Checkpoint::open(out);
+  for (const auto& [name, t] : model.carried) {
+    ASSERT_TRUE(saved.contains(name)) << name;
+    const Tensor back = saved.read(name);
+    ASSERT_EQ(back.dtype(), source.info(name).dtype) << name;
+    ASSERT_EQ(back.shape(), source.info(name).shape) << name;
+    EXPECT_EQ(std::memcmp(back.bytes(), source.view(name).data, back.nbytes()), 0) << name;
+  }
+  EXPECT_EQ(saved.names(), source.names());
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, VisionTower, ::testing::Values("vision_tower", "vision_e2b"));
