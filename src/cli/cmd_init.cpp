@@ -1,6 +1,6 @@
 // cmd_init.cpp: `g4moe init --preset NAME|--config config.json --out DIR [--seed N] [--overwrite]`: a
 // randomly initialised model written as a Hugging Face checkpoint (transformers' initialisation: normal(0,
-// 0.02), norms at one).
+// 0.02), norms at one), the vision tower and embed_vision included when the config has a vision_config.
 #include <cstdio>
 #include <memory>
 
@@ -52,6 +52,7 @@ Action register_init(CLI::App& app) {
     const Json doc = o->preset.empty() ? read_json_file(o->config) : preset_config(o->preset);
     Gemma4Model model = init_gemma4_model(doc, o->seed);
     model.storage_dtype = declared_dtype(doc);
+    for (auto& [name, t] : model.carried) t = t.to_dtype(model.storage_dtype);  // the towers, as declared
     CheckpointOptions options;
     options.replace_existing = o->overwrite;
     save_hf_checkpoint(o->out, model, doc, options);

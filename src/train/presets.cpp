@@ -1,11 +1,13 @@
 #include "train/presets.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <random>
 
 #include "core/error.h"
 #include "io/config.h"
+#include "model/weight_layout.h"
 
 namespace g4 {
 
@@ -90,6 +92,36 @@ Json preset_config(const std::string& name) {
 constexpr std::int64_t kParallelInitElements = std::int64_t{1} << 24;
 constexpr std::int64_t kInitChunk = std::int64_t{1} << 20;
 
+namespace {
+
+// The vision tower and embed_vision of a vision-language config, in the checkpoint's names (carried, f32):
+// matrices and the position table normal(0, range), norm weights and std_scale one, std_bias zero, clipping
+// bounds infinite (nothing clipped).
+void init_vision_tensors(Gemma4Model& m, std::mt19937_64& rng, double range) {
+  std::normal_distribution<float> normal(0.0f, static_cast<float>(range));
+  const auto ends_with = [](const std::string& s, const char* tail) {
+    const std::string t(tail);
+    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+  };
+  for (const auto& [name, shape] : expected_vision_tensors(*m.config.vision, m.config.text.hidden_size)) {
+    Tensor t(DType::f32, shape);
+    float fill = 0.0f;
+    bool random = false;
+    if (ends_with(name, "_min"))
+      fill = -std::numeric_limits<float>::infinity();
+    else if (ends_with(name, "_max"))
+      fill = std::numeric_limits<float>::infinity();
+    else if (ends_with(name, "std_scale") || (shape.size() == 1 && ends_with(name, "norm.weight")))
+      fill = 1.0f;
+    else
+      random = !ends_with(name, "std_bias");
+    for (std::int64_t j = 0; j < t.numel(); ++j) t.f32()[j] = random ? normal(rng) : fill;
+    m.carried.emplace_back(name, std::move(t));
+  }
+}
+
+}  // namespace
+
 Gemma4Model init_gemma4_model(const Json& doc, std::uint64_t seed, double initializer_range) {
   Gemma4Model m;
   m.config = parse_config(doc, "model config");
@@ -122,6 +154,7 @@ Gemma4Model init_gemma4_model(const Json& doc, std::uint64_t seed, double initia
       for (std::int64_t j = chunk * kInitChunk; j < end; ++j) data[j] = chunk_normal(chunk_rng);
     }
   });
+  if (m.config.vision) init_vision_tensors(m, rng, initializer_range);
   return m;
 }
 

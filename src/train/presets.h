@@ -23,7 +23,8 @@ namespace g4 {
 std::vector<std::string> preset_names();
 Json preset_config(const std::string& name);  // config.json document (model_type gemma4_text)
 
-// A model with the given config and freshly initialised weights (deterministic in `seed`).
+// A model with the given config and freshly initialised weights (deterministic in `seed`); with a
+// vision_config, the vision tower and embed_vision too (in Gemma4Model::carried, checkpoint names).
 Gemma4Model init_gemma4_model(const Json& config_doc, std::uint64_t seed, double initializer_range = 0.02);
 
 }  // namespace g4

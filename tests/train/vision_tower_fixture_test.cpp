@@ -16,9 +16,11 @@
 #include "model/gemma4_model.h"
 #include "model/gemma4_training.h"
 #include "model/vision_tower.h"
+#include "model/weight_layout.h"
 #include "test_paths.h"
 #include "train/checkpoint_layout.h"
 #include "train/model_loading.h"
+#include "train/presets.h"
 #include "train/train_checkpoint.h"
 #include "train/vision_loading.h"
 
@@ -329,6 +331,23 @@ TEST_P(VisionTower, CheckpointsKeepTheTowers) {
     EXPECT_EQ(std::memcmp(back.bytes(), source.view(name).data, back.nbytes()), 0) << name;
   }
   EXPECT_EQ(saved.names(), source.names());
+}
+
+// `g4moe init` of a vision-language config writes the towers too (checkpoint names, as transformers expects).
+TEST_P(VisionTower, InitialisedModelsHaveTheirTowers) {
+  const std::string dir = test::source_path(std::string("tests/fixtures/") + GetParam());
+  const Gemma4Model model = init_gemma4_model(read_json_file(dir + "/config.json"), 7);
+  const auto expected = expected_vision_tensors(*model.config.vision, model.config.text.hidden_size);
+  ASSERT_EQ(model.carried.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(model.carried[i].first, expected[i].first);
+    EXPECT_EQ(model.carried[i].second.shape(), expected[i].second);
+  }
+  Gemma4Model saved = model;
+  const std::string out = test::scratch_dir(std::string("init_towers_") + GetParam()) + "/ckpt";
+  save_hf_checkpoint(out, saved, read_json_file(dir + "/config.json"), CheckpointOptions{});
+  const VisionWeights w = load_vision_weights(model.config, Checkpoint::open(out));
+  EXPECT_EQ(w.layers.size(), static_cast<std::size_t>(model.config.vision->num_hidden_layers));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, VisionTower, ::testing::Values("vision_tower", "vision_e2b"));
