@@ -98,6 +98,10 @@ struct ModelConfig {
   bool has_vision_config = false;  // the audio tower is not read yet; its presence is reported
   bool has_audio_config = false;
   std::optional<VisionConfig> vision;  // when the config has a vision_config
+  // An image's tokens (Gemma4Config: boi_token_id, image_token_id, eoi_token_id): <|image>, one <|image|>
+  // placeholder per soft token, <image|>. Read with the vision_config (-1 without one), each below
+  // vocab_size.
+  std::int64_t image_begin_id = -1, image_token_id = -1, image_end_id = -1;
 };
 
 }  // namespace g4

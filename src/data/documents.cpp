@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "data/image_decode.h"
+#include "data/image_processor.h"
 #include "io/json.h"
 
 namespace fs = std::filesystem;
@@ -34,18 +36,80 @@ void append(Document& d, const std::vector<std::int64_t>& ids, bool counts) {
   d.counts.insert(d.counts.end(), ids.size(), counts ? 1 : 0);
 }
 
-void append_chat(Document& d, const Json& messages, const std::string& where, const DatasetOptions& o) {
+// An image part: read and sized now, so that a missing or corrupt image fails at load, naming the data line.
+DocumentImage read_image_part(const Json& part, const std::string& where, const std::string& base_dir,
+                              const DatasetOptions& o) {
+  check(o.images.placeholder >= 0, "an image in the data, but the model takes no images (no vision_config) (",
+        where, ")");
+  const auto path = part.find("path");
+  check(path != part.end() && path->is_string() && !path->get<std::string>().empty(),
+        "an image part needs \"path\": a local file, relative to the data file (", where, ")");
+  const fs::path file = fs::path(base_dir) / path->get<std::string>();
+  try {
+    const RgbImage image = read_image_file(file.string());
+    const auto [h, w] = o.images.processor.do_resize
+                            ? target_image_size(image.height, image.width, o.images.processor, file.string())
+                            : std::array<std::int64_t, 2>{image.height, image.width};
+    const std::int64_t p = o.images.processor.patch_size, k = o.images.processor.pooling_kernel_size;
+    check(h % (p * k) == 0 && w % (p * k) == 0, file.string(), ": ", w, "x", h,
+          " pixels is not a whole number of pooled patches (do_resize is off)");
+    return DocumentImage{file.string(), (h / p) * (w / p) / (k * k)};
+  } catch (const Error& e) {
+    fail(e.what(), " (", where, ")");
+  }
+}
+
+void append_chat(Document& d, const Json& messages, const std::string& where, const std::string& base_dir,
+                 const DatasetOptions& o) {
   check(messages.is_array() && !messages.empty(), "\"messages\" must be a non-empty list (", where, ")");
   for (const Json& m : messages) {
     check(m.is_object(), "each message must be an object with \"role\" and \"content\" (", where, ")");
     std::string role = json_string(json_require(m, "role", where), "role", where);
-    const std::string content = json_string(json_require(m, "content", where), "content", where);
     check(role == "user" || role == "system" || role == "model" || role == "assistant", "unknown role \"",
           role, "\" (user, system, model or assistant) (", where, ")");
     if (role == "assistant") role = "model";
-    // Each turn is tokenised whole: turns are separated by the added token <|turn>, so this equals tokenising
-    // the whole conversation. In a model turn every token after the header "<|turn>model\n" counts.
-    const auto turn = encode(o, "<|turn>" + role + "\n" + content + "<turn|>\n", where);
+    // A turn is its text tokenised in pieces between images: <|turn> and the image tokens are added tokens,
+    // which a tokenizer splits at, so this equals tokenising the whole rendered conversation. In a model turn
+    // every token after the header "<|turn>model\n" counts, image tokens never.
+    std::vector<std::int64_t> turn;
+    std::vector<std::uint8_t> is_image;
+    std::string text = "<|turn>" + role + "\n";
+    const auto flush_text = [&] {
+      const auto ids = encode(o, text, where);
+      for (std::int64_t id : ids)
+        check(
+            id != o.images.placeholder || o.images.placeholder < 0,
+            "the text holds the image placeholder token itself; give images as {\"type\": \"image\"} parts (",
+            where, ")");
+      turn.insert(turn.end(), ids.begin(), ids.end());
+      is_image.insert(is_image.end(), ids.size(), 0);
+      text.clear();
+    };
+    const Json& content = json_require(m, "content", where);
+    if (content.is_array()) {
+      for (const Json& part : content) {
+        check(part.is_object() && part.contains("type") && part["type"].is_string(),
+              "each content part must be an object with \"type\" \"text\" or \"image\" (", where, ")");
+        const std::string type = part["type"].get<std::string>();
+        if (type == "text") {
+          text += json_string(json_require(part, "text", where), "text", where);
+        } else if (type == "image") {
+          flush_text();
+          const DocumentImage image = read_image_part(part, where, base_dir, o);
+          turn.push_back(o.images.begin);
+          turn.insert(turn.end(), static_cast<std::size_t>(image.soft_tokens), o.images.placeholder);
+          turn.push_back(o.images.end);
+          is_image.insert(is_image.end(), static_cast<std::size_t>(image.soft_tokens) + 2, 1);
+          d.images.push_back(image);
+        } else {
+          fail("unknown content part type \"", one_line(type), "\" (text or image) (", where, ")");
+        }
+      }
+    } else {
+      text += json_string(content, "content", where);
+    }
+    text += "<turn|>\n";
+    flush_text();
     std::size_t header = 0;
     if (role == "model") {
       const auto head = encode(o, "<|turn>model\n", where);
@@ -57,6 +121,8 @@ void append_chat(Document& d, const Json& messages, const std::string& where, co
     const std::size_t before = d.ids.size();
     append(d, turn, role == "model");
     for (std::size_t i = 0; i < header && before + i < d.counts.size(); ++i) d.counts[before + i] = 0;
+    for (std::size_t i = 0; i < is_image.size(); ++i)
+      if (is_image[i]) d.counts[before + i] = 0;
   }
 }
 
@@ -68,7 +134,8 @@ std::string string_field(const Json& doc, const char* key, const std::string& wh
 }
 
 // The EOS counts unless the document is a chat (the model's turn ends with <turn|>, its own end).
-Document parse_line(const std::string& line, const std::string& where, const DatasetOptions& o) {
+Document parse_line(const std::string& line, const std::string& where, const std::string& base_dir,
+                    const DatasetOptions& o) {
   const Json doc = parse_json_strict(line, where);
   check(doc.is_object(),
         "a data line must be a JSON object with \"text\", \"input_ids\", \"messages\" or \"prompt\" and "
@@ -80,7 +147,7 @@ Document parse_line(const std::string& line, const std::string& where, const Dat
     check(it->is_string(), "\"text\" must be a string (", where, ")");
     append(d, encode(o, it->get<std::string>(), where), true);
   } else if (auto mt = doc.find("messages"); mt != doc.end()) {
-    append_chat(d, *mt, where, o);
+    append_chat(d, *mt, where, base_dir, o);
   } else if (auto jt = doc.find("input_ids"); jt != doc.end()) {
     check(jt->is_array(), "\"input_ids\" must be a list of integers (", where, ")");
     std::vector<std::int64_t> ids;
@@ -121,6 +188,14 @@ void keep(DocumentSource& out, Document d, const std::string& where, const Datas
   if (static_cast<std::int64_t>(d.ids.size()) > o.seq_len) {
     check(o.truncate, "document at ", where, " has ", d.ids.size(), " tokens, more than data.seq_len ",
           o.seq_len, " (set data.truncate=true to cut it)");
+    if (!d.images.empty()) {  // the last image must end inside the row: an image is never cut
+      const auto last_end = std::find(d.ids.rbegin(), d.ids.rend(), o.images.end);
+      const std::int64_t end = static_cast<std::int64_t>(d.ids.rend() - last_end);  // one past <image|>
+      check(end <= o.seq_len, "document at ", where, " has an image whose tokens end at ", end,
+            ", beyond data.seq_len ", o.seq_len,
+            ": truncation would cut it (raise data.seq_len, or lower the ",
+            "image processor's max_soft_tokens)");
+    }
     d.ids.resize(static_cast<std::size_t>(o.seq_len));
     d.counts.resize(static_cast<std::size_t>(o.seq_len));
     ++out.truncated;
@@ -140,7 +215,7 @@ void read_jsonl(DocumentSource& out, const std::string& path, const DatasetOptio
   for (std::int64_t number = 1; std::getline(in, line); ++number) {
     if (blank(line)) continue;  // blank lines are allowed
     const std::string where = path + ":" + std::to_string(number);
-    keep(out, parse_line(line, where, o), where, o);
+    keep(out, parse_line(line, where, fs::path(path).parent_path().string(), o), where, o);
   }
 }
 

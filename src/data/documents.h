@@ -10,8 +10,10 @@
 // Invariants: a document is [BOS] + ids + [EOS], with counts[i] = 1 where token i is a target (the label of
 // token i - 1); counts[0] is 0. Targets: all of a text or input_ids document and its EOS; the completion and
 // the EOS of a prompt/completion line; the model turns after their header (not the EOS) of a chat. A document
-// longer than seq_len is truncated (counted in `truncated`) or, without truncation, an error. Every id is
-// below vocab_size. Errors name the file and the line a document starts at.
+// longer than seq_len is truncated (counted in `truncated`) or, without truncation, an error; truncation
+// never cuts through an image (an error instead). Every id is below vocab_size. Images are read and sized
+// when the document is (a missing or corrupt image is an error naming it, the file and the line). Errors name
+// the file and the line a document starts at.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +27,8 @@ namespace g4 {
 struct Document {
   std::vector<std::int64_t> ids;
   std::vector<std::uint8_t> counts;
-  bool has_target() const;  // some token after the first counts in the loss
+  std::vector<DocumentImage> images;  // in the order of their placeholders in ids
+  bool has_target() const;            // some token after the first counts in the loss
 };
 
 struct DocumentSource {

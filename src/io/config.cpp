@@ -409,6 +409,14 @@ ModelConfig parse_config(const Json& doc, const std::string& where) {
     if (auto v = doc.find("vision_config"); v != doc.end() && !v->is_null()) {
       m.has_vision_config = true;
       m.vision = parse_vision_config(*v, where + ", vision_config");
+      // transformers' defaults (Gemma4Config) where the file leaves them out.
+      const auto id = [&](const char* key, std::int64_t fallback) {
+        const auto it = doc.find(key);
+        return it == doc.end() || it->is_null() ? fallback : json_int(*it, key, where);
+      };
+      m.image_begin_id = id("boi_token_id", 255999);
+      m.image_token_id = id("image_token_id", 258880);
+      m.image_end_id = id("eoi_token_id", 258882);
     }
     if (auto a = doc.find("audio_config"); a != doc.end()) m.has_audio_config = !a->is_null();
     if (auto d = doc.find("dtype"); d != doc.end() && d->is_string()) m.weights_dtype = d->get<std::string>();
@@ -430,6 +438,12 @@ ModelConfig parse_config(const Json& doc, const std::string& where) {
         m.text.num_kv_shared_layers, " (", text_where, ")");
   resolve_layers(*text, m.text, text_where);
   validate_text_config(m.text, text_where);
+  if (m.vision)
+    for (const auto& [key, id] : {std::pair<const char*, std::int64_t>{"boi_token_id", m.image_begin_id},
+                                  {"image_token_id", m.image_token_id},
+                                  {"eoi_token_id", m.image_end_id}})
+      check(id >= 0 && id < m.text.vocab_size, key, " ", id, " is outside the vocabulary of ",
+            m.text.vocab_size, " (", where, ")");
   return m;
 }
 

@@ -162,8 +162,9 @@ std::vector<std::int64_t> causal_lm_targets(const Batch& batch) {
   return targets;
 }
 
-LossResult gemma4_loss(const Gemma4Model& m, const Batch& batch, std::int64_t chunk_rows) {
-  const Tensor x = last_hidden(m, batch, nullptr);
+LossResult gemma4_loss(const Gemma4Model& m, const Batch& batch, std::int64_t chunk_rows,
+                       const Tensor* image_tokens) {
+  const Tensor x = last_hidden(m, batch, nullptr, nullptr, image_tokens);
   const Tensor normed =
       ops::rms_norm(x, m.weights.final_norm, static_cast<float>(m.config.text.rms_norm_eps));
   const std::vector<std::int64_t> targets = causal_lm_targets(batch);

@@ -80,7 +80,8 @@ Tensor head_logits(const Gemma4Model& model, const Tensor& normed_rows);
 // The label each position predicts: labels[p + 1] within its row, -100 at a row's last position.
 std::vector<std::int64_t> causal_lm_targets(const Batch& batch);
 // The loss of `batch` without its logits (the head in chunks, forward only): what evaluation needs.
-// `chunk_rows` overrides head_chunk_rows (0: the default), for tests.
-LossResult gemma4_loss(const Gemma4Model& model, const Batch& batch, std::int64_t chunk_rows = 0);
+// `chunk_rows` overrides head_chunk_rows (0: the default), for tests; `image_tokens` as gemma4_forward's.
+LossResult gemma4_loss(const Gemma4Model& model, const Batch& batch, std::int64_t chunk_rows = 0,
+                       const Tensor* image_tokens = nullptr);
 
 }  // namespace g4

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "core/caching_allocator.h"
 #include "core/error.h"
@@ -17,6 +18,7 @@
 #include "model/weight_layout.h"
 #include "ops/ops.h"
 #include "train/compute_weights.h"
+#include "train/image_encoder.h"
 #include "train/loss_plot.h"
 #include "train/lr_schedule.h"
 #include "train/model_loading.h"
@@ -56,12 +58,16 @@ ModelSource load_model(const Recipe& r, const std::string& resume_dir, TrainPara
   return src;
 }
 
-double eval_loss(const Gemma4Model& model, const PackedRows& rows, std::int64_t batch_size) {
+double eval_loss(const Gemma4Model& model, const PackedRows& rows, std::int64_t batch_size,
+                 const ImageEncoder* images) {
   double sum = 0;
   std::int64_t count = 0;
   for (std::int64_t first = 0; first < rows.rows(); first += batch_size) {
-    const Batch b = rows.batch(first, std::min(batch_size, rows.rows() - first));
-    const LossResult l = gemma4_loss(model, b);  // the head in chunks: no [tokens, vocab] logits
+    const std::int64_t n = std::min(batch_size, rows.rows() - first);
+    const Batch b = rows.batch(first, n);
+    const Tensor soft = rows.has_images() ? images->soft_tokens(rows.images(first, n)) : Tensor();
+    // the head in chunks: no [tokens, vocab] logits
+    const LossResult l = gemma4_loss(model, b, 0, rows.has_images() ? &soft : nullptr);
     sum += l.loss_sum;
     count += l.num_tokens;
   }
@@ -216,7 +222,16 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
   data_options.seed = r.data_seed;
   data_options.tokenizer = tokenizer;
   data_options.eval_path = r.eval_data_path;
+  if (model.config.vision && !model_dir.empty())
+    data_options.images = {model.config.image_begin_id, model.config.image_token_id,
+                           model.config.image_end_id, load_image_processor_config(model_dir)};
   const PackedDataset data = load_packed_dataset(r.data_path, data_options);
+  // Image-text data: the frozen vision tower turns each batch's images into soft tokens.
+  std::optional<ImageEncoder> images;
+  if (data.train.has_images() || data.eval.has_images()) {
+    check(par.world->size() == 1, "image-text data trains in one process so far (no mpirun)");
+    images.emplace(model.config, model_dir, device, dtype);
+  }
   check(cursor < data.train.rows(), "data_cursor ", cursor, " of ", resume_dir, " is past the ",
         data.train.rows(), " training rows of ", r.data_path);
 
@@ -288,18 +303,29 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
   while (step < r.steps) {
     for (Tensor* g : all_grads) ops::zero_(*g);
     std::vector<Batch> micro;
+    std::vector<std::vector<DocumentImage>> micro_images;
     std::int64_t label_tokens = 0;
     for (std::int64_t m = 0; m < r.grad_accumulation; ++m) {
       micro.push_back(data.train.batch(cursor, r.batch_size));
+      micro_images.push_back(data.train.images(cursor, r.batch_size));
       cursor = (cursor + r.batch_size) % data.train.rows();
       label_tokens += count_labels(micro.back());
     }
     double loss_sum = 0;
-    for (const Batch& b : micro)
-      loss_sum +=
-          gemma4_forward_backward(compute.model(), local_rows(par, b), grads,
-                                  static_cast<double>(std::max<std::int64_t>(1, label_tokens)), r.recompute)
-              .loss_sum;
+    for (std::size_t m = 0; m < micro.size(); ++m) {
+      const double normaliser = static_cast<double>(std::max<std::int64_t>(1, label_tokens));
+      if (!data.train.has_images()) {
+        loss_sum += gemma4_forward_backward(compute.model(), local_rows(par, micro[m]), grads, normaliser,
+                                            r.recompute)
+                        .loss_sum;
+        continue;
+      }
+      const Tensor soft = images->soft_tokens(micro_images[m]);
+      Tensor d_soft;  // the towers are frozen: their gradient stops here
+      loss_sum += gemma4_forward_backward(compute.model(), micro[m], grads, normaliser, r.recompute, 0, &soft,
+                                          &d_soft)
+                      .loss_sum;
+    }
     loss_sum = sum_over_replicas(par, loss_sum);
     optimizer->reduce_gradients(params);
     const double loss = loss_sum / static_cast<double>(std::max<std::int64_t>(1, label_tokens));
@@ -336,7 +362,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
                               {"tokens_per_s", tokens_per_s},
                               {"elapsed_s", elapsed}});
     if (r.eval_every > 0 && data.eval.rows() > 0 && (step % r.eval_every == 0 || step == r.steps)) {
-      const double ev = eval_loss(compute.model(), data.eval, r.batch_size);
+      const double ev = eval_loss(compute.model(), data.eval, r.batch_size, images ? &*images : nullptr);
       if (par.root()) run.append_metrics(Json{{"step", step}, {"eval_loss", ev}});
     }
     char figures[160];

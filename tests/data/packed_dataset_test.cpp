@@ -223,5 +223,56 @@ TEST(PackedDataset, DataWithNoTargetIsAnErrorNamingTheFile) {
       << eval_msg;
 }
 
+// An image part becomes <|image>, one placeholder per soft token as the processor sizes the image, <image|>:
+// the processor's count, placeholders flagged in mm_token_type, no label on any image token, the row's
+// images in placeholder order; text around it tokenised as before.
+TEST(PackedDataset, ImagePartsBecomeTheirTokens) {
+  const std::string dir = test::scratch_dir("data_images");
+  std::ofstream(dir + "/data.jsonl")
+      << R"({"messages": [{"role": "user", "content": [{"type": "text", "text": "see "}, )"
+      << R"({"type": "image", "path": ")" << test::source_path("tests/fixtures/images/chelsea_420.jpg")
+      << R"("}, {"type": "image", "path": ")" << test::source_path("tests/fixtures/images/astronaut_tiny.png")
+      << R"("}]}, {"role": "model", "content": "ok"}]})"
+      << "\n";
+  DatasetOptions o;
+  o.seq_len = 512;
+  o.vocab_size = 300;
+  o.images = {256, 257, 258, ImageProcessorConfig{}};
+  o.images.processor.patch_size = 4;  // chelsea 451x300 -> 120x72 pixels, 30x18 patches, 60 soft tokens
+  o.images.processor.pooling_kernel_size = 3;
+  o.images.processor.max_soft_tokens = 70;
+  const PackedDataset data = load_packed_dataset(dir + "/data.jsonl", o);
+  const PackedRows& rows = data.train;
+  ASSERT_TRUE(rows.has_images());
+  ASSERT_EQ(rows.row_images.size(), 1u);
+  ASSERT_EQ(rows.row_images[0].size(), 2u);
+  const std::int64_t soft0 = rows.row_images[0][0].soft_tokens, soft1 = rows.row_images[0][1].soft_tokens;
+  const auto [h, w] = target_image_size(300, 451, o.images.processor, "chelsea");
+  EXPECT_EQ(soft0, (h / 4) * (w / 4) / 9);
+  const std::vector<std::int64_t> head = o.tokenizer.encode("<|turn>user\nsee ");
+  std::vector<std::int64_t> want = {o.tokenizer.bos};
+  want.insert(want.end(), head.begin(), head.end());
+  want.push_back(256);
+  want.insert(want.end(), static_cast<std::size_t>(soft0), 257);
+  want.push_back(258);
+  want.push_back(256);
+  want.insert(want.end(), static_cast<std::size_t>(soft1), 257);
+  want.push_back(258);
+  const std::vector<std::int64_t> tail = o.tokenizer.encode("<turn|>\n");
+  want.insert(want.end(), tail.begin(), tail.end());
+  ASSERT_GE(rows.input_ids.size(), want.size());
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), rows.input_ids.begin()));
+  std::int64_t flagged = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    flagged += rows.mm_token_type[i];
+    EXPECT_EQ(rows.mm_token_type[i], want[i] == 257 ? 1 : 0) << i;
+    if (want[i] >= 256) EXPECT_EQ(rows.labels[i], -100) << i;
+  }
+  EXPECT_EQ(flagged, soft0 + soft1);
+  EXPECT_EQ(rows.images(0, 1).size(), 2u);
+  const Batch b = rows.batch(0, 1);
+  EXPECT_EQ(b.mm_token_type.size(), static_cast<std::size_t>(b.tokens()));
+}
+
 }  // namespace
 }  // namespace g4
