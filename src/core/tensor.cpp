@@ -55,9 +55,11 @@ Tensor::Tensor(DType dtype, Shape shape, Allocator& allocator)
   buffer_ = allocator.allocate(bytes);
 }
 
+// On every element access: the message (shape_str) is built only when the check fails.
 void Tensor::require_host(const char* what) const {
-  check(device_ == Device::cpu, what, " of a tensor of shape ", shape_str(shape_), " on the ",
-        device_name(device_), " device: copy it to the host first (Tensor::to)");
+  if (device_ != Device::cpu)
+    fail(what, " of a tensor of shape ", shape_str(shape_), " on the ", device_name(device_),
+         " device: copy it to the host first (Tensor::to)");
 }
 
 std::byte* Tensor::bytes() {
@@ -103,7 +105,7 @@ Tensor Tensor::from_floats(Shape shape, const std::vector<float>& values) {
 std::int64_t Tensor::dim(int axis) const {
   const int r = rank();
   const int a = axis < 0 ? axis + r : axis;
-  check(a >= 0 && a < r, "axis ", axis, " out of range for shape ", shape_str(shape_));
+  if (a < 0 || a >= r) fail("axis ", axis, " out of range for shape ", shape_str(shape_));
   return shape_[a];
 }
 
@@ -137,7 +139,7 @@ Tensor Tensor::clone() const {
 }
 
 Tensor Tensor::reshaped(Shape shape) const {
-  check(shape_numel(shape) == numel_, "cannot reshape ", shape_str(shape_), " to ", shape_str(shape));
+  if (shape_numel(shape) != numel_) fail("cannot reshape ", shape_str(shape_), " to ", shape_str(shape));
   Tensor t = *this;
   t.shape_ = std::move(shape);
   return t;
@@ -184,18 +186,26 @@ Tensor Tensor::to_dtype(DType dtype) const {
   if (dtype == DType::f32) return clone();
   Tensor out(dtype, shape_);
   const float* src = f32();
+  const std::int64_t n = numel_;
   switch (dtype) {
-    case DType::f64:
-      for (std::int64_t i = 0; i < numel_; ++i) out.f64()[i] = src[i];
+    case DType::f64: {
+      double* dst = out.f64();
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
+      for (std::int64_t i = 0; i < n; ++i) dst[i] = src[i];
       return out;
-    case DType::bf16:
-      for (std::int64_t i = 0; i < numel_; ++i)
-        reinterpret_cast<std::uint16_t*>(out.bytes())[i] = f32_to_bf16(src[i]);
+    }
+    case DType::bf16: {
+      auto* dst = reinterpret_cast<std::uint16_t*>(out.bytes());
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
+      for (std::int64_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
       return out;
-    case DType::f16:
-      for (std::int64_t i = 0; i < numel_; ++i)
-        reinterpret_cast<std::uint16_t*>(out.bytes())[i] = f32_to_f16(src[i]);
+    }
+    case DType::f16: {
+      auto* dst = reinterpret_cast<std::uint16_t*>(out.bytes());
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
+      for (std::int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
       return out;
+    }
     default:
       fail("cannot convert F32 to ", dtype_name(dtype));
   }

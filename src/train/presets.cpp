@@ -115,7 +115,8 @@ void init_vision_tensors(Gemma4Model& m, std::mt19937_64& rng, double range) {
       fill = 1.0f;
     else
       random = !ends_with(name, "std_bias");
-    for (std::int64_t j = 0; j < t.numel(); ++j) t.f32()[j] = random ? normal(rng) : fill;
+    float* values = t.f32();
+    for (std::int64_t j = 0; j < t.numel(); ++j) values[j] = random ? normal(rng) : fill;
     m.carried.emplace_back(name, std::move(t));
   }
 }
@@ -138,7 +139,8 @@ Gemma4Model init_gemma4_model(const Json& doc, std::uint64_t seed, double initia
     t = Tensor(DType::f32, shapes.at(name));
     const bool ones = t.rank() == 1;
     if (ones || t.numel() < kParallelInitElements) {
-      for (std::int64_t j = 0; j < t.numel(); ++j) t.f32()[j] = ones ? 1.0f : normal(rng);
+      float* values = t.f32();
+      for (std::int64_t j = 0; j < t.numel(); ++j) values[j] = ones ? 1.0f : normal(rng);
       return;
     }
     // A large tensor: chunks drawn in parallel from generators seeded by one draw of the model's stream and

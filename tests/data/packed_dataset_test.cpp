@@ -266,7 +266,9 @@ TEST(PackedDataset, ImagePartsBecomeTheirTokens) {
   for (std::size_t i = 0; i < want.size(); ++i) {
     flagged += rows.mm_token_type[i];
     EXPECT_EQ(rows.mm_token_type[i], want[i] == 257 ? 1 : 0) << i;
-    if (want[i] >= 256) EXPECT_EQ(rows.labels[i], -100) << i;
+    if (want[i] >= 256) {
+      EXPECT_EQ(rows.labels[i], -100) << i;
+    }
   }
   EXPECT_EQ(flagged, soft0 + soft1);
   EXPECT_EQ(rows.images(0, 1).size(), 2u);
