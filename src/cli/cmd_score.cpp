@@ -24,6 +24,7 @@
 #include "model/gemma4_training.h"
 #include "moe/parallel_setup.h"
 #include "train/checkpoint_layout.h"
+#include "train/image_encoder.h"
 #include "train/model_loading.h"
 
 namespace g4::cli {
@@ -83,13 +84,31 @@ int run_score(const ScoreOptions& o) {
   model.dispatcher = par.dispatcher.get();
   const bool on_gpu = device.device() != Device::cpu;
   place_model(model, device, dtype, "score", o.grads ? 4.0 : 0.0, o.grads ? " with f32 gradients" : "");
-  const Batch full = read_score_input(o.input, model.config.text.vocab_size);
+  const Json input = read_json_file(o.input);
+  Batch full = parse_score_input(input, model.config.text.vocab_size, o.input);
+  // Images: the vision tower (frozen) turns them into the soft tokens of their placeholders.
+  const std::vector<std::string> image_paths =
+      parse_score_images(input, full, o.input, std::filesystem::path(o.input).parent_path().string());
+  Tensor soft, d_soft;
+  if (!full.mm_token_type.empty()) {
+    check(model.config.vision.has_value(), "the input has images but the model at ", o.model,
+          " has no vision_config (", o.input, ")");
+    check(par.groups.dp->size() == 1 && par.groups.ep_size == 1,
+          "score with images runs in one process so far (no mpirun)");
+    std::vector<DocumentImage> images;
+    std::size_t next = 0;
+    for_each_image_run(full, [&](std::int64_t, std::int64_t n) {
+      images.push_back({image_paths[next++], n});
+    });
+    soft = ImageEncoder(model.config, o.model, device, dtype).soft_tokens(images);
+  }
+  const Tensor* image_tokens = full.mm_token_type.empty() ? nullptr : &soft;
   Communicator& dp = *par.groups.dp;
   check(full.batch_size >= dp.size(), "the batch has ", full.batch_size, " rows, fewer than the ", dp.size(),
         " data-parallel replicas (ranks / --ep)");
   const Batch batch =
       dp.size() > 1 ? batch_rows(full, row_block(full.batch_size, dp.size(), dp.rank())) : full;
-  const ForwardResult out = gemma4_forward(model, batch);
+  const ForwardResult out = gemma4_forward(model, batch, false, image_tokens);
   LossResult loss = batch_loss(model, batch, out.logits);
   dp.all_reduce_sum(&loss.loss_sum, 1);
   dp.all_reduce_sum(&loss.num_tokens, 1);
@@ -102,7 +121,8 @@ int run_score(const ScoreOptions& o) {
     // EP group; in the checkpoint's own names and layout.
     Gemma4Weights grads = zeros_like(model.config, model.weights);
     if (on_gpu) move_weights(model.config, grads, device);
-    gemma4_forward_backward(model, batch, grads, static_cast<double>(loss.num_tokens));
+    gemma4_forward_backward(model, batch, grads, static_cast<double>(loss.num_tokens), false, 0, image_tokens,
+                            image_tokens ? &d_soft : nullptr);
     if (on_gpu) move_weights(model.config, grads, host_allocator());
     if (dp.size() > 1)
       for_each_parameter(model.config, grads, [&](const std::string&, Tensor& g) {

@@ -158,12 +158,16 @@ ImageProcessorConfig parse_image_processor_config(const Json& doc, const std::st
   return c;
 }
 
-ImageProcessorConfig load_image_processor_config(const std::string& model_dir) {
+ImageProcessorConfig load_image_processor_config(const std::string& model_dir, std::int64_t patch_size,
+                                                 std::int64_t pooling_kernel_size) {
   for (const char* file : {"processor_config.json", "preprocessor_config.json"}) {
     const std::string path = (std::filesystem::path(model_dir) / file).string();
     if (std::filesystem::exists(path)) return parse_image_processor_config(read_json_file(path), path);
   }
-  return ImageProcessorConfig{};
+  ImageProcessorConfig c;
+  c.patch_size = patch_size;
+  c.pooling_kernel_size = pooling_kernel_size;
+  return c;
 }
 
 std::array<std::int64_t, 2> target_image_size(std::int64_t height, std::int64_t width,

@@ -37,8 +37,10 @@ struct ImageProcessorConfig {
 // preprocessor_config.json. Keys it does not know are ignored; known keys are checked (`where` names the
 // file). Only the bicubic filter (resample 3) is supported, as Gemma 4 ships it.
 ImageProcessorConfig parse_image_processor_config(const Json& doc, const std::string& where);
-// The checkpoint directory's settings (processor_config.json, else preprocessor_config.json, else defaults).
-ImageProcessorConfig load_image_processor_config(const std::string& model_dir);
+// The checkpoint directory's settings (processor_config.json, else preprocessor_config.json, else the
+// defaults with the vision tower's patch and pooling sizes, as given).
+ImageProcessorConfig load_image_processor_config(const std::string& model_dir, std::int64_t patch_size,
+                                                 std::int64_t pooling_kernel_size);
 
 struct ProcessedImage {
   std::int64_t height = 0, width = 0;  // after the resize

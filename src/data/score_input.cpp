@@ -1,5 +1,7 @@
 #include "data/score_input.h"
 
+#include <filesystem>
+
 #include "core/checked_math.h"
 #include "core/error.h"
 #include "core/host_memory.h"
@@ -38,8 +40,10 @@ Batch parse_score_input(const Json& doc, std::int64_t vocab_size, const std::str
   check(doc.is_object(), "input must be a JSON object with \"input_ids\" (", where, ")");
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     const std::string& k = it.key();
-    check(k == "input_ids" || k == "attention_mask" || k == "position_ids" || k == "labels",
-          "unknown field \"", k, "\" (expected input_ids, attention_mask, position_ids, labels) (", where,
+    check(k == "input_ids" || k == "attention_mask" || k == "position_ids" || k == "labels" ||
+              k == "mm_token_type_ids" || k == "images",
+          "unknown field \"", k,
+          "\" (expected input_ids, attention_mask, position_ids, labels, mm_token_type_ids, images) (", where,
           ")");
   }
   Batch b;
@@ -88,6 +92,42 @@ Batch parse_score_input(const Json& doc, std::int64_t vocab_size, const std::str
     for (std::int64_t i = 0; i < b.tokens(); ++i) b.position_ids[i] = i % b.seq_len;
   }
   return b;
+}
+
+std::vector<std::string> parse_score_images(const Json& doc, Batch& b, const std::string& where,
+                                            const std::string& base_dir) {
+  const auto images = doc.find("images");
+  const auto types = doc.find("mm_token_type_ids");
+  const bool has_images = images != doc.end() && !images->is_null();
+  const bool has_types = types != doc.end() && !types->is_null();
+  if (!has_images && !has_types) return {};
+  check(has_images && has_types, "\"images\" and \"mm_token_type_ids\" go together (", where, ")");
+  std::int64_t rows = 0, cols = 0;
+  const auto mm = read_matrix(*types, "mm_token_type_ids", where, rows, cols);
+  check(rows == b.batch_size && cols == b.seq_len, "mm_token_type_ids is ", rows, " x ", cols, ", input_ids ",
+        b.batch_size, " x ", b.seq_len, " (", where, ")");
+  for (std::int64_t i = 0; i < b.tokens(); ++i)
+    check(mm[i] == 0 || mm[i] == 1, "mm_token_type_ids[", i / b.seq_len, "][", i % b.seq_len,
+          "] must be 0 or 1 (images; video and audio are not read), got ", mm[i], " (", where, ")");
+  b.mm_token_type.assign(mm.begin(), mm.end());
+  check(images->is_array() && static_cast<std::int64_t>(images->size()) == b.batch_size,
+        "\"images\" must hold one list of image paths per row of input_ids (", where, ")");
+  std::vector<std::string> paths;
+  for (std::int64_t r = 0; r < b.batch_size; ++r) {
+    const Json& row = (*images)[static_cast<std::size_t>(r)];
+    check(row.is_array(), "images[", r, "] must be a list of image paths (", where, ")");
+    std::int64_t runs = 0;
+    for (std::int64_t t = 0; t < b.seq_len; ++t)
+      runs += mm[r * b.seq_len + t] && (t == 0 || !mm[r * b.seq_len + t - 1]);
+    check(static_cast<std::int64_t>(row.size()) == runs, "images[", r, "] has ", row.size(),
+          " images but mm_token_type_ids marks ", runs, " image runs in that row (", where, ")");
+    for (const Json& p : row) {
+      check(p.is_string() && !p.get<std::string>().empty(), "images[", r, "] holds a non-path ",
+            json_excerpt(p), " (", where, ")");
+      paths.push_back((std::filesystem::path(base_dir) / p.get<std::string>()).string());
+    }
+  }
+  return paths;
 }
 
 Batch read_score_input(const std::string& path, std::int64_t vocab_size) {

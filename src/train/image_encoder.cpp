@@ -17,12 +17,10 @@ Tensor placed(const Tensor& t, Allocator& device, DType dtype) {
 }  // namespace
 
 ImageEncoder::ImageEncoder(const ModelConfig& config, const std::string& dir, Allocator& device, DType dtype)
-    : text_hidden_(config.text.hidden_size),
-      processor_(load_image_processor_config(dir)),
-      device_(&device),
-      dtype_(dtype) {
+    : text_hidden_(config.text.hidden_size), device_(&device), dtype_(dtype) {
   check(config.vision.has_value(), "the model at ", dir, " has no vision_config: it takes no images");
   vision_ = *config.vision;
+  processor_ = load_image_processor_config(dir, vision_.patch_size, vision_.pooling_kernel_size);
   check(processor_.patch_size == vision_.patch_size &&
             processor_.pooling_kernel_size == vision_.pooling_kernel_size,
         "the image processor's patch_size ", processor_.patch_size, " and pooling_kernel_size ",

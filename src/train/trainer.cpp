@@ -224,7 +224,9 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
   data_options.eval_path = r.eval_data_path;
   if (model.config.vision && !model_dir.empty())
     data_options.images = {model.config.image_begin_id, model.config.image_token_id,
-                           model.config.image_end_id, load_image_processor_config(model_dir)};
+                           model.config.image_end_id,
+                           load_image_processor_config(model_dir, model.config.vision->patch_size,
+                                                       model.config.vision->pooling_kernel_size)};
   const PackedDataset data = load_packed_dataset(r.data_path, data_options);
   // Image-text data: the frozen vision tower turns each batch's images into soft tokens.
   std::optional<ImageEncoder> images;

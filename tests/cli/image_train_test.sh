@@ -5,7 +5,7 @@
 # tokens), the test tokenizer, and real photographs of tests/fixtures/images. Checks: the loss falls; the
 # checkpoint holds the towers byte for byte (frozen) and every text tensor; a missing or corrupt image, an
 # image for a text-only model, and an image that truncation would cut are one-line errors naming the file and
-# line, exit 2, nothing written.
+# line, exit 2, nothing written. And `score` with images against transformers' float64 run.
 # Usage: tests/cli/image_train_test.sh G4MOE_BINARY
 set -u
 g4moe=${1:-build/g4moe}
@@ -89,6 +89,36 @@ assert any(before[k] != after[k] for k in before if k.startswith("model.language
 print(f"     {len(towers)} tower tensors unchanged, text model trained")
 PY
   ok "the checkpoint keeps the frozen towers" || bad "the checkpoint keeps the frozen towers"
+
+# score with images against transformers' float64 run of the same rows (tests/fixtures/image_text,
+# tools/make_image_text_fixture.py): a real photo through the C++ processor, the tower, the merge and the text
+# model; logits within 1e-5 relative, the loss within 1e-5.
+"$g4moe" score --model tests/fixtures/vision_tower --input tests/fixtures/image_text/input.json \
+  --output "$scratch/image_text.safetensors" >"$scratch/score.json" 2>"$scratch/score.err" ||
+  bad "score with images: $(cat "$scratch/score.err")"
+python3 - "$scratch/image_text.safetensors" tests/fixtures/image_text/expected.safetensors "$scratch/score.json" <<'PY' &&
+import json, math, struct, sys
+def read(path):
+    data = open(path, "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        raw = data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]
+        fmt = {"F32": "f", "F64": "d"}[v["dtype"]]
+        out[k] = struct.unpack(f"<{len(raw) // struct.calcsize(fmt)}{fmt}", raw)
+    return out
+ours, want = read(sys.argv[1])["logits"], read(sys.argv[2])
+diff = math.sqrt(sum((a - b) ** 2 for a, b in zip(ours, want["logits"])))
+rel = diff / math.sqrt(sum(b * b for b in want["logits"]))
+loss = json.load(open(sys.argv[3]))["loss"]
+assert len(ours) == len(want["logits"]) and math.isfinite(rel) and rel <= 1e-5, rel
+assert abs(loss - want["loss"][0]) <= 1e-5 * abs(want["loss"][0]), (loss, want["loss"][0])
+print(f"     logits {rel:.2e} relative to float64, loss {loss:.6f} (transformers {want['loss'][0]:.6f})")
+PY
+  ok "score with images matches transformers in float64" || bad "score with images matches transformers"
 
 # Bad input: one line naming the image (or the data file and line), exit 2, no output directory.
 expect_error() {  # expect_error NAME PATTERN TRAIN-ARGS...

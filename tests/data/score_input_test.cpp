@@ -42,5 +42,36 @@ TEST(ScoreInput, LogitsThatCannotExistAreClearErrors) {
   EXPECT_NE(memory.find("(input.json)"), std::string::npos) << memory;
 }
 
+// Images: mm_token_type_ids and one list of paths per row, checked against the runs of placeholders.
+TEST(ScoreInput, ImagesGoWithTheirPlaceholders) {
+  const Json doc = Json::parse(
+      R"({"input_ids": [[1, 5, 5, 2, 5], [1, 2, 3, 4, 6]], "mm_token_type_ids": [[0, 1, 1, 0, 1], [0, 0, 0, 0, 0]],
+          "images": [["a.png", "b.jpg"], []]})");
+  Batch b = parse_score_input(doc, 8, "input.json");
+  const std::vector<std::string> paths = parse_score_images(doc, b, "input.json", "/data");
+  EXPECT_EQ(paths, (std::vector<std::string>{"/data/a.png", "/data/b.jpg"}));
+  EXPECT_EQ(b.mm_token_type, (std::vector<std::uint8_t>{0, 1, 1, 0, 1, 0, 0, 0, 0, 0}));
+  const auto error = [](const char* json) {
+    const Json d = Json::parse(json);
+    Batch batch = parse_score_input(d, 8, "input.json");
+    try {
+      parse_score_images(d, batch, "input.json", ".");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error(R"({"input_ids": [[1, 2]], "mm_token_type_ids": [[0, 1]], "images": [[]]})")
+                .find("images[0] has 0 images but mm_token_type_ids marks 1 image runs"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"input_ids": [[1, 2]], "mm_token_type_ids": [[0, 2]], "images": [["a"]]})")
+                .find("must be 0 or 1"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"input_ids": [[1, 2]], "images": [["a"]]})").find("go together"), std::string::npos);
+  EXPECT_NE(error(R"({"input_ids": [[1, 2]], "mm_token_type_ids": [[0, 1, 1]], "images": [["a"]]})")
+                .find("mm_token_type_ids is 1 x 3"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace g4
