@@ -41,6 +41,10 @@ DocumentImage read_image_part(const Json& part, const std::string& where, const 
                               const DatasetOptions& o) {
   check(o.images.placeholder >= 0, "an image in the data, but the model takes no images (no vision_config) (",
         where, ")");
+  for (const std::int64_t id : {o.images.begin, o.images.placeholder, o.images.end})
+    check(id >= 0 && id < o.vocab_size, "the model's image token id ", id,
+          " (boi_token_id, image_token_id, eoi_token_id of its config.json) is outside its vocabulary of ",
+          o.vocab_size, " (", where, ")");
   const auto path = part.find("path");
   check(path != part.end() && path->is_string() && !path->get<std::string>().empty(),
         "an image part needs \"path\": a local file, relative to the data file (", where, ")");

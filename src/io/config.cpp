@@ -438,12 +438,6 @@ ModelConfig parse_config(const Json& doc, const std::string& where) {
         m.text.num_kv_shared_layers, " (", text_where, ")");
   resolve_layers(*text, m.text, text_where);
   validate_text_config(m.text, text_where);
-  if (m.vision)
-    for (const auto& [key, id] : {std::pair<const char*, std::int64_t>{"boi_token_id", m.image_begin_id},
-                                  {"image_token_id", m.image_token_id},
-                                  {"eoi_token_id", m.image_end_id}})
-      check(id >= 0 && id < m.text.vocab_size, key, " ", id, " is outside the vocabulary of ",
-            m.text.vocab_size, " (", where, ")");
   return m;
 }
 

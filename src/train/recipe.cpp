@@ -87,6 +87,10 @@ const std::vector<Field>& fields() {
             "compute dtype: auto (f32 on cpu, bf16 on cuda), f32, or bf16 (cuda only: bf16 weights and "
             "activations, f32 master weights, gradients and AdamW state)"),
       field("train.freeze", &Recipe::freeze, "regexes of parameter names to freeze, e.g. [\"embed_tokens\"]"),
+      field(
+          "train.vision", &Recipe::vision,
+          "a vision-language model: frozen (the vision tower and embed_vision stay as they are), projection "
+          "(embed_vision's projection trains too), tower (the whole vision tower and the projection train)"),
       field("train.eval_every", &Recipe::eval_every, "steps between eval losses (0: never)"),
       field("train.log_every", &Recipe::log_every, "steps between metric lines (> 0)"),
       field("output.dir", &Recipe::output_dir, "run directory: metrics.jsonl, loss.png, checkpoint-*/"),
@@ -225,6 +229,8 @@ void validate(Recipe& r, const std::function<std::string(const char*)>& where_of
   range(r.device == "cpu" || r.device == "cuda", "train.device", "cpu or cuda", r.device);
   range(r.dtype == "auto" || r.dtype == "f32" || r.dtype == "bf16", "train.dtype", "auto, f32 or bf16",
         r.dtype);
+  range(r.vision == "frozen" || r.vision == "projection" || r.vision == "tower", "train.vision",
+        "frozen, projection or tower", r.vision);
   check(r.dtype != "bf16" || r.device == "cuda",
         "train.dtype bf16 needs train.device cuda (the CPU computes in f32; ", where_of("train.dtype"), ")");
   if (r.warmup_ratio > 0) {

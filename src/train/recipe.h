@@ -39,10 +39,12 @@ struct Recipe {
   double min_lr_ratio = 0.1;
   double weight_decay = 0.01;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double max_grad_norm = 1.0;       // 0 = no clipping
-  bool recompute = false;           // activation recomputation per layer
-  std::string device = "cpu";       // cpu | cuda (one GPU)
-  std::string dtype = "auto";       // auto (f32 on cpu, bf16 on cuda) | f32 | bf16 (cuda; f32 masters)
+  double max_grad_norm = 1.0;  // 0 = no clipping
+  bool recompute = false;      // activation recomputation per layer
+  std::string device = "cpu";  // cpu | cuda (one GPU)
+  std::string dtype = "auto";  // auto (f32 on cpu, bf16 on cuda) | f32 | bf16 (cuda; f32 masters)
+  std::string vision =
+      "frozen";  // image-text data: frozen | projection | tower (what of the vision side trains)
   std::vector<std::string> freeze;  // regular expressions on parameter names
   std::int64_t eval_every = 50;
   std::int64_t log_every = 10;

@@ -64,7 +64,8 @@ void write_checkpoint_dir(const std::string& dir, const CheckpointOptions& optio
           Json{{"type", "byte"}, {"offset", 3}, {"pad_id", 0}, {"eos_id", 1}, {"bos_id", 2}}.dump(2) + "\n");
     if (!options.tokenizer_dir.empty())
       for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                            "tokenizer.model", "chat_template.jinja", "g4moe_tokenizer.json"})
+                            "tokenizer.model", "chat_template.jinja", "g4moe_tokenizer.json",
+                            "processor_config.json", "preprocessor_config.json", "generation_config.json"})
         if (fs::exists(fs::path(options.tokenizer_dir) / f))
           fs::copy_file(fs::path(options.tokenizer_dir) / f, fs::path(tmp) / f);
     replace_directory(tmp, dir);

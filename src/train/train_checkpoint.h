@@ -26,7 +26,9 @@ namespace g4 {
 struct CheckpointOptions {
   bool replace_existing = false;  // else an existing non-empty `dir` is an error
   bool byte_tokenizer = false;    // write g4moe_tokenizer.json
-  std::string tokenizer_dir;      // copy its tokenizer files in (tokenizer.json, tokenizer_config.json, ...)
+  // copy its tokenizer, image processor and generation settings in (tokenizer.json, tokenizer_config.json,
+  // chat_template.jinja, processor_config.json, generation_config.json, ...)
+  std::string tokenizer_dir;
 };
 
 // The HF checkpoint alone (config.json + weights).

@@ -59,7 +59,7 @@ ModelSource load_model(const Recipe& r, const std::string& resume_dir, TrainPara
 }
 
 double eval_loss(const Gemma4Model& model, const PackedRows& rows, std::int64_t batch_size,
-                 const ImageEncoder* images) {
+                 ImageEncoder* images) {
   double sum = 0;
   std::int64_t count = 0;
   for (std::int64_t first = 0; first < rows.rows(); first += batch_size) {
@@ -155,6 +155,14 @@ class CheckpointHealth {
   std::string pending_, verified_;
 };
 
+// The trained vision tensors written over the checkpoint's carried copies, in their stored dtype.
+void replace_carried(Gemma4Model& model, const std::vector<std::pair<std::string, Tensor>>& trained) {
+  for (const auto& [name, t] : trained)
+    for (auto& [carried_name, carried] : model.carried)
+      if (carried_name == name)
+        carried = carried.dtype() == DType::f32 ? t.clone() : t.to_dtype(carried.dtype());
+}
+
 }  // namespace
 
 TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Allocator& device,
@@ -172,19 +180,36 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
   check(c.vocab_size >= tokenizer.vocab_size, "the model's vocab_size ", c.vocab_size,
         " is smaller than its tokenizer's (", tokenizer.vocab_size, ")");
 
+  const bool on_device = device.device() != Device::cpu;
+  const DType dtype = r.dtype == "auto" ? (on_device ? DType::bf16 : DType::f32)
+                                        : (r.dtype == "bf16" ? DType::bf16 : DType::f32);
+  // The vision side (train.vision): trained parts join the parameters; a frozen tower is made only when the
+  // data has images (below).
+  std::optional<ImageEncoder> images;
+  if (r.vision != "frozen") {
+    check(model.config.vision.has_value() && !model_dir.empty(), "train.vision ", r.vision,
+          " needs a vision-language model (a checkpoint with a vision_config)");
+    check(par.world->size() == 1, "image-text data trains in one process so far (no mpirun)");
+    images.emplace(model.config, model_dir, device, dtype, r.vision);
+  }
+
   // Parameters: all but the frozen ones (names matched against the recipe's regexes).
   Gemma4Weights grads = zeros_like(model.config, model.weights);
   const std::vector<Tensor*> all_grads = gradient_tensors(model.config, grads);
   const std::vector<ParamRef> every = parameter_refs(model.config, model.weights, grads);
   std::vector<ParamRef> params;
   for (std::size_t i : trainable_indices(every, r.freeze)) params.push_back(every[i]);
+  std::vector<Tensor*> all_grads_and_vision = all_grads;
+  if (images) {
+    for (const ParamRef& p : images->parameters()) params.push_back(p);
+    for (Tensor* g : images->gradients()) all_grads_and_vision.push_back(g);
+  }
 
   AdamW adamw(AdamWConfig{r.beta1, r.beta2, r.eps, r.weight_decay});
   TrainerState resumed;
   if (!resume_dir.empty())
     resumed = resume_from(resume_dir, r, allow_recipe_change, par, model, params, adamw);
   // On a GPU: f32 masters, gradients and moments there; the forward and backward on the compute copy.
-  const bool on_device = device.device() != Device::cpu;
   if (on_device) {
     check(par.world->size() == 1, "train.device ", device_name(device.device()),
           " trains on one GPU in one process so far (no mpirun)");
@@ -202,8 +227,6 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
     move_weights(model.config, grads, device);
     for (auto& [name, m] : adamw.state()) m = {m.first.to(device), m.second.to(device)};
   }
-  const DType dtype = r.dtype == "auto" ? (on_device ? DType::bf16 : DType::f32)
-                                        : (r.dtype == "bf16" ? DType::bf16 : DType::f32);
   ComputeWeights compute(model, dtype);
   // Host copies of what lives on the device (checkpoints, the sample): the model itself on the host.
   auto host_model = [&] {
@@ -228,9 +251,9 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
                            load_image_processor_config(model_dir, model.config.vision->patch_size,
                                                        model.config.vision->pooling_kernel_size)};
   const PackedDataset data = load_packed_dataset(r.data_path, data_options);
-  // Image-text data: the frozen vision tower turns each batch's images into soft tokens.
-  std::optional<ImageEncoder> images;
-  if (data.train.has_images() || data.eval.has_images()) {
+  // Image-text data: the vision tower (frozen unless train.vision says otherwise) turns each batch's images
+  // into soft tokens.
+  if (!images && (data.train.has_images() || data.eval.has_images())) {
     check(par.world->size() == 1, "image-text data trains in one process so far (no mpirun)");
     images.emplace(model.config, model_dir, device, dtype);
   }
@@ -256,6 +279,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
   CheckpointHealth health(resume_dir);
   auto save = [&] {  // every rank takes part (experts are gathered); rank 0 writes
     Gemma4Model saved = host_model();
+    if (images) replace_carried(saved, images->trained_weights());
     const std::string bad = non_finite_weight(saved);
     if (any_rank(par, !bad.empty()))  // every rank stops, also those whose own shard is finite
       fail("a weight became NaN or infinite", bad.empty() ? "" : " (" + bad + ")", " after step ", step,
@@ -303,7 +327,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
   const auto start = std::chrono::steady_clock::now();
   const double tokens_at_start = tokens_seen;
   while (step < r.steps) {
-    for (Tensor* g : all_grads) ops::zero_(*g);
+    for (Tensor* g : all_grads_and_vision) ops::zero_(*g);
     std::vector<Batch> micro;
     std::vector<std::vector<DocumentImage>> micro_images;
     std::int64_t label_tokens = 0;
@@ -323,10 +347,11 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
         continue;
       }
       const Tensor soft = images->soft_tokens(micro_images[m]);
-      Tensor d_soft;  // the towers are frozen: their gradient stops here
+      Tensor d_soft;
       loss_sum += gemma4_forward_backward(compute.model(), micro[m], grads, normaliser, r.recompute, 0, &soft,
                                           &d_soft)
                       .loss_sum;
+      images->backward(d_soft);  // nothing when the tower is frozen
     }
     loss_sum = sum_over_replicas(par, loss_sum);
     optimizer->reduce_gradients(params);

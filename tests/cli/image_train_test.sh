@@ -5,7 +5,8 @@
 # tokens), the test tokenizer, and real photographs of tests/fixtures/images. Checks: the loss falls; the
 # checkpoint holds the towers byte for byte (frozen) and every text tensor; a missing or corrupt image, an
 # image for a text-only model, and an image that truncation would cut are one-line errors naming the file and
-# line, exit 2, nothing written. And `score` with images against transformers' float64 run.
+# line, exit 2, nothing written. train.vision projection and tower, resumed exactly. And `score` with images
+# against transformers' float64 run.
 # Usage: tests/cli/image_train_test.sh G4MOE_BINARY
 set -u
 g4moe=${1:-build/g4moe}
@@ -89,6 +90,39 @@ assert any(before[k] != after[k] for k in before if k.startswith("model.language
 print(f"     {len(towers)} tower tensors unchanged, text model trained")
 PY
   ok "the checkpoint keeps the frozen towers" || bad "the checkpoint keeps the frozen towers"
+
+# train.vision: projection trains embed_vision only, tower the whole tower too; a run resumed from its
+# checkpoint ends with the same bytes as the one that went on (the vision moments are in the optimizer file).
+common=(train.eval_every=0 data.eval_fraction=0.0 train.steps=12 output.save_every=6)
+"$g4moe" train "${recipe[@]}" "${common[@]}" train.vision=projection "output.dir=$scratch/projection" \
+  >"$scratch/projection.out" 2>&1 || bad "train.vision=projection: $(tail -2 "$scratch/projection.out")"
+"$g4moe" train "${recipe[@]}" "${common[@]}" train.vision=tower "output.dir=$scratch/tower" \
+  >"$scratch/tower.out" 2>&1 || bad "train.vision=tower: $(tail -2 "$scratch/tower.out")"
+"$g4moe" train "${recipe[@]}" "${common[@]}" train.vision=tower "output.dir=$scratch/tower_resumed" \
+  --resume "$scratch/tower/checkpoint-6" >"$scratch/resumed.out" 2>&1 ||
+  bad "train.vision=tower resumed: $(tail -2 "$scratch/resumed.out")"
+python3 - "$scratch/model/model.safetensors" "$scratch/projection/checkpoint-12/model.safetensors" \
+  "$scratch/tower/checkpoint-12/model.safetensors" "$scratch/tower_resumed/checkpoint-12/model.safetensors" <<'PY' &&
+import json, struct, sys
+def tensors(path):
+    data = open(path, "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    return {k: data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in header.items()
+            if k != "__metadata__"}
+base, projection, tower, resumed = (tensors(p) for p in sys.argv[1:])
+vision = [k for k in base if k.startswith("model.vision_tower.")]
+embed = [k for k in base if k.startswith("model.embed_vision.")]
+params = [k for k in vision if not k.endswith(("std_bias", "std_scale"))]
+assert embed and all(projection[k] != base[k] for k in embed), "projection did not train"
+assert all(projection[k] == base[k] for k in vision), "projection changed the tower"
+assert all(tower[k] != base[k] for k in params + embed), "tower: some vision parameter did not train"
+assert all(tower[k] == base[k] for k in vision if k not in params), "tower: a buffer changed"
+assert resumed == tower, "the resumed run differs from the run that went on"
+print(f"     projection: {len(embed)} trained, {len(vision)} unchanged; tower: {len(params) + len(embed)} trained; "
+      "resumed run equal byte for byte")
+PY
+  ok "train.vision projection and tower; resume is exact" || bad "train.vision projection and tower"
 
 # score with images against transformers' float64 run of the same rows (tests/fixtures/image_text,
 # tools/make_image_text_fixture.py): a real photo through the C++ processor, the tower, the merge and the text
