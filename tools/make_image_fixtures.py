@@ -18,9 +18,10 @@ first when the height shrinks by more than twice as many pixels as the width): t
 Pillow 13.0 (asserted below); Pillow 12 gives one or two levels' difference on chelsea_420. Run from the repository root with transformers 5.17, Pillow and
 scikit-image installed:  python3 tools/make_image_fixtures.py
 """
-import io
 import json
 import os
+import struct
+import zlib
 
 import numpy as np
 import PIL
@@ -109,27 +110,22 @@ def make_images():
     return cases
 
 
+def _png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
 def _rgb16_png(rgb16):
     """A 16-bit RGB PNG (Pillow cannot write one from an array): written with the png chunks by hand."""
-    import struct
-    import zlib
-
     h, w, _ = rgb16.shape
     raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
 
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    png = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+    png += _png_chunk(b"IDAT", zlib.compress(raw, 9)) + _png_chunk(b"IEND", b"")
     return _Raw(png)
 
 
 def _interlaced_png(image):
     """An Adam7-interlaced 8-bit RGB PNG (Pillow writes only non-interlaced ones), by hand."""
-    import struct
-    import zlib
-
     a = np.asarray(image)
     h, w, _ = a.shape
     passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
@@ -140,11 +136,8 @@ def _interlaced_png(image):
             continue
         raw += b"".join(b"\x00" + row.tobytes() for row in sub)
 
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1))
-    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    png = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1))
+    png += _png_chunk(b"IDAT", zlib.compress(raw, 9)) + _png_chunk(b"IEND", b"")
     return _Raw(png)
 
 

@@ -14,6 +14,25 @@ cd "$(dirname "$0")/../.."
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 failures=0
+# A safetensors file's tensors as raw bytes, or as floats (F32/F64), with the standard library alone.
+export PYTHONPATH="$scratch${PYTHONPATH:+:$PYTHONPATH}"
+cat >"$scratch/safetensors_bytes.py" <<'PY'
+import json, struct
+def entries(path):  # name -> (dtype, raw bytes)
+    data = open(path, "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    return {k: (v["dtype"], data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            for k, v in header.items() if k != "__metadata__"}
+def tensors(path):
+    return {k: raw for k, (dtype, raw) in entries(path).items()}
+def floats(path):
+    out = {}
+    for k, (dtype, raw) in entries(path).items():
+        fmt = {"F32": "f", "F64": "d"}[dtype]
+        out[k] = struct.unpack(f"<{len(raw) // struct.calcsize(fmt)}{fmt}", raw)
+    return out
+PY
 ok() { echo "ok   $1"; }
 bad() { echo "FAIL $1"; failures=$((failures + 1)); }
 
@@ -75,13 +94,8 @@ assert evals and all(math.isfinite(x) for x in evals), evals
 print(f"     first 4 steps {sum(losses[:4]) / 4:.4f}, last 4 {sum(losses[-4:]) / 4:.4f}, eval {evals[-1]:.4f}")
 PY
 python3 - "$scratch/model/model.safetensors" "$scratch/run/checkpoint-40/model.safetensors" <<'PY' &&
-import json, struct, sys
-def tensors(path):
-    data = open(path, "rb").read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    return {k: data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in header.items()
-            if k != "__metadata__"}
+import sys
+from safetensors_bytes import tensors
 before, after = tensors(sys.argv[1]), tensors(sys.argv[2])
 assert sorted(before) == sorted(after), set(before) ^ set(after)
 towers = [k for k in before if not k.startswith("model.language_model.")]
@@ -103,13 +117,8 @@ common=(train.eval_every=0 data.eval_fraction=0.0 train.steps=12 output.save_eve
   bad "train.vision=tower resumed: $(tail -2 "$scratch/resumed.out")"
 python3 - "$scratch/model/model.safetensors" "$scratch/projection/checkpoint-12/model.safetensors" \
   "$scratch/tower/checkpoint-12/model.safetensors" "$scratch/tower_resumed/checkpoint-12/model.safetensors" <<'PY' &&
-import json, struct, sys
-def tensors(path):
-    data = open(path, "rb").read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    return {k: data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in header.items()
-            if k != "__metadata__"}
+import sys
+from safetensors_bytes import tensors
 base, projection, tower, resumed = (tensors(p) for p in sys.argv[1:])
 vision = [k for k in base if k.startswith("model.vision_tower.")]
 embed = [k for k in base if k.startswith("model.embed_vision.")]
@@ -131,19 +140,8 @@ PY
   --output "$scratch/image_text.safetensors" >"$scratch/score.json" 2>"$scratch/score.err" ||
   bad "score with images: $(cat "$scratch/score.err")"
 python3 - "$scratch/image_text.safetensors" tests/fixtures/image_text/expected.safetensors "$scratch/score.json" <<'PY' &&
-import json, math, struct, sys
-def read(path):
-    data = open(path, "rb").read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        raw = data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]
-        fmt = {"F32": "f", "F64": "d"}[v["dtype"]]
-        out[k] = struct.unpack(f"<{len(raw) // struct.calcsize(fmt)}{fmt}", raw)
-    return out
+import json, math, sys
+from safetensors_bytes import floats as read
 ours, want = read(sys.argv[1])["logits"], read(sys.argv[2])
 diff = math.sqrt(sum((a - b) ** 2 for a, b in zip(ours, want["logits"])))
 rel = diff / math.sqrt(sum(b * b for b in want["logits"]))
