@@ -3,7 +3,8 @@
 # that one call of the run tool (device time is scarce) gives the whole picture. Run there from the repository
 # root with the bundle of scripts/gpu_bundle.sh carried (`G4_BUNDLE_XZ=1 bash scripts/gpu_bundle.sh` here):
 #   bash scripts/gpu_checks.sh            correctness: CUDA tests (parity in f32 and bf16, flash attention, the
-#                                         MoE layer), the whole model against float64 and transformers' bf16,
+#                                         MoE layer), the whole model against float64 and transformers' bf16
+#                                         (one batch per tensor, then over 12 batches per fixture),
 #                                         training on the GPU, bf16 greedy generation against transformers' own
 #   bash scripts/gpu_checks.sh --bench    then the benchmarks of docs/BENCHMARKS.md with their same-call peers
 # Logs go to $OUT (the run tool's output folder) when it is set, else to gpu-checks/. G4_CHECKS_SECONDS=N bounds the
@@ -40,6 +41,7 @@ step() {  # step NAME SECONDS CMD...: runs CMD under a limit, log in $out/NAME.l
 }
 step cuda_tests 150 .devbin/g4_cuda_tests --gtest_brief=1
 step score_device 200 bash tests/cuda/score_device_test.sh .devbin/g4moe
+step bf16_batches 240 python3 tests/cuda/bf16_batches_test.py .devbin/g4moe 12
 step train_device 120 bash tests/cuda/train_device_test.sh .devbin/g4moe
 step generate_device 120 python3 tests/cuda/generate_device_test.py .devbin/g4moe
 [ "${1:-}" = "--bench" ] || exit 0
