@@ -25,12 +25,15 @@ sliding layers an image's tokens see its later tokens but never more than 3 posi
 The RoPEs (HF computes their angles in float32 even for a float64 model) and the other float32 upcasts are
 computed in float64 here (make_fixtures.py's true-fp64 internals); everything else is transformers' own code.
 
+`--case moe` writes the same for a 26B-A4B-shaped text model (tests/fixtures/vision_moe): 8 experts top-2 beside
+the dense MLP in every layer, k_eq_v on the full layer, use_bidirectional_attention "vision".
 `--case e2b` writes the same for an E2B-shaped text model instead (tests/fixtures/vision_e2b): per-layer inputs,
 KV-shared layers, no bidirectional attention (plain causal everywhere, as E2B/E4B). Its tower is the same tiny
 one, with clipped linears as the released E2B tower has (bounds of about ±1, which clip a share of the values).
 
 Usage: venv/bin/python tools/make_vision_fixture.py --out tests/fixtures/vision_tower   (CPU, seconds)
        venv/bin/python tools/make_vision_fixture.py --case e2b --out tests/fixtures/vision_e2b
+       venv/bin/python tools/make_vision_fixture.py --case moe --out tests/fixtures/vision_moe
 """
 import argparse
 import os
@@ -55,6 +58,10 @@ TEXT = dict(vocab_size=96, hidden_size=32, intermediate_size=16, num_hidden_laye
             use_bidirectional_attention="vision", final_logit_softcapping=30.0)
 TEXT_E2B = dict(TEXT, num_hidden_layers=4, layer_types=["sliding_attention", "full_attention"] * 2,
                 hidden_size_per_layer_input=8, num_kv_shared_layers=2, use_bidirectional_attention=None)
+# A 26B-A4B-shaped text model: MoE blocks beside the dense MLP, k_eq_v full layers, bidirectional images.
+TEXT_MOE = dict(TEXT, num_hidden_layers=3, layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                num_key_value_heads=2, intermediate_size=20, enable_moe_block=True, num_experts=8, top_k_experts=2,
+                moe_intermediate_size=12, attention_k_eq_v=True)
 BOI, IMAGE, EOI = 89, 90, 91  # <|image>, <|image|>, <image|> in this tiny vocabulary
 IMAGES = [(6, 4), (4, 8)]  # (width, height) in patches
 
@@ -104,10 +111,10 @@ def attention_masks(model):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="tests/fixtures/vision_tower")
-    parser.add_argument("--case", choices=["tower", "e2b"], default="tower")
+    parser.add_argument("--case", choices=["tower", "e2b", "moe"], default="tower")
     args = parser.parse_args()
-    text = TEXT if args.case == "tower" else TEXT_E2B
-    vision_config = VISION if args.case == "tower" else dict(VISION, use_clipped_linears=True)
+    text = {"tower": TEXT, "e2b": TEXT_E2B, "moe": TEXT_MOE}[args.case]
+    vision_config = dict(VISION, use_clipped_linears=True) if args.case == "e2b" else VISION
     torch.set_num_threads(1)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(8000)
@@ -134,8 +141,8 @@ def main():
         vision.std_scale.copy_(0.5 + torch.rand(vision.std_scale.shape, generator=gen, dtype=torch.float64))
     os.makedirs(args.out, exist_ok=True)
     model.to(torch.float32).save_pretrained(args.out)  # float32 on disk, as g4moe reads it
-    model = Gemma4ForConditionalGeneration.from_pretrained(args.out, dtype=torch.float64,
-                                                           attn_implementation="eager").eval()
+    model = Gemma4ForConditionalGeneration.from_pretrained(args.out, dtype=torch.float64, attn_implementation="eager",
+                                                           experts_implementation="eager").eval()
     mg.Gemma4VisionRotaryEmbedding.forward = rotary_fp64
     mf.set_fp64_internals(True)
     expected = {}
