@@ -257,6 +257,10 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
     check(par.world->size() == 1, "image-text data trains in one process so far (no mpirun)");
     images.emplace(model.config, model_dir, device, dtype);
   }
+  // A trained vision side without images would only decay (AdamW's weight decay acts without a gradient).
+  check(r.vision == "frozen" || data.train.has_images(), "train.vision is ", r.vision,
+        " but no training line of ", r.data_path,
+        " has an image: nothing would train the vision side (set train.vision frozen)");
   check(cursor < data.train.rows(), "data_cursor ", cursor, " of ", resume_dir, " is past the ",
         data.train.rows(), " training rows of ", r.data_path);
 

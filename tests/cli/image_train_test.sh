@@ -179,5 +179,12 @@ expect_error image_cut_by_truncation "has an image whose tokens end at .*beyond 
 sed -e "s|path: $scratch/model|preset: tiny-moe|" "$scratch/vlm.yaml" >"$scratch/text.yaml"
 recipe=(--config "$scratch/text.yaml")
 expect_error text_only_model "the model takes no images (no vision_config) (.*train.jsonl:1)"
+python3 -c "
+import json
+print(json.dumps({'messages': [{'role': 'user', 'content': 'hi'}, {'role': 'model', 'content': 'hello'}]}))" \
+  >"$scratch/data/text_only.jsonl"
+recipe=(--config "$scratch/vlm.yaml")
+expect_error vision_without_images "train.vision is tower but no training line of .*text_only.jsonl has an image" \
+  train.vision=tower "data.path=$scratch/data/text_only.jsonl" data.eval_fraction=0.0
 echo "image_train_test: $failures failure(s)"
 exit $((failures > 0))
