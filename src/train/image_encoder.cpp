@@ -27,8 +27,11 @@ ImageEncoder::ImageEncoder(const ModelConfig& config, const std::string& dir, Al
         "the image processor's patch_size ", processor_.patch_size, " and pooling_kernel_size ",
         processor_.pooling_kernel_size, " differ from vision_config's ", vision_.patch_size, " and ",
         vision_.pooling_kernel_size, " (", dir, ")");
-  check(!training() || (device.device() == Device::cpu && dtype == DType::f32), "train.vision ", train,
-        " trains on the CPU in f32 so far (train.device cpu; or keep the vision tower frozen)");
+  check(device.device() == Device::cpu,
+        "images run on the CPU so far: the vision tower has not run on a GPU "
+        "yet (use --device cpu / train.device cpu for image-text data)");
+  check(!training() || dtype == DType::f32, "train.vision ", train,
+        " trains in f32 so far (train.dtype f32)");
   weights_ = load_vision_weights(config, Checkpoint::open(dir));
   for_each_vision_parameter(weights_, [&](const std::string&, Tensor& t) { t = placed(t, device, dtype); });
   weights_.std_shift = placed(weights_.std_shift, device, dtype);

@@ -3,7 +3,8 @@
 // run through the vision tower and embed_vision (model/vision_tower.h) on the weights' device and dtype,
 // and the results stacked [Σ soft tokens, text hidden] in the order of the batch's placeholders.
 //
-// What trains (train.vision): nothing (frozen, the default, as NeMo Automodel's Gemma 4 VLM recipes), the
+// On the CPU so far (the vision tower has not run on a GPU: a clear error there). What trains (train.vision):
+// nothing (frozen, the default, as NeMo Automodel's Gemma 4 VLM recipes), the
 // projection (embed_vision), or the whole tower and the projection. When something trains, the weights are
 // f32 on the host (CPU training), soft_tokens keeps a tape per image, and backward adds the gradient of the
 // soft tokens' loss into gradients shaped like the weights (for_each_vision_parameter's names).
