@@ -350,7 +350,8 @@ TEST_P(VisionTower, InitialisedModelsHaveTheirTowers) {
   EXPECT_EQ(w.layers.size(), static_cast<std::size_t>(model.config.vision->num_hidden_layers));
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, VisionTower, ::testing::Values("vision_tower", "vision_e2b", "vision_moe"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, VisionTower,
+                         ::testing::Values("vision_tower", "vision_e2b", "vision_moe"));
 
 }  // namespace
 }  // namespace g4
