@@ -6,10 +6,9 @@
 #include <cmath>
 #include <limits>
 
-#include "core/error.h"
+#include "data/generation_config.h"  // JSON (io/json.h) reaches this layer through data/
 #include "generate/engine.h"
 #include "generate/sampling.h"
-#include "io/json.h"
 #include "test_paths.h"
 
 namespace g4 {
