@@ -43,7 +43,7 @@ bool ImageEncoder::trains(const std::string& name) const {
   return train_ == "tower" || (train_ == "projection" && name.rfind("model.embed_vision.", 0) == 0);
 }
 
-Tensor ImageEncoder::soft_tokens(const std::vector<DocumentImage>& images) {
+Tensor ImageEncoder::soft_tokens(const std::vector<DocumentImage>& images, bool for_backward) {
   std::int64_t total = 0;
   for (const DocumentImage& image : images) total += image.soft_tokens;
   Tensor out = ops::zeros({total, text_hidden_}, device_->device(), dtype_);
@@ -58,12 +58,12 @@ Tensor ImageEncoder::soft_tokens(const std::vector<DocumentImage>& images) {
     Tensor pixels(DType::f32, {p.patches, 3 * processor_.patch_size * processor_.patch_size});
     std::copy(p.pixel_values.begin(), p.pixel_values.end(), pixels.f32());
     VisionTape* tape = nullptr;
-    if (training()) tape = &tapes_.emplace_back();
+    if (training() && for_backward) tape = &tapes_.emplace_back();
     const VisionOutput v =
         vision_forward(vision_, weights_, placed(pixels, *device_, dtype_), p.xs, p.ys, tape);
     Tensor rows = out.rows(at, p.soft_tokens);
     ops::assign_(rows, v.soft_tokens);
-    counts_.push_back(p.soft_tokens);
+    if (tape) counts_.push_back(p.soft_tokens);
     at += p.soft_tokens;
   }
   return out;

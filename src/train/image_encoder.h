@@ -31,9 +31,9 @@ class ImageEncoder {
   const ImageProcessorConfig& processor() const { return processor_; }
   bool training() const { return train_ != "frozen"; }
   // [Σ soft_tokens, text hidden]; an image whose size no longer gives its recorded soft-token count (the
-  // file changed since the data was read) is an error naming it. When training, the tapes of this call are
-  // kept for backward.
-  Tensor soft_tokens(const std::vector<DocumentImage>& images);
+  // file changed since the data was read) is an error naming it. With `for_backward` (and a trained vision
+  // side), the tapes of this call are kept for backward.
+  Tensor soft_tokens(const std::vector<DocumentImage>& images, bool for_backward = false);
   // Adds the gradient of the last soft_tokens call's loss, given d_soft [Σ soft_tokens, text hidden].
   void backward(const Tensor& d_soft);
 

@@ -350,7 +350,7 @@ TrainOutcome run_training(const Recipe& r, const std::string& resume_dir, Alloca
                         .loss_sum;
         continue;
       }
-      const Tensor soft = images->soft_tokens(micro_images[m]);
+      const Tensor soft = images->soft_tokens(micro_images[m], /*for_backward=*/true);
       Tensor d_soft;
       loss_sum += gemma4_forward_backward(compute.model(), micro[m], grads, normaliser, r.recompute, 0, &soft,
                                           &d_soft)
